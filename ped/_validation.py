@@ -1,0 +1,176 @@
+"""Input validation shared by every public function of :mod:`ped`.
+
+Public functions validate their arguments once, at the boundary, with the helpers here, and then
+trust them.  Every helper returns new arrays (or read-only views of the caller's data that are never
+written to), so nothing a user passes in is modified in place.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "check_features",
+    "check_labels",
+    "check_features_labels",
+    "check_positive",
+    "check_nonnegative",
+    "check_positive_int",
+    "check_scores_truth",
+]
+
+
+def check_features(features: ArrayLike, *, name: str = "features") -> NDArray[np.floating]:
+    """Return ``features`` as a 2-D floating-point array of finite values.
+
+    Raises ``ValueError`` for a wrong dimensionality, an empty array, a non-floating dtype
+    (integers, booleans, complex or objects) and NaN or infinite entries.  The dtype is kept
+    (float32 stays float32) and no copy is made when none is needed: callers must not write to the
+    result.
+    """
+    arr = np.asarray(features)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"{name} must be a floating-point array, got dtype {arr.dtype}; "
+            f"convert it first, e.g. {name}.astype(np.float64)"
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_dims), got {arr.ndim}-D array "
+            f"of shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_labels(
+    labels: ArrayLike,
+    *,
+    n_samples: int | None = None,
+    min_classes: int = 2,
+    min_per_class: int = 1,
+    name: str = "labels",
+) -> tuple[NDArray[np.intp], int]:
+    """Return ``(labels as an intp array, number of classes C)`` after checking them.
+
+    Labels must be a 1-D array of integers (integer dtype, or floats holding whole numbers) taking
+    every value 0, 1, ..., C-1 at least ``min_per_class`` times, with C >= ``min_classes``.
+    Non-contiguous labels are rejected rather than silently remapped: remap them explicitly with
+    ``np.unique(labels, return_inverse=True)[1]``.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {arr.shape}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(
+            f"features and {name} have mismatched lengths: {n_samples} samples but "
+            f"{arr.shape[0]} labels"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if arr.dtype == bool or arr.dtype == object:
+        raise ValueError(f"{name} must be integers 0..C-1, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must be whole numbers 0..C-1, got non-integer values")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integers 0..C-1, got dtype {arr.dtype}")
+    out = arr.astype(np.intp)
+    if out.min() < 0:
+        raise ValueError(f"{name} must be integers 0..C-1, got negative value {out.min()}")
+    counts = np.bincount(out)
+    n_classes = counts.shape[0]
+    missing = np.flatnonzero(counts == 0)
+    if missing.size:
+        raise ValueError(
+            f"{name} must take every value 0..C-1 (here C-1 = {n_classes - 1}), but "
+            f"{missing.size} value(s) never occur, e.g. {missing[:5].tolist()}; remap them with "
+            f"np.unique({name}, return_inverse=True)[1]"
+        )
+    if n_classes < min_classes:
+        raise ValueError(
+            f"{name} contain {n_classes} class(es); at least {min_classes} are needed"
+        )
+    small = np.flatnonzero(counts < min_per_class)
+    if small.size:
+        raise ValueError(
+            f"class {int(small[0])} has {int(counts[small[0]])} sample(s); this method needs at "
+            f"least {min_per_class} per class ({small.size} class(es) are too small)"
+        )
+    return out, n_classes
+
+
+def check_features_labels(
+    features: ArrayLike,
+    labels: ArrayLike,
+    *,
+    min_classes: int = 2,
+    min_per_class: int = 1,
+) -> tuple[NDArray[np.floating], NDArray[np.intp], int]:
+    """Validate a (features, labels) pair: see :func:`check_features` and :func:`check_labels`."""
+    x = check_features(features)
+    y, n_classes = check_labels(
+        labels, n_samples=x.shape[0], min_classes=min_classes, min_per_class=min_per_class
+    )
+    return x, y, n_classes
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_nonnegative(value: float, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_positive_int(value: int, name: str) -> int:
+    """Return ``value`` as an int after checking it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+def check_scores_truth(
+    scores: ArrayLike, truth: ArrayLike, *, min_len: int = 2
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Validate two equally long 1-D vectors of finite numbers (one entry per model)."""
+    out = []
+    for name, v in (("scores", scores), ("truth", truth)):
+        arr = np.asarray(v)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+        ):
+            raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D array (one value per model), got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        out.append(arr.astype(np.float64))
+    if out[0].shape[0] != out[1].shape[0]:
+        raise ValueError(
+            f"scores and truth have mismatched lengths: {out[0].shape[0]} and {out[1].shape[0]}"
+        )
+    if out[0].shape[0] < min_len:
+        raise ValueError(f"at least {min_len} models are needed, got {out[0].shape[0]}")
+    return out[0], out[1]

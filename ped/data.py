@@ -1,0 +1,49 @@
+"""The data the book runs on: the paper's published numbers (more to come with the benchmark).
+
+Files live in the repository's ``data/`` folder (``data/README.md`` gives each file's source).
+Set the environment variable ``PED_DATA_DIR`` to read them from elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["data_dir", "published_tau_w", "finetune_accuracy", "PUBLISHED_MODELS"]
+
+#: The 12 self-supervised ResNet-50 models of the paper, in the published column order.
+PUBLISHED_MODELS = (
+    "byol", "deepcluster-v2", "infomin", "insdis", "moco-v1", "moco-v2",
+    "pcl-v1", "pcl-v2", "sela-v2", "simclr-v1", "simclr-v2", "swav",
+)  # fmt: skip
+
+
+def data_dir() -> Path:
+    """The data folder: ``$PED_DATA_DIR`` if set, else ``data/`` at the repository root."""
+    env = os.environ.get("PED_DATA_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"data folder {path} not found: run from a clone of the repository or set PED_DATA_DIR"
+        )
+    return path
+
+
+def published_tau_w() -> pd.DataFrame:
+    """Published τ_w (rows: metric, e.g. ``"SFDA+PED"``; columns: the 10 datasets).
+
+    Source: the PED official repository README (Li et al., ICCV 2023).
+    """
+    return pd.read_csv(data_dir() / "published" / "published_tau_w.csv", index_col="method")
+
+
+def finetune_accuracy() -> pd.DataFrame:
+    """Published fine-tuning accuracy in % (rows: the 11 datasets; columns: the 12 models).
+
+    Source: the PED/SFDA official repositories.  Mean per-class accuracy for aircraft,
+    caltech101, flowers and pets, mAP for voc2007, top-1 accuracy otherwise.
+    """
+    table = pd.read_csv(data_dir() / "published" / "finetune_acc.csv", index_col="dataset")
+    return table[list(PUBLISHED_MODELS)]

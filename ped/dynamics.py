@@ -1,0 +1,391 @@
+r"""Potential Energy Descent (PED): the paper's physical model of representation dynamics.
+
+Each class :math:`i` of the (standardised) features is a ball with centre :math:`c_i` (the class
+mean) and radius :math:`r_i = \lambda \lVert\sigma_i\rVert = \lambda\sqrt{\sum_d \mathrm{var}_{id}}`
+(``nsigma`` is the paper's :math:`\lambda`).  Two overlapping balls repel like a compressed spring
+(Hooke's law, eq. 4 of the paper):
+
+.. math::
+
+    x_{ij} = \max(0,\; r_i + r_j - d_{ij}), \qquad d_{ij} = \lVert c_i - c_j\rVert, \qquad
+    F_{ij} = k\, x_{ij}\, n_{ij}, \qquad n_{ij} = (c_i - c_j) / d_{ij},
+
+and the system's elastic potential energy (eq. 7) is
+
+.. math::
+
+    U = \sum_{i<j} \tfrac12 k\, x_{ij}^2 .
+
+Because :math:`-\partial U/\partial c_i = \sum_{j\neq i} F_{ij}`, moving every class along its net
+force is a gradient step on :math:`U`: the energy view and the gradient view of fine-tuning are two
+sides of one coin.  A class moves rigidly (all its samples by the same vector), so its covariance,
+and hence its radius, never changes during the descent: the radii are computed once.
+
+The implementation keeps memory at :math:`O(ND + C^2 + CD)`: pairwise distances come from the
+Gram matrix of the centres and the net displacement of every class from one :math:`C\times C` by
+:math:`C\times D` product, never from a :math:`C\times C\times D` array of pairwise differences.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ped._validation import (
+    check_features,
+    check_features_labels,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
+
+__all__ = [
+    "STD_FLOOR",
+    "PEDResult",
+    "ClassStatistics",
+    "class_statistics",
+    "standardisation",
+    "pairwise_overlap",
+    "elastic_potential",
+    "hooke_forces",
+    "potential_energy_descent",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Lower bound applied to the per-dimension standard deviation used for standardisation, as in
+#: the authors' released code.
+STD_FLOOR = 1e-3
+
+Variant = Literal["official", "paper"]
+
+
+@dataclass(frozen=True)
+class ClassStatistics:
+    """Per-class statistics of a feature matrix, in float64.
+
+    Attributes
+    ----------
+    means : ndarray, shape (C, D)
+        Class centres :math:`c_i`.
+    total_variance : ndarray, shape (C,)
+        :math:`\\sum_d \\mathrm{var}_{id}` (population variance, ``ddof=0``), i.e. the mean squared
+        distance of a class's samples to its centre.
+    counts : ndarray, shape (C,)
+        Number of samples per class.
+    """
+
+    means: NDArray[np.float64]
+    total_variance: NDArray[np.float64]
+    counts: NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class PEDResult:
+    """Outcome of :func:`potential_energy_descent`.
+
+    Attributes
+    ----------
+    features : ndarray, shape (N, D)
+        The moved features, in the units of the input and with its dtype.
+    steps : int
+        Number of steps kept (0 when no pair of classes overlaps).
+    energy : ndarray, shape (steps + 1,)
+        Elastic potential :math:`U` (eq. 7, standardised units) before the first step and after
+        each kept step.
+    displacement : ndarray, shape (steps,)
+        The size of each kept step, as the variant's exit rule measures it: the L1 norm
+        :math:`\\sum_{i,d} |\\Delta c_{id}|` of the class shifts (``"official"``), or
+        :math:`\\omega` (``"paper"``, see :func:`potential_energy_descent`).
+    centers : ndarray, shape (steps + 1, C, D)
+        Class centres in the input's units before the descent and after each kept step.
+    radii : ndarray, shape (C,)
+        Ball radii :math:`r_i` in standardised units (constant during the descent).
+    shift : ndarray, shape (C, D)
+        Total translation of each class in the input's units: ``features_out = features +
+        shift[labels]``.
+    variant : str
+        ``"official"`` or ``"paper"``.
+    """
+
+    features: NDArray[np.floating]
+    steps: int
+    energy: NDArray[np.float64]
+    displacement: NDArray[np.float64]
+    centers: NDArray[np.float64]
+    radii: NDArray[np.float64]
+    shift: NDArray[np.float64]
+    variant: str
+
+
+def class_statistics(
+    features: NDArray[np.floating],
+    labels: NDArray[np.intp],
+    n_classes: int,
+    *,
+    mean: NDArray[np.float64] | None = None,
+    std: NDArray[np.float64] | None = None,
+) -> ClassStatistics:
+    """Class means and total variances of ``(features - mean) / std``, accumulated in float64.
+
+    The arguments are trusted (validate with :func:`ped._validation.check_features_labels`).
+    ``mean`` and ``std`` default to 0 and 1 (raw features).  One pass over the data per class,
+    with a two-pass (centre, then square) variance for accuracy; nothing of size N x D is kept.
+    """
+    dim = features.shape[1]
+    mean = np.zeros(dim) if mean is None else mean
+    std = np.ones(dim) if std is None else std
+    means = np.empty((n_classes, dim))
+    total_variance = np.empty(n_classes)
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=n_classes)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for c in range(n_classes):
+        block = (features[order[bounds[c] : bounds[c + 1]]].astype(np.float64) - mean) / std
+        centre = block.mean(axis=0)
+        means[c] = centre
+        block -= centre
+        total_variance[c] = np.einsum("nd,nd->", block, block) / block.shape[0]
+    return ClassStatistics(means=means, total_variance=total_variance, counts=counts)
+
+
+def standardisation(
+    reference: ArrayLike | tuple[ArrayLike, ArrayLike] | None,
+    features: NDArray[np.floating],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-dimension ``(mean, std)`` used to standardise features before the descent.
+
+    ``reference`` is a source-domain feature matrix (the paper standardises with the same model's
+    ImageNet-val features), a ``(mean, std)`` pair of length-D vectors, or ``None`` to use the
+    target ``features`` themselves.  The std is the population std (``ddof=0``) and is floored at
+    :data:`STD_FLOOR` in every case, as the released code does.
+    """
+    dim = features.shape[1]
+    if reference is None:
+        mean, std = _mean_std(features)
+    elif isinstance(reference, tuple):
+        if len(reference) != 2:
+            raise ValueError(f"reference as a tuple must be (mean, std), got {len(reference)} items")
+        mean = np.asarray(reference[0], dtype=np.float64)
+        std = np.asarray(reference[1], dtype=np.float64)
+        for name, v in (("reference mean", mean), ("reference std", std)):
+            if v.shape != (dim,):
+                raise ValueError(
+                    f"{name} must have shape ({dim},) to match features with {dim} dims, "
+                    f"got shape {v.shape}"
+                )
+            if not np.isfinite(v).all():
+                raise ValueError(f"{name} contains NaN or infinite values")
+        if (std < 0).any():
+            raise ValueError("reference std must be non-negative")
+    else:
+        ref = check_features(reference, name="reference")
+        if ref.shape[1] != dim:
+            raise ValueError(
+                f"reference has {ref.shape[1]} dims but features have {dim}: the reference must "
+                "be features of the same model"
+            )
+        mean, std = _mean_std(ref)
+    return mean, np.maximum(std, STD_FLOOR)
+
+
+def _mean_std(x: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    mean = x.mean(axis=0, dtype=np.float64)
+    var = np.zeros_like(mean)
+    for start in range(0, x.shape[0], 4096):  # bounded float64 temporaries
+        block = x[start : start + 4096].astype(np.float64) - mean
+        var += np.einsum("nd,nd->d", block, block)
+    return mean, np.sqrt(var / x.shape[0])
+
+
+def pairwise_overlap(
+    centers: NDArray[np.float64], radii: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return ``(x, d)``: overlaps :math:`x_{ij} = \\max(0, r_i + r_j - d_{ij})` and distances.
+
+    Distances come from the Gram matrix of the centred centres (no C x C x D array).  The
+    diagonal of ``x`` is zero.  Raises ``ValueError`` when two classes share a centre, since the
+    direction of their repulsion is then undefined.
+    """
+    c = centers - centers.mean(axis=0)
+    sq = np.einsum("cd,cd->c", c, c)
+    scale = sq[:, None] + sq[None, :]
+    d2 = scale - 2.0 * (c @ c.T)
+    # The Gram formula loses precision for nearly coincident centres: recompute those pairs
+    # directly (there are few, and each costs O(D)).
+    for i, j in np.argwhere(np.triu(d2 <= 1e-6 * scale, 1)):
+        diff = c[i] - c[j]
+        d2[i, j] = d2[j, i] = diff @ diff
+    np.fill_diagonal(d2, 0.0)
+    d = np.sqrt(np.maximum(d2, 0.0))
+    x = np.maximum(0.0, radii[:, None] + radii[None, :] - d)
+    np.fill_diagonal(x, 0.0)
+    clash = np.argwhere(np.triu((d == 0.0) & (x > 0.0), 1))
+    if clash.size:
+        i, j = clash[0]
+        raise ValueError(
+            f"classes {i} and {j} have the same centre: the direction of their repulsion is "
+            "undefined (are two classes duplicates of each other?)"
+        )
+    return x, d
+
+
+def elastic_potential(
+    centers: NDArray[np.float64], radii: NDArray[np.float64], *, k: float = 1.0
+) -> float:
+    """Elastic potential energy :math:`U = \\sum_{i<j} \\tfrac12 k\\, x_{ij}^2` (eq. 7)."""
+    x, _ = pairwise_overlap(centers, radii)
+    return float(0.25 * k * np.einsum("ij,ij->", x, x))  # each pair appears twice
+
+
+def _combine(weights: NDArray[np.float64], centers: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:math:`\\sum_j w_{ij} (c_i - c_j)` for every i, as one matrix product."""
+    return weights.sum(axis=1)[:, None] * centers - weights @ centers
+
+
+def hooke_forces(
+    centers: NDArray[np.float64], radii: NDArray[np.float64], *, k: float = 1.0
+) -> NDArray[np.float64]:
+    """Net Hooke force on every class, :math:`F_i = \\sum_{j\\neq i} k\\, x_{ij}\\, n_{ij}` (eq. 4-5).
+
+    Equals :math:`-\\partial U / \\partial c_i` for the potential of :func:`elastic_potential`.
+    """
+    x, d = pairwise_overlap(centers, radii)
+    w = np.divide(k * x, d, out=np.zeros_like(x), where=x > 0)
+    return _combine(w, centers)
+
+
+def potential_energy_descent(
+    features: ArrayLike,
+    labels: ArrayLike,
+    *,
+    reference: ArrayLike | tuple[ArrayLike, ArrayLike] | None = None,
+    nsigma: float = 0.6,
+    time_step: float = 0.1,
+    k: float = 1.0,
+    max_steps: int = 6,
+    exit_ratio: float = 0.5,
+    variant: Variant = "official",
+) -> PEDResult:
+    r"""Move the features of every class by Potential Energy Descent (PED, Li et al., ICCV 2023).
+
+    The features are standardised per dimension (see ``reference``), every class becomes a ball
+    of radius :math:`r_i = \text{nsigma}\,\sqrt{\sum_d \mathrm{var}_{id}}` around its mean, and the
+    balls repel each other while they overlap (eq. 4-7 of the paper).  Each step translates every
+    sample of class :math:`i` by the same vector; afterwards the standardisation is undone, so the
+    result is in the input's units, ready for any transferability metric.
+
+    Two variants are implemented:
+
+    ``"official"`` (default) reproduces the authors' released code:
+        each overlapping pair moves both of its classes apart by
+        :math:`\min(\tfrac12 t^2 k\, x_{ij},\; x_{ij})` along :math:`\pm n_{ij}` (in full, no
+        masses, no halving); a class's shift is the vector sum over its pairs.  The step's change
+        is :math:`\Delta = \sum_{i,d} |\text{shift}_{id}|`.  Step 1 is always kept; step
+        :math:`s>1` is kept only while :math:`\Delta_s / \Delta_1 >` ``exit_ratio``, otherwise the
+        loop stops and that step is discarded.  At most ``max_steps`` steps.
+    ``"paper"`` follows Algorithm 1 as printed:
+        unit masses, so class :math:`i` moves by :math:`\tfrac12 a_i t^2` with
+        :math:`a_i = F_i = \sum_j k x_{ij} n_{ij}` (eq. 5-6, no clipping); the step size is
+        :math:`\omega = \lVert[\tfrac12 a_j t^2]_j\rVert_F`, and the loop stops after the first
+        step with :math:`\omega \le` ``exit_ratio`` :math:`\cdot\,\omega_0` (that step is kept).
+        Algorithm 1 prints :math:`\omega = \lVert\sum_j \tfrac12 a_j \Delta t^2\rVert`, a vector
+        sum that vanishes identically (pairwise forces cancel, Newton's third law), so the
+        Frobenius norm of the matrix of class displacements is used instead.
+
+    When no pair of classes overlaps, nothing moves and ``steps`` is 0.
+
+    Parameters
+    ----------
+    features : array of shape (N, D), float32 or float64
+        Target-task features of one model.  Not modified.
+    labels : array of shape (N,)
+        Integer class labels taking every value 0..C-1, C >= 2.
+    reference : array of shape (M, D), ``(mean, std)`` pair, or None
+        Statistics to standardise with: the same model's features on the source domain (the
+        paper's ImageNet-val features), or their per-dimension mean and std.  ``None``
+        standardises with the target features' own mean and std (a departure from the paper,
+        which has no target statistics in this role).  The std is floored at :data:`STD_FLOOR`.
+    nsigma : float, default 0.6
+        Radius scale :math:`\lambda` (the paper's candidates are 0.3 and 0.6).
+    time_step : float, default 0.1
+        :math:`\Delta t`.
+    k : float, default 1.0
+        Spring constant.
+    max_steps : int, default 6
+        Maximum number of steps (hard-coded to 6 in the released code).
+    exit_ratio : float, default 0.5
+        Early-exit threshold :math:`\epsilon`, relative to the first step.
+    variant : {"official", "paper"}
+
+    Returns
+    -------
+    PEDResult
+        Moved features plus the trajectory (energy, displacement, centres).
+
+    Notes
+    -----
+    Memory is :math:`O(ND + C^2 + CD)`: radii are computed once (a rigid translation keeps each
+    class's covariance), the descent runs on the :math:`C\times D` centres only, and the samples
+    are translated once at the end, ``features + shift[labels]``.
+    """
+    x, y, n_classes = check_features_labels(features, labels)
+    nsigma = check_positive(nsigma, "nsigma")
+    time_step = check_positive(time_step, "time_step")
+    k = check_positive(k, "k")
+    max_steps = check_positive_int(max_steps, "max_steps")
+    exit_ratio = check_nonnegative(exit_ratio, "exit_ratio")
+    if variant not in ("official", "paper"):
+        raise ValueError(f"variant must be 'official' or 'paper', got {variant!r}")
+    mean, std = standardisation(reference, x)
+
+    stats = class_statistics(x, y, n_classes, mean=mean, std=std)
+    radii = nsigma * np.sqrt(stats.total_variance)
+    start = stats.means
+    centers = [start]
+    energy = [elastic_potential(start, radii, k=k)]
+    displacement: list[float] = []
+    half_t2k = 0.5 * time_step**2 * k
+
+    current = start
+    for step in range(max_steps):
+        overlap, dist = pairwise_overlap(current, radii)
+        if variant == "official":
+            move = np.minimum(half_t2k * overlap, overlap)
+        else:
+            move = half_t2k * overlap
+        weights = np.divide(move, dist, out=np.zeros_like(move), where=overlap > 0)
+        shift = _combine(weights, current)
+        if variant == "official":
+            size = float(np.abs(shift).sum())
+        else:
+            size = float(np.sqrt(np.einsum("cd,cd->", shift, shift)))
+        if step == 0 and size == 0.0:
+            break  # no pair of classes overlaps: nothing moves
+        if variant == "official" and step > 0 and size / displacement[0] <= exit_ratio:
+            break  # the released code discards the step that triggers the exit
+        current = current + shift
+        centers.append(current)
+        energy.append(elastic_potential(current, radii, k=k))
+        displacement.append(size)
+        if variant == "paper" and size <= exit_ratio * displacement[0] and step > 0:
+            break  # Algorithm 1 keeps the step that triggers the exit
+    steps = len(displacement)
+    logger.debug("PED (%s): %d step(s), U %.4g -> %.4g", variant, steps, energy[0], energy[-1])
+
+    shift_total = (current - start) * std  # back to the input's units
+    moved = x + shift_total.astype(x.dtype)[y] if steps else x.copy()
+    return PEDResult(
+        features=moved,
+        steps=steps,
+        energy=np.asarray(energy),
+        displacement=np.asarray(displacement),
+        centers=np.stack(centers) * std + mean,
+        radii=radii,
+        shift=shift_total,
+        variant=variant,
+    )
