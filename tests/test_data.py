@@ -1,0 +1,38 @@
+"""Tests of ped.data: the published numbers load with the documented shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ped import data
+from ped.evaluation import weighted_tau
+
+
+def test_published_tables_have_the_documented_shape():
+    tau = data.published_tau_w()
+    acc = data.finetune_accuracy()
+    assert tau.shape == (8, 10) and "SFDA+PED" in tau.index
+    assert acc.shape == (11, 12) and tuple(acc.columns) == data.PUBLISHED_MODELS
+    assert set(tau.columns) <= set(acc.index)
+    assert ((acc.values > 40) & (acc.values < 100)).all()
+
+
+def test_published_means_match_the_reference_notes():
+    """The ten-dataset means quoted in the reference notes, recomputed from the table."""
+    means = data.published_tau_w().mean(axis=1).round(3)
+    assert means["SFDA"] == pytest.approx(0.582)
+    assert means["LogME+PED"] == pytest.approx(0.627)
+    assert means["GBC"] == pytest.approx(0.152)
+
+
+def test_ranking_the_truth_by_itself_is_perfect():
+    acc = data.finetune_accuracy()
+    assert weighted_tau(acc.loc["cifar100"], acc.loc["cifar100"]) == pytest.approx(1.0)
+    assert np.isfinite(weighted_tau(acc.loc["cifar10"], acc.loc["cifar100"]))
+
+
+def test_missing_data_dir_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("PED_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="PED_DATA_DIR"):
+        data.data_dir()
