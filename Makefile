@@ -1,0 +1,50 @@
+# The PED companion.  `make book` builds the executed HTML book, `make test` runs the tests.
+# Both create (once) and reuse the virtual environment .venv/ with the pins of pyproject.toml.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BUILD  := _build
+
+.PHONY: help venv test book notebooks bench clean
+
+help:
+	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
+	@echo "make test   - run the test suite (unit tests and notebook execution)"
+	@echo "make bench  - run the speed benchmarks in benchmarks/"
+	@echo "make clean  - remove build outputs (keeps $(VENV))"
+
+venv: $(STAMP)
+
+# Reinstall when the pins change.  pip takes torch/torchvision from the local mirror when present.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# 1. execute each notebooks/*.md with papermill into $(BUILD)/executed (outside git);
+# 2. stage the book sources and the executed notebooks in $(BUILD)/src;
+# 3. build the HTML with Jupyter Book (warnings are errors), then check it works offline.
+notebooks: $(STAMP)
+	$(VENV)/bin/ped --verbose execute --out $(BUILD)/executed
+
+book: notebooks
+	rm -rf $(BUILD)/src $(BUILD)/html $(BUILD)/.doctrees
+	mkdir -p $(BUILD)/src/notebooks
+	cp -r book/. $(BUILD)/src/
+	cp $(BUILD)/executed/*.ipynb $(BUILD)/src/notebooks/
+	$(VENV)/bin/jupyter-book build $(BUILD)/src --config $(CURDIR)/_config.yml \
+		--path-output . --warningiserror --nitpick --keep-going
+	$(PY) book/check_html.py $(BUILD)/html
+	@echo "The book is in $(BUILD)/html/index.html"
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_dynamics.py
+
+clean:
+	rm -rf $(BUILD) .pytest_cache .hypothesis .benchmarks

@@ -1,0 +1,147 @@
+"""Execute the book's notebooks: jupytext sources in, executed ``.ipynb`` out, via papermill.
+
+The notebooks live in ``notebooks/`` as MyST markdown (jupytext) files; git never holds a
+``.ipynb``.  :func:`execute_notebook` reads one source, lets papermill inject parameters after
+the cell tagged ``parameters`` and executes it in a fresh kernel.  The book build, the notebook
+tests and parameter sweeps all go through this one function.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "REPO_ROOT",
+    "NOTEBOOK_DIR",
+    "notebook_sources",
+    "notebook_parameters",
+    "execute_notebook",
+    "glued_values",
+]
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def notebook_sources(directory: str | os.PathLike[str] = NOTEBOOK_DIR) -> list[Path]:
+    """The jupytext notebook sources (``*.md``) of ``directory``, sorted by name."""
+    paths = sorted(Path(directory).glob("*.md"))
+    if not paths:
+        raise FileNotFoundError(f"no notebook sources (*.md) in {directory}")
+    return paths
+
+
+def notebook_parameters(notebook: Any) -> dict[str, str]:
+    """Names and default expressions assigned in the cell tagged ``parameters``.
+
+    ``notebook`` is an nbformat notebook (or a path to a jupytext source).  Returns ``{}`` when
+    there is no such cell.
+    """
+    if isinstance(notebook, (str, os.PathLike)):
+        import jupytext
+
+        path = Path(notebook)
+        notebook = jupytext.read(path, fmt="md:myst" if path.suffix == ".md" else None)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return {
+                target.id: ast.unparse(node.value)
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+    return {}
+
+
+def execute_notebook(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    kernel_name: str = "python3",
+    timeout: int | None = 1800,
+    progress_bar: bool = False,
+) -> Path:
+    """Execute the jupytext notebook ``source`` with papermill and write it to ``output``.
+
+    ``parameters`` override the values of the cell tagged ``parameters``; a name that cell does
+    not define raises ``ValueError`` (papermill would only warn, and a typo would go unnoticed).  The output is written
+    to a temporary file first and renamed into place, so a killed run never leaves a half-written
+    notebook behind.  A failing cell raises ``papermill.PapermillExecutionError`` (the partially
+    executed notebook is saved beside it as ``<name>.failed.ipynb`` for inspection).
+    """
+    import jupytext
+    import papermill
+
+    source = Path(source)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(source, fmt="md:myst" if source.suffix == ".md" else None)
+    unknown = set(parameters or {}) - set(notebook_parameters(notebook))
+    if unknown:
+        raise ValueError(
+            f"{source.name} has no parameter(s) {sorted(unknown)}; its parameters cell defines "
+            f"{sorted(notebook_parameters(notebook))}"
+        )
+    notebook.metadata["kernelspec"] = {
+        "name": kernel_name,
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=output.parent, prefix=f".{output.stem}.")
+    os.close(fd)
+    logger.info("executing %s -> %s with %s", source, output, dict(parameters or {}))
+    failed = output.with_name(output.stem + ".failed.ipynb")
+    try:
+        papermill.execute_notebook(
+            notebook,
+            tmp,
+            parameters=dict(parameters or {}),
+            cwd=str(cwd if cwd is not None else source.parent),
+            kernel_name=kernel_name,
+            execution_timeout=timeout,
+            progress_bar=progress_bar,
+            log_output=False,
+        )
+    except BaseException:
+        os.replace(tmp, failed)
+        raise
+    os.replace(tmp, output)
+    failed.unlink(missing_ok=True)
+    return output
+
+
+def glued_values(notebook: str | os.PathLike[str]) -> dict[str, Any]:
+    """The scalars an executed notebook recorded with ``myst_nb.glue``, keyed by glue name.
+
+    Values are parsed from their ``text/plain`` form with :func:`ast.literal_eval` (numbers,
+    strings, lists, ...); values that do not parse are returned as their text.
+    """
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    values: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            record = out.get("metadata", {}).get("scrapbook")
+            if not record:
+                continue
+            text = out.get("data", {}).get(record.get("mime_prefix", "") + "text/plain")
+            if text is None:
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                values[record["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[record["name"]] = text
+    return values
