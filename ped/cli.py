@@ -1,18 +1,25 @@
 """The ``ped`` command line: one entry point, one subcommand per task.
 
-``ped execute`` runs notebooks with papermill (the book build uses it).
+``ped execute`` runs notebooks with papermill (the book build uses it).  Other subcommands live
+beside the code they drive: each module named in :data:`COMMAND_MODULES` defines
+``register_cli(subparsers)``, which adds its subparser and sets ``func`` to its handler.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+#: Modules that add subcommands through ``register_cli(subparsers)``.  Imported when the parser is
+#: built, so ``import ped`` stays light.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _parse_parameter(text: str) -> tuple[str, object]:
@@ -64,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     ex.set_defaults(func=_cmd_execute)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register_cli(sub)
     return parser
 
 
