@@ -35,9 +35,18 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ped._backend import (
+    check_torch_features,
+    is_torch,
+    to_numpy,
+    torch_class_statistics,
+    torch_mean_std,
+    torch_translate,
+)
 from ped._validation import (
     check_features,
     check_features_labels,
+    check_labels,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -90,8 +99,9 @@ class PEDResult:
 
     Attributes
     ----------
-    features : ndarray, shape (N, D)
-        The moved features, in the units of the input and with its dtype.
+    features : ndarray or torch.Tensor, shape (N, D)
+        The moved features, in the units of the input, with its dtype (and, for a tensor, on its
+        device).
     steps : int
         Number of steps kept (0 when no pair of classes overlaps).
     energy : ndarray, shape (steps + 1,)
@@ -160,18 +170,27 @@ def standardisation(
     """Per-dimension ``(mean, std)`` used to standardise features before the descent.
 
     ``reference`` is a source-domain feature matrix (the paper standardises with the same model's
-    ImageNet-val features), a ``(mean, std)`` pair of length-D vectors, or ``None`` to use the
-    target ``features`` themselves.  The std is the population std (``ddof=0``) and is floored at
+    ImageNet-val features; a numpy array or a torch tensor), a ``(mean, std)`` pair of length-D
+    vectors, or ``None`` to use the target ``features`` themselves.  The std is the population std (``ddof=0``) and is floored at
     :data:`STD_FLOOR` in every case, as the released code does.
     """
     dim = features.shape[1]
     if reference is None:
-        mean, std = _mean_std(features)
+        mean, std = torch_mean_std(features) if is_torch(features) else _mean_std(features)
+    elif is_torch(reference):
+        ref = check_torch_features(reference, name="reference")
+        if ref.shape[1] != dim:
+            raise ValueError(
+                f"reference has {ref.shape[1]} dims but features have {dim}: the reference must "
+                "be features of the same model"
+            )
+        mean, std = torch_mean_std(ref)
     elif isinstance(reference, tuple):
         if len(reference) != 2:
             raise ValueError(f"reference as a tuple must be (mean, std), got {len(reference)} items")
-        mean = np.asarray(reference[0], dtype=np.float64)
-        std = np.asarray(reference[1], dtype=np.float64)
+        mean, std = (
+            np.asarray(to_numpy(v), dtype=np.float64) for v in reference
+        )
         for name, v in (("reference mean", mean), ("reference std", std)):
             if v.shape != (dim,):
                 raise ValueError(
@@ -301,8 +320,9 @@ def potential_energy_descent(
 
     Parameters
     ----------
-    features : array of shape (N, D), float32 or float64
-        Target-task features of one model.  Not modified.
+    features : array or torch.Tensor of shape (N, D), float32 or float64
+        Target-task features of one model.  Not modified.  A tensor (CPU or CUDA) is processed
+        on its device for the O(N·D) passes and returned as a tensor.
     labels : array of shape (N,)
         Integer class labels taking every value 0..C-1, C >= 2.
     reference : array of shape (M, D), ``(mean, std)`` pair, or None
@@ -333,7 +353,12 @@ def potential_energy_descent(
     class's covariance), the descent runs on the :math:`C\times D` centres only, and the samples
     are translated once at the end, ``features + shift[labels]``.
     """
-    x, y, n_classes = check_features_labels(features, labels)
+    use_torch = is_torch(features)
+    if use_torch:
+        x = check_torch_features(features)
+        y, n_classes = check_labels(to_numpy(labels), n_samples=x.shape[0])
+    else:
+        x, y, n_classes = check_features_labels(features, labels)
     nsigma = check_positive(nsigma, "nsigma")
     time_step = check_positive(time_step, "time_step")
     k = check_positive(k, "k")
@@ -343,17 +368,20 @@ def potential_energy_descent(
         raise ValueError(f"variant must be 'official' or 'paper', got {variant!r}")
     mean, std = standardisation(reference, x)
 
-    stats = class_statistics(x, y, n_classes, mean=mean, std=std)
-    radii = nsigma * np.sqrt(stats.total_variance)
-    start = stats.means
-    centers = [start]
-    energy = [elastic_potential(start, radii, k=k)]
-    displacement: list[float] = []
+    if use_torch:
+        start, total_variance = torch_class_statistics(x, y, n_classes, mean, std)
+    else:
+        stats = class_statistics(x, y, n_classes, mean=mean, std=std)
+        start, total_variance = stats.means, stats.total_variance
+    radii = nsigma * np.sqrt(total_variance)
     half_t2k = 0.5 * time_step**2 * k
 
     current = start
+    overlap, dist = pairwise_overlap(current, radii)
+    centers = [current]
+    energy = [0.25 * k * float(np.einsum("ij,ij->", overlap, overlap))]  # eq. 7, pairs twice
+    displacement: list[float] = []
     for step in range(max_steps):
-        overlap, dist = pairwise_overlap(current, radii)
         if variant == "official":
             move = np.minimum(half_t2k * overlap, overlap)
         else:
@@ -369,16 +397,20 @@ def potential_energy_descent(
         if variant == "official" and step > 0 and size / displacement[0] <= exit_ratio:
             break  # the released code discards the step that triggers the exit
         current = current + shift
+        overlap, dist = pairwise_overlap(current, radii)
         centers.append(current)
-        energy.append(elastic_potential(current, radii, k=k))
+        energy.append(0.25 * k * float(np.einsum("ij,ij->", overlap, overlap)))
         displacement.append(size)
-        if variant == "paper" and size <= exit_ratio * displacement[0] and step > 0:
+        if variant == "paper" and step > 0 and size <= exit_ratio * displacement[0]:
             break  # Algorithm 1 keeps the step that triggers the exit
     steps = len(displacement)
     logger.debug("PED (%s): %d step(s), U %.4g -> %.4g", variant, steps, energy[0], energy[-1])
 
     shift_total = (current - start) * std  # back to the input's units
-    moved = x + shift_total.astype(x.dtype)[y] if steps else x.copy()
+    if use_torch:
+        moved = torch_translate(x, shift_total, y) if steps else x.detach().clone()
+    else:
+        moved = x + shift_total.astype(x.dtype)[y] if steps else x.copy()
     return PEDResult(
         features=moved,
         steps=steps,

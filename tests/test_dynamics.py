@@ -326,3 +326,44 @@ def test_duplicate_classes_are_reported():
     y = np.array([0, 0, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="classes 0 and 1 have the same centre"):
         ped.potential_energy_descent(x, y)
+
+
+# ------------------------------------------------------------------------------- torch backend
+
+
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_torch_tensors_give_the_numpy_result(rng, variant):
+    x, y = gaussian_classes(rng, n_classes=6, dim=9, n_per_class=25, spread=0.5)
+    ref = rng.normal(size=(100, 9)) * 2
+    expected = ped.potential_energy_descent(x, y, reference=ref, variant=variant)
+    got = ped.potential_energy_descent(torch.from_numpy(x), torch.from_numpy(y),
+                                       reference=torch.from_numpy(ref), variant=variant)
+    assert isinstance(got.features, torch.Tensor) and got.features.dtype == torch.float64
+    assert got.steps == expected.steps
+    np.testing.assert_allclose(got.features.numpy(), expected.features, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.energy, expected.energy, rtol=1e-10)
+
+
+def test_torch_float32_keeps_dtype_and_does_not_modify_input(rng):
+    x, y = gaussian_classes(rng, n_classes=4, dim=5, spread=0.4, dtype=np.float32)
+    tx = torch.from_numpy(x.copy())
+    res = ped.potential_energy_descent(tx, y)
+    assert res.features.dtype == torch.float32
+    np.testing.assert_array_equal(tx.numpy(), x)
+    np.testing.assert_allclose(res.features.numpy(), ped.potential_energy_descent(x, y).features,
+                               rtol=1e-5, atol=1e-5)
+    none = ped.potential_energy_descent(tx, y, nsigma=1e-6)
+    assert none.steps == 0 and none.features is not tx
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (torch.tensor([[0.0, float("nan")], [1.0, 2.0], [3.0, 4.0]]), "NaN"),
+        (torch.ones((3, 2), dtype=torch.int64), "floating-point"),
+        (torch.ones(3), "2-D"),
+    ],
+)
+def test_torch_bad_input(tensor, message):
+    with pytest.raises(ValueError, match=message):
+        ped.potential_energy_descent(tensor, np.array([0, 1, 1]))

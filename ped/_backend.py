@@ -1,0 +1,89 @@
+"""Optional torch backend: the O(N·D) passes over the samples run where the tensor lives.
+
+PED touches the N samples only twice: once to compute per-class statistics, once to translate
+every class at the end.  Between the two it works on C x D class centres, which are small and are
+handled in float64 numpy.  For a ``torch.Tensor`` input (on the CPU or a CUDA device) the two
+sample passes here run in torch on the tensor's device, so a GPU-resident feature matrix never
+leaves the GPU; the results agree with the numpy path to float64 rounding.
+
+torch is imported lazily: ``import ped`` never requires it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_statistics",
+           "torch_translate", "to_numpy"]
+
+
+def is_torch(x: Any) -> bool:
+    """True for a ``torch.Tensor`` (without importing torch when it is not loaded yet)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def check_torch_features(x: Any, *, name: str = "features") -> Any:
+    """The tensor counterpart of :func:`ped._validation.check_features`."""
+    if not x.is_floating_point() or x.is_complex():
+        raise ValueError(
+            f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it first, "
+            f"e.g. {name}.double()"
+        )
+    if x.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D tensor of shape (n_samples, n_dims), got {x.ndim}-D tensor "
+            f"of shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    n_bad = int((~x.isfinite()).sum())
+    if n_bad:
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
+    return x
+
+
+def to_numpy(x: Any) -> Any:
+    """A tensor copied to a numpy array (used for small things: labels, statistics); anything
+    else is returned unchanged."""
+    return x.detach().cpu().numpy() if is_torch(x) else x
+
+
+def torch_mean_std(x: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-dimension mean and population std (``ddof=0``) in float64, as numpy vectors."""
+    xd = x.detach().double()
+    mean = xd.mean(dim=0)
+    std = (xd - mean).square().mean(dim=0).sqrt()
+    return mean.cpu().numpy(), std.cpu().numpy()
+
+
+def torch_class_statistics(
+    x: Any, labels: NDArray[np.intp], n_classes: int, mean: NDArray[np.float64],
+    std: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Class means and total variances of ``(x - mean) / std`` (float64, two passes)."""
+    import torch
+
+    y = torch.as_tensor(labels, device=x.device, dtype=torch.long)
+    z = (x.detach().double() - torch.as_tensor(mean, device=x.device)) / torch.as_tensor(
+        std, device=x.device
+    )
+    counts = torch.bincount(y, minlength=n_classes).double()
+    sums = torch.zeros((n_classes, x.shape[1]), dtype=torch.float64, device=x.device)
+    means = sums.index_add_(0, y, z) / counts[:, None]
+    residual = (z - means[y]).square().sum(dim=1)
+    total = torch.zeros(n_classes, dtype=torch.float64, device=x.device).index_add_(0, y, residual)
+    return means.cpu().numpy(), (total / counts).cpu().numpy()
+
+
+def torch_translate(x: Any, shift: NDArray[np.float64], labels: NDArray[np.intp]) -> Any:
+    """``x + shift[labels]`` in x's dtype and on x's device (a new tensor)."""
+    import torch
+
+    s = torch.as_tensor(shift, device=x.device).to(x.dtype)
+    y = torch.as_tensor(labels, device=x.device, dtype=torch.long)
+    return x.detach() + s[y]
