@@ -7,11 +7,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv test book notebooks bench clean
+.PHONY: help venv test book notebooks test-book bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
 	@echo "make test   - run the test suite (unit tests and notebook execution)"
+	@echo "make test-book - after make book: check every page in headless Chromium (needs chromium)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
 
@@ -27,21 +28,26 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
-# 1. execute each notebooks/*.md with papermill into $(BUILD)/executed (outside git);
-# 2. stage the book sources and the executed notebooks in $(BUILD)/src;
+# 1. execute each notebooks/*.md with papermill into $(BUILD)/executed (outside git), then the
+#    landing page, which quotes numbers from the executed chapters;
+# 2. stage the book's pages and the executed notebooks in $(BUILD)/src (book/stage.py);
 # 3. build the HTML with Jupyter Book (warnings are errors), then check it works offline.
 notebooks: $(STAMP)
 	$(VENV)/bin/ped --verbose execute --out $(BUILD)/executed
+	$(VENV)/bin/ped --verbose execute book/intro.md --out $(BUILD)/executed \
+		-p executed_dir=$(CURDIR)/$(BUILD)/executed
 
 book: notebooks
-	rm -rf $(BUILD)/src $(BUILD)/html $(BUILD)/.doctrees
-	mkdir -p $(BUILD)/src/notebooks
-	cp -r book/. $(BUILD)/src/
-	cp $(BUILD)/executed/*.ipynb $(BUILD)/src/notebooks/
+	rm -rf $(BUILD)/html $(BUILD)/.doctrees
+	$(PY) book/stage.py --executed $(BUILD)/executed --out $(BUILD)/src
 	$(VENV)/bin/jupyter-book build $(BUILD)/src --config $(CURDIR)/_config.yml \
 		--path-output . --warningiserror --nitpick --keep-going
 	$(PY) book/check_html.py $(BUILD)/html
 	@echo "The book is in $(BUILD)/html/index.html"
+
+# The built book in a real browser (Debian's chromium): offline, MathJax, images, links.
+test-book: $(STAMP)
+	$(PY) -m pytest -m browser tests/test_book_browser.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_dynamics.py

@@ -142,7 +142,7 @@ def class_statistics(
 ) -> ClassStatistics:
     """Class means and total variances of ``(features - mean) / std``, accumulated in float64.
 
-    The arguments are trusted (validate with :func:`ped._validation.check_features_labels`).
+    The arguments are trusted (validate them first, e.g. with ``ped._validation.check_features_labels``).
     ``mean`` and ``std`` default to 0 and 1 (raw features).  One pass over the data per class,
     with a two-pass (centre, then square) variance for accuracy; nothing of size N x D is kept.
     """
@@ -172,7 +172,7 @@ def standardisation(
     ``reference`` is a source-domain feature matrix (the paper standardises with the same model's
     ImageNet-val features; a numpy array or a torch tensor), a ``(mean, std)`` pair of length-D
     vectors, or ``None`` to use the target ``features`` themselves.  The std is the population std (``ddof=0``) and is floored at
-    :data:`STD_FLOOR` in every case, as the released code does.
+    ``STD_FLOOR`` in every case, as the released code does.
     """
     dim = features.shape[1]
     if reference is None:
@@ -329,7 +329,7 @@ def potential_energy_descent(
         Statistics to standardise with: the same model's features on the source domain (the
         paper's ImageNet-val features), or their per-dimension mean and std.  ``None``
         standardises with the target features' own mean and std (a departure from the paper,
-        which has no target statistics in this role).  The std is floored at :data:`STD_FLOOR`.
+        which has no target statistics in this role).  The std is floored at ``STD_FLOOR``.
     nsigma : float, default 0.6
         Radius scale :math:`\lambda` (the paper's candidates are 0.3 and 0.6).
     time_step : float, default 0.1

@@ -126,7 +126,7 @@ def execute_notebook(
 def glued_values(notebook: str | os.PathLike[str]) -> dict[str, Any]:
     """The scalars an executed notebook recorded with ``myst_nb.glue``, keyed by glue name.
 
-    Values are parsed from their ``text/plain`` form with :func:`ast.literal_eval` (numbers,
+    Values are parsed from their ``text/plain`` form with ``ast.literal_eval`` (numbers,
     strings, lists, ...); values that do not parse are returned as their text.
     """
     nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
