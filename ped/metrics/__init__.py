@@ -1,0 +1,65 @@
+r"""Transferability metrics: score how well features (or a source classifier) suit a labelled
+target task.
+
+Every metric returns a Python float and follows one sign convention: **higher means better
+predicted transferability**.
+
+Feature-based metrics take ``(features (N, D) float array, labels (N,) ints 0..C-1,
+**keyword-only options)`` and are collected in :data:`METRICS`; source-classifier metrics
+(:func:`leep`, :func:`nce`) are in :data:`SOURCE_METRICS`.
+
+=========== ============================ ==========================================================
+name        family (module)              reference
+=========== ============================ ==========================================================
+logme       evidence                     You et al., ICML 2021
+sfda        discriminability             Shao et al., ECCV 2022
+hscore      discriminability             Bao et al., ICIP 2019
+transrate   discriminability             Huang et al., ICML 2022
+gbc         separation                   Pándy et al., CVPR 2022
+parc        separation                   Bolya et al., NeurIPS 2021
+nleep       probabilistic                Li et al., CVPR 2021
+leep        probabilistic (source probs) Nguyen et al., ICML 2020
+nce         probabilistic (source labels) Tran et al., ICCV 2019
+=========== ============================ ==========================================================
+
+Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
+``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)
+and ``leep(..., log=False)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ped.metrics.discriminability import hscore, sfda, transrate
+from ped.metrics.evidence import logme
+from ped.metrics.probabilistic import leep, nce, nleep
+from ped.metrics.separation import gbc, parc
+
+__all__ = [
+    "METRICS",
+    "SOURCE_METRICS",
+    "gbc",
+    "hscore",
+    "leep",
+    "logme",
+    "nce",
+    "nleep",
+    "parc",
+    "sfda",
+    "transrate",
+]
+
+#: Feature-based metrics, ``f(features, labels, **options) -> float``; higher is better.
+METRICS: dict[str, Callable[..., float]] = {
+    "logme": logme,
+    "sfda": sfda,
+    "gbc": gbc,
+    "nleep": nleep,
+    "parc": parc,
+    "hscore": hscore,
+    "transrate": transrate,
+}
+
+#: Source-classifier metrics: ``leep(source_probs, labels)``, ``nce(source_labels, labels)``.
+SOURCE_METRICS: dict[str, Callable[..., float]] = {"leep": leep, "nce": nce}

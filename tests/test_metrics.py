@@ -1,0 +1,489 @@
+"""Tests of ped.metrics: agreement with independent computations, properties, error paths."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.stats
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.special import softmax
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from ped.metrics import (
+    METRICS,
+    SOURCE_METRICS,
+    gbc,
+    hscore,
+    leep,
+    logme,
+    nce,
+    nleep,
+    parc,
+    sfda,
+    transrate,
+)
+from ped.metrics.discriminability import _fda_fit, _largest_eigenvalue
+from ped.metrics.evidence import _logme_fit
+
+RTOL = 1e-6
+# small, fast options so every registry metric runs on tiny inputs
+FAST = {"nleep": {"component_ratio": 2, "covariance_type": "diag"}}
+
+
+def make_data(n_per_class=30, n_classes=4, dim=8, sep=2.0, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    centres = rng.standard_normal((n_classes, dim)) * sep
+    x = centres[y] + rng.standard_normal((y.size, dim))
+    perm = rng.permutation(y.size)
+    return x[perm].astype(dtype), y[perm]
+
+
+def call(name, x, y, **kw):
+    return METRICS[name](x, y, **{**FAST.get(name, {}), **kw})
+
+
+# ------------------------------------------------------------------------------------------ LogME
+@pytest.mark.parametrize("n,d", [(60, 6), (15, 30)])
+def test_logme_evidence_matches_marginal_likelihood_at_fixed_point(n, d):
+    rng = np.random.default_rng(1)
+    y = np.arange(n) % 3
+    f = rng.standard_normal((n, d)) + 1.5 * np.eye(d)[y]  # labels partly explained
+    ev, alpha, beta = _logme_fit(f, y, 3, tol=1e-13, max_iter=5000)
+    n_fixed = 0
+    for c in range(3):
+        t = (y == c).astype(float)
+        a, b = alpha[c], beta[c]
+        # closed form: log N(t | 0, I/beta + F F^T / alpha)
+        cov = np.eye(n) / b + f @ f.T / a
+        ref = scipy.stats.multivariate_normal(np.zeros(n), cov).logpdf(t) / n
+        assert ev[c] == pytest.approx(ref, rel=RTOL)
+        if b > 1e6:
+            continue  # y is interpolated (N < D): beta diverges, the evidence has a finite limit
+        n_fixed += 1
+        # and the (alpha, beta) are MacKay's fixed point, from a dense computation
+        A = a * np.eye(d) + b * f.T @ f
+        m = b * np.linalg.solve(A, f.T @ t)
+        lam = np.linalg.eigvalsh(f.T @ f)
+        gamma = np.sum(b * lam / (a + b * lam))
+        assert a == pytest.approx(gamma / (m @ m), rel=RTOL)
+        assert b == pytest.approx((n - gamma) / np.sum((f @ m - t) ** 2), rel=RTOL)
+    assert n_fixed >= 2
+    assert logme(f, y, tol=1e-13, max_iter=5000) == pytest.approx(ev.mean(), rel=1e-12)
+
+
+def test_logme_finite_when_alpha_diverges():
+    # features unrelated to the labels: the evidence grows as alpha -> infinity (w -> 0)
+    rng = np.random.default_rng(4)
+    f = rng.standard_normal((12, 20))
+    y = np.arange(12) % 3
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        v = logme(f, y, tol=1e-13, max_iter=5000)
+    assert np.isfinite(v)
+
+
+def test_logme_default_is_close_to_converged():
+    x, y = make_data()
+    assert logme(x, y) == pytest.approx(logme(x, y, tol=1e-12, max_iter=1000), rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------------- SFDA
+def _reference_fda(x, y, shrinkage, exact_lambda):
+    """Released-code recipe, written out: loops over classes, eigh of the scatter matrices."""
+    classes = np.unique(y)
+    n, d = x.shape
+    priors = np.array([np.mean(y == c) for c in classes])
+    means = np.array([x[y == c].mean(0) for c in classes])
+    s_w = sum(p * np.atleast_2d(np.cov(x[y == c].T, bias=True)) for p, c in zip(priors, classes))
+    if shrinkage is None:
+        if exact_lambda:
+            lam = np.linalg.eigvalsh(s_w)[-1]
+        else:
+            v = s_w @ np.ones(d)
+            lam = np.linalg.norm(np.linalg.matrix_power(s_w, 6) @ v) / np.linalg.norm(
+                np.linalg.matrix_power(s_w, 5) @ v
+            )
+        shrinkage = max(np.exp(-5 * lam), 1e-10)
+
+    def shrink(s):
+        return (1 - shrinkage) * s + shrinkage * np.trace(s) / d * np.eye(d)
+
+    s_w_s = shrink(s_w)
+    s_b = shrink(np.cov(x.T, bias=True)) - s_w_s
+    evals, evecs = scipy.linalg.eigh(s_b, s_w_s)
+    evecs = evecs[:, np.argsort(evals)[::-1]]
+    coef = means @ evecs @ evecs.T
+    intercept = -0.5 * np.diag(means @ coef.T) + np.log(priors)
+    return coef, intercept, shrinkage
+
+
+def _reference_sfda(x, y, log, exact_lambda):
+    x = x.copy()
+    n = len(y)
+    c = len(np.unique(y))
+    coef, b, shrinkage = _reference_fda(x, y, None, exact_lambda)
+    prob = softmax(x @ coef.T + b, axis=1)
+    prob = np.exp(prob) / np.exp(prob).sum(1, keepdims=True)
+    means = np.array([x[y == k].mean(0) for k in range(c)])
+    for k in range(c):
+        idx = np.flatnonzero(y == k)
+        other = (means.sum(0) - means[k]) / (c - 1)
+        p = prob[idx, k][:, None]
+        x[idx] = p * x[idx] + (1 - p) * other
+    coef, b, _ = _reference_fda(x, y, shrinkage, exact_lambda)
+    p = softmax(x @ coef.T + b, axis=1)[np.arange(n), y]
+    return np.mean(np.log(p)) if log else np.mean(p)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0])
+def test_fda_directions_match_generalised_eigh(scale):
+    x, y = make_data(dim=6)
+    x = x * scale
+    coef_ref, b_ref, s_ref = _reference_fda(x, y, None, exact_lambda=False)
+    coef, b, s = _fda_fit(x, y, 4, None, 3)
+    assert s == pytest.approx(s_ref, rel=RTOL)
+    np.testing.assert_allclose(coef, coef_ref, rtol=RTOL, atol=1e-9 * np.abs(coef_ref).max())
+    np.testing.assert_allclose(b, b_ref, rtol=RTOL)
+
+
+@pytest.mark.parametrize("log", [True, False])
+@pytest.mark.parametrize("power_iterations", [3, None])
+def test_sfda_matches_reference_recipe(log, power_iterations):
+    x, y = make_data(dim=6, sep=0.7)
+    x = x * 0.3  # moderate shrinkage, so the regularisation matters
+    ref = _reference_sfda(x, y, log, exact_lambda=power_iterations is None)
+    assert sfda(x, y, log=log, power_iterations=power_iterations) == pytest.approx(ref, rel=RTOL)
+
+
+def test_power_iteration_estimate():
+    a = np.diag([5.0, 2.0, 1.0]) + 0.1
+    assert _largest_eigenvalue(a, None) == pytest.approx(np.linalg.eigvalsh(a)[-1], rel=1e-12)
+    v = np.ones(3)
+    ref = np.linalg.norm(np.linalg.matrix_power(a, 7) @ v) / np.linalg.norm(
+        np.linalg.matrix_power(a, 6) @ v
+    )
+    assert _largest_eigenvalue(a, 3) == pytest.approx(ref, rel=1e-12)
+    assert _largest_eigenvalue(a, 3) != pytest.approx(_largest_eigenvalue(a, 1), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------- H-score, TransRate
+def test_hscore_matches_explicit_formula():
+    x, y = make_data(dim=5)
+    g = np.zeros_like(x)
+    for c in range(4):
+        g[y == c] = x[y == c].mean(0)
+    ref = np.trace(np.linalg.pinv(np.cov(x, rowvar=False)) @ np.cov(g, rowvar=False))
+    assert hscore(x, y) == pytest.approx(ref, rel=RTOL)
+
+
+def test_transrate_matches_explicit_logdets():
+    x, y = make_data(n_per_class=5, dim=7)  # n_c < D < N: both Gram branches
+    eps = 1e-4
+    z = x - x.mean(0)
+
+    def rate(zz):
+        n, d = zz.shape
+        return 0.5 * np.linalg.slogdet(np.eye(d) + zz.T @ zz / (n * eps))[1]
+
+    ref = rate(z) - np.mean([rate(z[y == c]) for c in range(4)])
+    assert transrate(x, y) == pytest.approx(ref, rel=RTOL)
+    assert transrate(x, y, eps=1e-2) != pytest.approx(ref, rel=1e-3)
+
+
+# -------------------------------------------------------------------------------------------- GBC
+def _reference_gbc(x, y, covariance, reg):
+    classes = np.unique(y)
+    mus = [x[y == c].mean(0) for c in classes]
+    var = np.array([x[y == c].var(0) for c in classes])
+    floor = reg * var.mean()
+    if covariance == "spherical":
+        covs = [np.eye(x.shape[1]) * (v.mean() + floor) for v in var]
+    else:
+        covs = [np.diag(v + floor) for v in var]
+    total = 0.0
+    for i, j in itertools.permutations(range(len(classes)), 2):
+        s = (covs[i] + covs[j]) / 2
+        dm = mus[i] - mus[j]
+        db = dm @ np.linalg.inv(s) @ dm / 8 + 0.5 * (
+            np.linalg.slogdet(s)[1]
+            - 0.5 * (np.linalg.slogdet(covs[i])[1] + np.linalg.slogdet(covs[j])[1])
+        )
+        total += np.exp(-db)
+    return -total
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "spherical"])
+@pytest.mark.parametrize("reg", [0.0, 1e-2])
+def test_gbc_matches_pairwise_loop(covariance, reg):
+    x, y = make_data(dim=5, sep=0.5)
+    ref = _reference_gbc(x, y, covariance, reg)
+    assert gbc(x, y, covariance=covariance, pca_dims=None, reg=reg) == pytest.approx(ref, rel=RTOL)
+
+
+def test_gbc_pca_matches_sklearn_projection():
+    x, y = make_data(dim=12, sep=0.5)
+    z = PCA(n_components=4, svd_solver="full").fit_transform(x)  # signs do not matter
+    ref = _reference_gbc(z, y, "diagonal", 1e-6)
+    assert gbc(x, y, pca_dims=4) == pytest.approx(ref, rel=RTOL)
+
+
+def test_gbc_blocks_cover_all_pairs(monkeypatch):
+    import ped.metrics.separation as sep
+
+    x, y = make_data(n_classes=7, dim=5, sep=0.4)
+    full = gbc(x, y, pca_dims=None)
+    monkeypatch.setattr(sep, "_BLOCK_ELEMENTS", 1)  # one row of classes per block
+    assert gbc(x, y, pca_dims=None) == pytest.approx(full, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------- PARC
+def test_parc_matches_spearman_of_rdms():
+    x, y = make_data(dim=10, sep=0.8)
+    f = StandardScaler().fit_transform(PCA(n_components=4, svd_solver="full").fit_transform(x))
+    iu = np.triu_indices(len(y), 1)
+    rdm1 = (1 - np.corrcoef(f))[iu]
+    rdm2 = (1 - np.corrcoef(np.eye(4)[y]))[iu]
+    ref = scipy.stats.spearmanr(rdm1, rdm2)[0] * 100
+    assert parc(x, y, pca_dims=4, max_samples=None) == pytest.approx(ref, rel=RTOL)
+
+
+def test_parc_subsample_is_seeded_and_stratified():
+    from ped.metrics.separation import _stratified_subsample
+
+    x, y = make_data(n_per_class=50, n_classes=3, dim=6)
+    y[:5] = 3  # a small class must still get 2 samples
+    a = parc(x, y, max_samples=40, random_state=3)
+    assert a == parc(x, y, max_samples=40, random_state=3)
+    idx = _stratified_subsample(y, 4, 40, np.random.default_rng(0))
+    assert len(np.unique(idx)) == len(idx)
+    assert np.bincount(y[idx]).min() >= 2
+    assert abs(len(idx) - 40) <= 4
+
+
+# ------------------------------------------------------------------------- LEEP, NCE, NLEEP
+def _brute_leep(theta, y, log):
+    n, cs = theta.shape
+    c = y.max() + 1
+    joint = np.zeros((c, cs))
+    for i in range(n):
+        for z in range(cs):
+            joint[y[i], z] += theta[i, z] / n
+    total = 0.0
+    for i in range(n):
+        eep = sum(joint[y[i], z] / joint[:, z].sum() * theta[i, z] for z in range(cs))
+        total += np.log(eep) if log else eep
+    return total / n
+
+
+@pytest.mark.parametrize("log", [True, False])
+def test_leep_matches_brute_force(log):
+    rng = np.random.default_rng(2)
+    theta = softmax(rng.standard_normal((25, 6)) * 2, axis=1)
+    y = np.arange(25) % 3
+    assert leep(theta, y, log=log) == pytest.approx(_brute_leep(theta, y, log), rel=RTOL)
+
+
+def test_leep_unused_source_class():
+    theta = np.array([[0.7, 0.3, 0.0], [0.2, 0.8, 0.0], [0.5, 0.5, 0.0], [0.1, 0.9, 0.0]])
+    y = np.array([0, 1, 0, 1])
+    assert leep(theta, y) == pytest.approx(_brute_leep(theta[:, :2], y, True), rel=RTOL)
+
+
+def test_nce_matches_brute_force():
+    rng = np.random.default_rng(3)
+    z = rng.integers(0, 5, 40) * 7 + 100  # arbitrary, non-contiguous source labels
+    y = np.arange(40) % 3
+    ref = 0.0
+    for zz in np.unique(z):
+        for yy in range(3):
+            pyz = np.mean((z == zz) & (y == yy))
+            if pyz > 0:
+                ref += pyz * np.log(pyz / np.mean(z == zz))
+    assert nce(z, y) == pytest.approx(ref, rel=RTOL)
+    assert nce(y, y) == 0.0  # source labels determine the target labels
+
+
+def test_nleep_matches_pca_gmm_leep_pipeline_and_is_reproducible():
+    x, y = make_data(dim=10, sep=1.0)
+    z = PCA(n_components=0.8, svd_solver="full").fit_transform(x)
+    gmm = GaussianMixture(n_components=8, covariance_type="diag", random_state=0).fit(z)
+    ref = _brute_leep(gmm.predict_proba(z), y, True)
+    got = nleep(x, y, component_ratio=2, covariance_type="diag", random_state=0)
+    assert got == pytest.approx(ref, rel=1e-5)
+    assert got == nleep(x, y, component_ratio=2, covariance_type="diag", random_state=0)
+    assert nleep(x, y, component_ratio=2, log=False) <= 1.0
+
+
+# -------------------------------------------------------------------------------------- properties
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), name=st.sampled_from(sorted(METRICS)))
+def test_invariant_to_sample_order_and_relabelling(seed, name):
+    rng = np.random.default_rng(seed)
+    x, y = make_data(n_per_class=12, n_classes=3, dim=5, sep=1.0, seed=seed)
+    base = call(name, x, y)
+    perm_classes = rng.permutation(3)
+    assert call(name, x, perm_classes[y]) == pytest.approx(base, rel=1e-6, abs=1e-9)
+    if name != "nleep":  # the mixture's k-means initialisation depends on the sample order
+        order = rng.permutation(len(y))
+        assert call(name, x[order], y[order]) == pytest.approx(base, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_separable_scores_higher_than_identical_classes(name):
+    rng = np.random.default_rng(5)
+    y = np.repeat(np.arange(3), 20)
+    noise = rng.standard_normal((60, 6))
+    separable = noise + 10.0 * np.eye(6)[y]
+    identical = noise  # classes share one distribution
+    assert call(name, separable, y) > call(name, identical, y)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("case", ["n_less_than_d", "duplicated_columns"])
+def test_finite_on_rank_deficient_features(name, case):
+    x, y = make_data(n_per_class=5, n_classes=3, dim=4)
+    if case == "n_less_than_d":
+        x = np.random.default_rng(0).standard_normal((15, 40))
+    else:
+        x = np.hstack([x, x, x[:, :1] * 2.0])
+    assert np.isfinite(call(name, x, y))
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_float32_input(name):
+    x, y = make_data(dim=6, sep=1.0)
+    v32 = call(name, x.astype(np.float32), y)
+    v64 = call(name, x.astype(np.float32).astype(np.float64), y)
+    assert isinstance(v32, float)
+    assert v32 == pytest.approx(v64, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_inputs_not_modified(name):
+    x, y = make_data(dim=6, sep=1.0)
+    x.flags.writeable = True
+    xc, yc = x.copy(), y.copy()
+    call(name, x, y)
+    np.testing.assert_array_equal(x, xc)
+    np.testing.assert_array_equal(y, yc)
+    x.flags.writeable = False  # a read-only input must work too (nothing writes to it)
+    call(name, x, y)
+
+
+def test_source_metric_inputs_not_modified():
+    theta = softmax(np.random.default_rng(0).standard_normal((20, 4)), axis=1)
+    y = np.arange(20) % 2
+    t0, y0 = theta.copy(), y.copy()
+    leep(theta, y)
+    nce(theta.argmax(1), y)
+    np.testing.assert_array_equal(theta, t0)
+    np.testing.assert_array_equal(y, y0)
+
+
+def test_registry():
+    assert set(METRICS) == {"logme", "sfda", "gbc", "nleep", "parc", "hscore", "transrate"}
+    assert set(SOURCE_METRICS) == {"leep", "nce"}
+    x, y = make_data()
+    for name in METRICS:
+        assert type(call(name, x, y)) is float
+
+
+# ------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_common_errors(name):
+    x, y = make_data(dim=4)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        call(name, bad, y)
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        call(name, bad, y)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        call(name, x, y[:-1])
+    with pytest.raises(ValueError, match="at least 2"):
+        call(name, x, np.zeros_like(y))
+    with pytest.raises(ValueError, match="remap"):
+        call(name, x, y * 2)
+    with pytest.raises(ValueError, match="1-D"):
+        call(name, x, y[:, None])
+    with pytest.raises(ValueError, match="2-D"):
+        call(name, x[:, 0], y)
+    with pytest.raises(ValueError, match="floating-point"):
+        call(name, x.astype(int), y)
+    with pytest.raises(ValueError, match="non-integer"):
+        call(name, x, y + 0.5)
+
+
+@pytest.mark.parametrize("func", [gbc, transrate])
+def test_two_samples_per_class_required(func):
+    x, y = make_data(dim=4)
+    y = y.copy()
+    y[np.flatnonzero(y == 2)[1:]] = 1  # class 2 keeps a single sample
+    with pytest.raises(ValueError, match="class 2 has 1 sample"):
+        func(x, y)
+
+
+def test_option_errors():
+    x, y = make_data(dim=4)
+    with pytest.raises(ValueError, match="covariance"):
+        gbc(x, y, covariance="full")
+    with pytest.raises(ValueError, match="pca_dims"):
+        gbc(x, y, pca_dims=0)
+    with pytest.raises(ValueError, match="reg"):
+        gbc(x, y, reg=-1.0)
+    with pytest.raises(ValueError, match="zero variance"):
+        gbc(np.repeat(x[:1], len(y), 0) + np.eye(len(y), 4), y, reg=0.0, pca_dims=None)
+    with pytest.raises(ValueError, match="tol"):
+        logme(x, y, tol=0)
+    with pytest.raises(ValueError, match="max_iter"):
+        logme(x, y, max_iter=0)
+    with pytest.raises(ValueError, match="power_iterations"):
+        sfda(x, y, power_iterations=0)
+    with pytest.raises(ValueError, match="eps"):
+        transrate(x, y, eps=0.0)
+    with pytest.raises(ValueError, match="rcond"):
+        hscore(x, y, rcond=-1.0)
+    with pytest.raises(ValueError, match="max_samples"):
+        parc(x, y, max_samples=0)
+    with pytest.raises(ValueError, match="2 or more samples"):
+        parc(x[:4], np.arange(4))
+    with pytest.raises(ValueError, match="variance"):
+        nleep(x, y, variance=1.5)
+    with pytest.raises(ValueError, match="covariance_type"):
+        nleep(x, y, covariance_type="banana")
+    with pytest.raises(ValueError, match="only 120 samples"):
+        nleep(x, y, component_ratio=31)
+    with pytest.raises(ValueError, match="component_ratio"):
+        nleep(x, y, component_ratio=0)
+
+
+def test_source_metric_errors():
+    theta = softmax(np.random.default_rng(0).standard_normal((20, 4)), axis=1)
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="sum to 1"):
+        leep(theta * 2, y)
+    with pytest.raises(ValueError, match="non-negative"):
+        leep(theta - 0.5, y)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        leep(theta, y[:-1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        leep(np.where(theta > 0.5, np.nan, theta), y)
+    with pytest.raises(ValueError, match="remap"):
+        leep(theta, y * 3)
+    with pytest.raises(ValueError, match="at least 2"):
+        nce(theta.argmax(1), np.zeros(20, int))
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        nce(theta.argmax(1)[:-1], y)
+    with pytest.raises(ValueError, match="non-integer"):
+        nce(theta[:, 0], y)
+    with pytest.raises(ValueError, match="1-D"):
+        nce(theta, y)
+    with pytest.raises(ValueError, match="integers"):
+        nce(theta.argmax(1).astype(bool), y)
