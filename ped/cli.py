@@ -19,7 +19,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules that add subcommands through ``register_cli(subparsers)``.  Imported when the parser is
 #: built, so ``import ped`` stays light.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("ped.sweep", "ped.extraction", "ped.scoring")
 
 
 def _parse_parameter(text: str) -> tuple[str, object]:
@@ -78,12 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ped`` command line with ``argv`` (default: ``sys.argv[1:]``)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        if args.verbose:
+            raise
+        # bad input (a wrong path, an unknown name): one clear line, exit status 2
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        parser.exit(2, f"ped {args.command}: error: {message}\n")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,11 @@ def test_cli_rejects_malformed_parameters(capsys):
         main(["execute", "--out", "x", "-p", "novalue"])
     assert exc.value.code == 2
     assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_in_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["execute", str(tmp_path / "missing.md"), "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ped execute: error:" in err and "missing.md" in err and "Traceback" not in err

@@ -1,0 +1,1026 @@
+r"""Feature extraction for the full-scale reproduction: ResNet-50 backbones on the paper's datasets.
+
+The paper scores the 2048-d average-pooled features of 12 self-supervised ResNet-50 checkpoints on
+11 target datasets.  This module rebuilds that step:
+
+- :func:`build_backbone` / :func:`load_backbone`: a torchvision ResNet-50 with the classifier
+  replaced by the identity, loaded from the checkpoint formats of the public self-supervised
+  releases (plain ``state_dict``; ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers, nested;
+  ``module.``, ``encoder.``, ``encoder_q.``, ``backbone.``, ``model.`` -style prefixes, found
+  automatically).  Projection heads and classifiers are ignored (and logged); any other missing
+  or unexpected backbone key is a clear ``ValueError``.
+- :func:`paper_transform`: ``Resize(224, bicubic)``, ``CenterCrop(224)``, ImageNet mean/std.
+- :data:`DATASETS` / :func:`build_dataset`: torchvision dataset classes, never downloading, with
+  the splits documented in :data:`DATASETS` (each sample once: the released loader read the
+  CIFAR-10/100 and SUN397 training sets twice).
+- :func:`extract_features`: batched, eval mode, ``torch.inference_mode``, CUDA when available.
+- :func:`extract_to_directory`: the resumable version behind ``ped extract``; it writes
+  ``<model>_<dataset>_feature.npy`` (float32, N x 2048) and ``<model>_<dataset>_label.npy``
+  (int64, N), the authors' file names, so their features can be dropped in beside ours.
+
+Splits (``split="all"``, the default, is what the released code scored: every official split,
+each sample exactly once):
+
+============ ======================= ===================================== ====================
+name         torchvision class       ``all`` =                             other splits
+============ ======================= ===================================== ====================
+cifar10      CIFAR10                 train (50,000) + test (10,000)        train, test
+cifar100     CIFAR100                train (50,000) + test (10,000)        train, test
+dtd          DTD (partition 1)       train + val + test (5,640)            train, val, test,
+                                                                           trainval
+flowers      Flowers102              train + val + test (8,189)            train, val, test,
+                                                                           trainval
+pets         OxfordIIITPet           trainval + test (7,349)               trainval, test
+food         Food101                 train + test (101,000)                train, test
+aircraft     FGVCAircraft (variant)  trainval + test (10,000)              train, val, test,
+                                                                           trainval
+cars         StanfordCars            train + test (16,185)                 train, test
+caltech101   Caltech101 (category)   the whole set (8,677; no official     --
+                                     split)
+sun397       SUN397                  the whole set (108,754; torchvision   --
+                                     has no partitions)
+voc2007      VOCDetection 2007       trainval + test (9,963)               train, val, test,
+                                                                           trainval
+imagefolder  ImageFolder             the tree under ``root`` (``split``    any sub-folder name
+                                     names a sub-folder, e.g. ``val``)
+fake         FakeData                1,000 random 64 px images, 10         --
+                                     classes (tests and demos)
+============ ======================= ===================================== ====================
+
+VOC2007 is multi-label (the paper's accuracy for it is mAP).  The metrics need one label per image,
+so :class:`VOCLargestObject` labels each image with the class of its largest non-difficult
+bounding box (largest of all boxes when every box is marked difficult), classes numbered in the
+alphabetical order of :data:`VOC_CLASSES`.
+
+torch and torchvision are optional dependencies of :mod:`ped` (``pip install ped[torch]``): they
+are imported when a function here needs them, so ``import ped.extraction`` works without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "FEATURE_DIM",
+    "IGNORED_HEADS",
+    "WRAPPER_KEYS",
+    "VOC_CLASSES",
+    "DATASETS",
+    "DatasetSpec",
+    "ExtractionResult",
+    "VOCLargestObject",
+    "build_backbone",
+    "unwrap_state_dict",
+    "map_backbone_keys",
+    "load_backbone",
+    "paper_transform",
+    "build_dataset",
+    "resolve_device",
+    "extract_features",
+    "extract_to_directory",
+    "output_paths",
+    "register_cli",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ImageNet channel statistics used by the paper's normalisation.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Width of ResNet-50's average-pooled features.
+FEATURE_DIM = 2048
+
+#: First components of checkpoint keys (after the backbone prefix) that belong to a classifier or
+#: a self-supervised head and are ignored when loading a backbone.
+IGNORED_HEADS = frozenset(
+    {
+        "fc", "head", "heads", "classifier", "projection", "projection_head", "projector",
+        "prediction", "predictor", "prototypes", "mlp",
+    }
+)  # fmt: skip
+#: Keys under which checkpoints wrap their state_dict, tried in this order.
+WRAPPER_KEYS = ("state_dict", "model", "net", "network")
+#: Prefix fragments naming a momentum/target copy of the network: such a prefix is chosen only
+#: when no other prefix matches as many keys (MoCo's ``encoder_k``, BYOL's ``target_network``).
+_SECONDARY_MARKERS = ("encoder_k", "momentum", "target", "teacher", "ema")
+
+#: The 20 PASCAL VOC classes; a VOC label is the index into this tuple.
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "feature extraction needs torch and torchvision: pip install 'ped[torch]'"
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Model and checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def build_backbone() -> nn.Module:
+    """A random-weight torchvision ResNet-50 whose ``fc`` is the identity (2048-d output)."""
+    _require_torch()
+    import torch.nn as tnn
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None)
+    model.fc = tnn.Identity()
+    return model
+
+
+def _is_state_dict(obj: object) -> bool:
+    import torch
+
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def unwrap_state_dict(checkpoint: Mapping[str, Any], *, max_depth: int = 3) -> dict[str, Any]:
+    """Return the tensor mapping inside ``checkpoint``.
+
+    A mapping whose values are all tensors is a state_dict; otherwise the first of
+    :data:`WRAPPER_KEYS` holding a mapping is followed, up to ``max_depth`` times
+    (e.g. ``{"model": {"state_dict": {...}}}``).  Raises ``ValueError`` naming the keys seen.
+    """
+    current: object = checkpoint
+    path: list[str] = []
+    for _ in range(max_depth + 1):
+        if _is_state_dict(current):
+            if path:
+                logger.info("state_dict found under %s", "/".join(path))
+            return dict(current)  # type: ignore[arg-type]
+        if not isinstance(current, Mapping):
+            break
+        for key in WRAPPER_KEYS:
+            if isinstance(current.get(key), Mapping):
+                path.append(key)
+                current = current[key]
+                break
+        else:
+            break
+    seen = list(current)[:10] if isinstance(current, Mapping) else type(current).__name__
+    raise ValueError(
+        f"no state_dict found in the checkpoint (looked under {'/'.join(path) or 'the top level'}"
+        f" for a mapping of tensors, following the wrapper keys {WRAPPER_KEYS}); keys seen: {seen}"
+    )
+
+
+def _choose_prefix(keys: Sequence[str], targets: set[str]) -> str:
+    """The key prefix whose removal makes the most checkpoint keys backbone keys."""
+    counts: dict[str, int] = {}
+    first_seen: dict[str, int] = {}
+    for position, key in enumerate(keys):
+        parts = key.split(".")
+        for cut in range(len(parts)):
+            if ".".join(parts[cut:]) in targets:
+                prefix = "".join(p + "." for p in parts[:cut])
+                counts[prefix] = counts.get(prefix, 0) + 1
+                first_seen.setdefault(prefix, position)
+    if not counts:
+        return ""
+
+    def rank(prefix: str) -> tuple[int, int, int]:
+        secondary = any(m in prefix for m in _SECONDARY_MARKERS)
+        return (-counts[prefix], int(secondary), first_seen[prefix])
+
+    return min(counts, key=rank)
+
+
+def map_backbone_keys(
+    state_dict: Mapping[str, Any],
+    target_keys: Sequence[str],
+    *,
+    prefix: str | None = None,
+) -> tuple[dict[str, Any], str, list[str], list[str]]:
+    """Rename checkpoint keys to ResNet-50 backbone keys.
+
+    Parameters
+    ----------
+    state_dict : mapping
+        Checkpoint tensors (already unwrapped).  Not modified.
+    target_keys : sequence of str
+        Keys of the backbone's own ``state_dict()`` (``fc.*`` excluded).
+    prefix : str or None
+        The prefix to strip (e.g. ``"module.encoder_q."``); ``None`` picks the prefix that turns
+        the most keys into backbone keys (ties: a prefix naming a momentum/target copy loses,
+        then the prefix seen first in the checkpoint wins).
+
+    Returns
+    -------
+    (mapped, prefix, heads, outside)
+        ``mapped`` holds the renamed entries (including unexpected ones, which the caller
+        reports); ``heads`` lists the original keys of heads (:data:`IGNORED_HEADS`) under
+        ``prefix`` and ``outside`` the keys outside ``prefix`` (e.g. a momentum encoder), both
+        dropped.
+    """
+    keys = list(state_dict)
+    if prefix is None:
+        prefix = _choose_prefix(keys, set(target_keys))
+    mapped: dict[str, Any] = {}
+    heads: list[str] = []
+    outside: list[str] = []
+    for key in keys:
+        if not key.startswith(prefix):
+            outside.append(key)
+            continue
+        name = key[len(prefix) :]
+        if name.split(".", 1)[0] in IGNORED_HEADS:
+            heads.append(key)
+            continue
+        mapped[name] = state_dict[key]
+    return mapped, prefix, heads, outside
+
+
+def _summarise(keys: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}{', ...' if len(keys) > limit else ''} ({len(keys)} in all)"
+
+
+def _load_checkpoint_file(path: Path, *, trust: bool) -> Any:
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"checkpoint {path} holds Python objects besides tensors, which torch.load refuses "
+            f"in its safe mode ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). If you "
+            f"trust the file, load it with trust_checkpoint=True (--trust-checkpoint)."
+        ) from exc
+
+
+def load_backbone(
+    checkpoint: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    prefix: str | None = None,
+    trust_checkpoint: bool = False,
+) -> nn.Module:
+    """A ResNet-50 backbone (``fc`` = identity) with the weights of ``checkpoint``.
+
+    Parameters
+    ----------
+    checkpoint : path or mapping
+        A file saved with ``torch.save`` or an already loaded object: a plain state_dict, or one
+        wrapped under ``state_dict`` / ``model`` (see :func:`unwrap_state_dict`).  Not modified.
+    prefix : str or None
+        Key prefix to strip; ``None`` finds it (see :func:`map_backbone_keys`).
+    trust_checkpoint : bool
+        Load files with ``torch.load(weights_only=False)``, which can run arbitrary code: only
+        for files you trust whose pickles hold Python objects (e.g. an ``argparse.Namespace``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        No state_dict inside, backbone keys missing or unexpected (a few are listed), or tensor
+        shapes that do not fit a ResNet-50.
+    """
+    _require_torch()
+    if isinstance(checkpoint, Mapping):
+        raw = checkpoint
+        source = "the given mapping"
+    else:
+        path = Path(checkpoint)
+        raw = _load_checkpoint_file(path, trust=trust_checkpoint)
+        source = str(path)
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"checkpoint {path} holds a {type(raw).__name__}, not a mapping")
+    state = unwrap_state_dict(raw)
+    model = build_backbone()
+    own = model.state_dict()
+    targets = list(own)
+    mapped, used_prefix, heads, outside = map_backbone_keys(state, targets, prefix=prefix)
+    if heads:
+        logger.info(
+            "checkpoint %s: ignored %d head key(s): %s", source, len(heads), _summarise(heads, 8)
+        )
+    if outside:
+        groups: dict[str, int] = {}
+        for key in outside:
+            group = ".".join(key.split(".")[:2])
+            groups[group] = groups.get(group, 0) + 1
+        logger.info(
+            "checkpoint %s: ignored %d key(s) outside the prefix %r: %s",
+            source, len(outside), used_prefix,
+            ", ".join(f"{g}.* ({n})" for g, n in groups.items()),
+        )  # fmt: skip
+    missing = [k for k in targets if k not in mapped]
+    # BatchNorm counters are absent from old checkpoints and unused in eval mode.
+    tolerated = [k for k in missing if k.endswith("num_batches_tracked")]
+    missing = [k for k in missing if k not in tolerated]
+    unexpected = [k for k in mapped if k not in own]
+    if missing or unexpected:
+        parts = [f"checkpoint {source} does not fit a torchvision ResNet-50 backbone"]
+        parts.append(f"(prefix stripped: {used_prefix!r})")
+        if missing:
+            parts.append(f"; missing backbone keys: {_summarise(missing)}")
+        if unexpected:
+            parts.append(f"; unexpected keys: {_summarise(unexpected)}")
+        parts.append(
+            ". Pass prefix=... (--key-prefix) if the backbone sits under another prefix."
+        )
+        raise ValueError(" ".join(parts[:2]) + "".join(parts[2:]))
+    bad_shapes = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in mapped.items()
+        if tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if bad_shapes:
+        raise ValueError(
+            f"checkpoint {source}: tensor shapes do not fit a ResNet-50: "
+            f"{_summarise(bad_shapes, 3)}"
+        )
+    full = {k: mapped.get(k, own[k]) for k in targets}
+    model.load_state_dict(full, strict=True)
+    logger.info(
+        "loaded %d backbone tensors from %s (prefix %r)", len(mapped), source, used_prefix
+    )
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Transform and datasets
+# --------------------------------------------------------------------------------------------
+
+
+class _ToRGB:
+    """Convert a PIL image to RGB (Caltech101 holds grey-scale images)."""
+
+    def __call__(self, image: Any) -> Any:
+        return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
+
+    def __repr__(self) -> str:
+        return "ToRGB()"
+
+
+def paper_transform(image_size: int = 224) -> Callable[[Any], torch.Tensor]:
+    """The paper's test transform: RGB, ``Resize(size, bicubic)``, ``CenterCrop(size)``, tensor,
+    ImageNet normalisation.  ``image_size`` other than 224 is for tests and quick demos."""
+    _require_torch()
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [
+            _ToRGB(),
+            T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(image_size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+class VOCLargestObject:
+    """``target_transform`` of VOCDetection: the class index of the image's largest box.
+
+    Non-difficult boxes are preferred; when every box is difficult the largest of all is used.
+    Indices follow :data:`VOC_CLASSES`.
+    """
+
+    def __call__(self, target: Mapping[str, Any]) -> int:
+        objects = target["annotation"]["object"]
+        if isinstance(objects, Mapping):
+            objects = [objects]
+        if not objects:
+            raise ValueError("VOC annotation without objects")
+        names = [o["name"] for o in objects]
+        boxes = np.array(
+            [[float(o["bndbox"][c]) for c in ("xmin", "ymin", "xmax", "ymax")] for o in objects]
+        )
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        difficult = np.array([str(o.get("difficult", "0")) == "1" for o in objects])
+        if not difficult.all():
+            area = np.where(difficult, -np.inf, area)
+        return VOC_CLASSES.index(names[int(np.argmax(area))])
+
+    def __repr__(self) -> str:
+        return "VOCLargestObject()"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build one dataset from torchvision.
+
+    ``splits`` maps a split name to the keyword arguments of each torchvision dataset to
+    concatenate (in order); ``layout`` describes the folder torchvision expects under ``root``.
+    """
+
+    name: str
+    class_name: str
+    layout: str
+    splits: Mapping[str, tuple[Mapping[str, Any], ...]]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    target_transform: Callable[[Any], int] | None = None
+    default_split: str = "all"
+
+    def __call__(
+        self, root: str | os.PathLike[str] | None, split: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> Dataset:  # fmt: skip
+        """Build the dataset (never downloads)."""
+        _require_torch()
+        import torchvision.datasets as tvd
+        from torch.utils.data import ConcatDataset
+
+        split = self.default_split if split is None else split
+        if split not in self.splits:
+            raise ValueError(
+                f"dataset {self.name!r} has no split {split!r}; known splits: "
+                f"{sorted(self.splits)}"
+            )
+        root_path = _check_root(self.name, root, self.layout)
+        cls = getattr(tvd, self.class_name)
+        parts = []
+        for kwargs in self.splits[split]:
+            try:
+                parts.append(
+                    cls(
+                        str(root_path), transform=transform,
+                        target_transform=self.target_transform, download=False,
+                        **self.fixed, **kwargs,
+                    )  # fmt: skip
+                )
+            except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+                raise FileNotFoundError(
+                    f"dataset {self.name!r} not found under {root_path}: expected {self.layout} "
+                    f"(torchvision {self.class_name} said: {exc})"
+                ) from exc
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def _check_root(name: str, root: str | os.PathLike[str] | None, layout: str) -> Path:
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs a root folder (--root): expected {layout}")
+    path = Path(root)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"root folder {path} for dataset {name!r} not found: expected {layout}"
+        )
+    return path
+
+
+class _ImageFolderSpec(DatasetSpec):
+    """ImageFolder: ``split`` is an optional sub-folder of ``root``."""
+
+    def __call__(self, root, split=None, transform=None):  # type: ignore[no-untyped-def]
+        _require_torch()
+        from torchvision.datasets import ImageFolder
+
+        base = _check_root(self.name, root, self.layout)
+        folder = base if split in (None, "all") else base / split
+        if not folder.is_dir():
+            raise FileNotFoundError(f"split folder {folder} not found: expected {self.layout}")
+        try:
+            return ImageFolder(str(folder), transform=transform)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"no images found under {folder}: expected {self.layout} ({exc})"
+            ) from exc
+
+
+class _FakeSpec(DatasetSpec):
+    """FakeData: random images, deterministic per index; no root needed."""
+
+    def __call__(self, root=None, split=None, transform=None):  # type: ignore[no-untyped-def]
+        _require_torch()
+        from torchvision.datasets import FakeData
+
+        if split not in (None, "all"):
+            raise ValueError(f"dataset 'fake' has only the split 'all', got {split!r}")
+        return FakeData(
+            size=int(self.fixed.get("size", 1000)),
+            image_size=tuple(self.fixed.get("image_size", (3, 64, 64))),
+            num_classes=int(self.fixed.get("num_classes", 10)),
+            transform=transform,
+        )
+
+
+def _tv(train: Mapping[str, Any], test: Mapping[str, Any]) -> dict[str, tuple[dict, ...]]:
+    return {"train": (dict(train),), "test": (dict(test),), "all": (dict(train), dict(test))}
+
+
+def _three(key: str) -> dict[str, tuple[dict, ...]]:
+    return {
+        "train": ({key: "train"},),
+        "val": ({key: "val"},),
+        "test": ({key: "test"},),
+        "trainval": ({key: "train"}, {key: "val"}),
+        "all": ({key: "train"}, {key: "val"}, {key: "test"}),
+    }
+
+
+#: Dataset name -> builder ``(root, split=None, transform=None) -> torch Dataset``.
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(
+        "cifar10", "CIFAR10", "ROOT/cifar-10-batches-py/ (the python version)",
+        _tv({"train": True}, {"train": False}),
+    ),
+    "cifar100": DatasetSpec(
+        "cifar100", "CIFAR100", "ROOT/cifar-100-python/ (the python version)",
+        _tv({"train": True}, {"train": False}),
+    ),
+    "dtd": DatasetSpec(
+        "dtd", "DTD", "ROOT/dtd/dtd/images/ and ROOT/dtd/dtd/labels/", _three("split"),
+        fixed={"partition": 1},
+    ),
+    "flowers": DatasetSpec(
+        "flowers", "Flowers102", "ROOT/flowers-102/jpg/, imagelabels.mat, setid.mat",
+        _three("split"),
+    ),
+    "pets": DatasetSpec(
+        "pets", "OxfordIIITPet", "ROOT/oxford-iiit-pet/images/ and annotations/",
+        {"trainval": ({"split": "trainval"},), "test": ({"split": "test"},),
+         "all": ({"split": "trainval"}, {"split": "test"})},
+        fixed={"target_types": "category"},
+    ),
+    "food": DatasetSpec(
+        "food", "Food101", "ROOT/food-101/images/ and meta/",
+        _tv({"split": "train"}, {"split": "test"}),
+    ),
+    "aircraft": DatasetSpec(
+        "aircraft", "FGVCAircraft", "ROOT/fgvc-aircraft-2013b/data/",
+        {"train": ({"split": "train"},), "val": ({"split": "val"},),
+         "test": ({"split": "test"},), "trainval": ({"split": "trainval"},),
+         "all": ({"split": "trainval"}, {"split": "test"})},
+        fixed={"annotation_level": "variant"},
+    ),
+    "cars": DatasetSpec(
+        "cars", "StanfordCars",
+        "ROOT/stanford_cars/ with cars_train/, cars_test/, devkit/ and "
+        "cars_test_annos_withlabels.mat",
+        _tv({"split": "train"}, {"split": "test"}),
+    ),
+    "caltech101": DatasetSpec(
+        "caltech101", "Caltech101", "ROOT/caltech101/101_ObjectCategories/ and Annotations/",
+        {"all": ({},)}, fixed={"target_type": "category"},
+    ),
+    "sun397": DatasetSpec(
+        "sun397", "SUN397", "ROOT/SUN397/ with ClassName.txt and the class folders",
+        {"all": ({},)},
+    ),
+    "voc2007": DatasetSpec(
+        "voc2007", "VOCDetection", "ROOT/VOCdevkit/VOC2007/ (JPEGImages/, Annotations/, "
+        "ImageSets/Main/; the test set's files merged into the same tree)",
+        {"train": ({"image_set": "train"},), "val": ({"image_set": "val"},),
+         "test": ({"image_set": "test"},), "trainval": ({"image_set": "trainval"},),
+         "all": ({"image_set": "trainval"}, {"image_set": "test"})},
+        fixed={"year": "2007"}, target_transform=VOCLargestObject(),
+    ),
+    "imagefolder": _ImageFolderSpec(
+        "imagefolder", "ImageFolder",
+        "ROOT/<class name>/<image file> (or ROOT/<split>/<class name>/<image file>)", {},
+    ),
+    "fake": _FakeSpec(
+        "fake", "FakeData", "nothing (random images)", {"all": ({},)},
+        fixed={"size": 1000, "image_size": (3, 64, 64), "num_classes": 10},
+    ),
+}  # fmt: skip
+
+
+def build_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    split: str | None = None,
+    transform: Callable[[Any], Any] | None = None,
+) -> Dataset:
+    """Build dataset ``name`` of :data:`DATASETS` (``split=None``: ``"all"``; never downloads).
+
+    Raises ``ValueError`` for an unknown name (listing the known ones) or split, and
+    ``FileNotFoundError`` naming the path and the expected layout when ``root`` is wrong.
+    """
+    try:
+        spec = DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+        ) from None
+    return spec(root, split, transform)
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Asking for CUDA on a machine without it is a ``ValueError``.
+    """
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu)")
+    return dev
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _iter_batches(
+    model: nn.Module,
+    dataset: Dataset,
+    batches: Sequence[Sequence[int]],
+    *,
+    device: torch.device,
+    num_workers: int,
+    progress: bool,
+    description: str,
+) -> Iterator[tuple[NDArray[np.float32], NDArray[np.int64]]]:
+    """Yield ``(features, labels)`` per batch of indices, in order."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(
+        dataset,
+        batch_sampler=[list(b) for b in batches],
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    total = sum(len(b) for b in batches)
+    with _eval_mode(model), torch.inference_mode(), tqdm(
+        total=total, desc=description, unit="img", disable=not progress, leave=False
+    ) as bar:
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True)
+            out = model(images)
+            if out.ndim != 2:
+                out = out.flatten(1)
+            feats = out.float().cpu().numpy()
+            labs = torch.as_tensor(labels).to(torch.int64).cpu().numpy()
+            bar.update(len(labs))
+            yield feats, labs
+
+
+def _batches(start: int, stop: int, batch_size: int) -> list[range]:
+    return [range(s, min(s + batch_size, stop)) for s in range(start, stop, batch_size)]
+
+
+def extract_features(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    limit: int | None = None,
+    progress: bool = False,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Features and labels of every sample of ``dataset`` (first ``limit`` ones if given).
+
+    The model runs in eval mode under ``torch.inference_mode`` on ``device`` (``"auto"``: CUDA
+    when available); its training flag is restored afterwards, but it is left on ``device``.
+    Samples are read in order (no shuffling).  Returns float32 features ``(N, D)`` and int64
+    labels ``(N,)``.
+    """
+    _require_torch()
+    from ped._validation import check_positive_int
+
+    batch_size = check_positive_int(batch_size, "batch_size")
+    n = _n_samples(dataset, limit)
+    dev = resolve_device(device)
+    model.to(dev)
+    feats: list[NDArray[np.float32]] = []
+    labs: list[NDArray[np.int64]] = []
+    for f, y in _iter_batches(
+        model, dataset, _batches(0, n, batch_size), device=dev, num_workers=num_workers,
+        progress=progress, description="extract",
+    ):  # fmt: skip
+        feats.append(f)
+        labs.append(y)
+    return np.concatenate(feats).astype(np.float32, copy=False), np.concatenate(labs)
+
+
+def _n_samples(dataset: Dataset, limit: int | None) -> int:
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("the dataset is empty")
+    if limit is not None:
+        if isinstance(limit, bool) or int(limit) < 1:
+            raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+        n = min(n, int(limit))
+    return n
+
+
+@dataclass(frozen=True)
+class ExtractionResult:
+    """What :func:`extract_to_directory` wrote."""
+
+    feature_path: Path
+    label_path: Path
+    n_samples: int
+    n_shards: int
+    shards_reused: int
+    seconds: float
+    skipped: bool = False
+
+
+def output_paths(
+    out_dir: str | os.PathLike[str], model_name: str, dataset_name: str
+) -> tuple[Path, Path]:
+    """``(<out>/<model>_<dataset>_feature.npy, <out>/<model>_<dataset>_label.npy)``."""
+    out = Path(out_dir)
+    stem = f"{model_name}_{dataset_name}"
+    return out / f"{stem}_feature.npy", out / f"{stem}_label.npy"
+
+
+def _atomic_npz(path: Path, **arrays: NDArray[Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_shard(path: Path, features: NDArray[np.float32], labels: NDArray[np.int64]) -> None:
+    """Write one finished shard atomically (tmp file + ``os.replace``)."""
+    _atomic_npz(path, features=features, labels=labels)
+
+
+def _atomic_json(path: Path, obj: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not name or "/" in name or os.sep in name or name.startswith("."):
+        raise ValueError(f"{kind} name {name!r} must be a non-empty file-name fragment")
+    return name
+
+
+def extract_to_directory(
+    model: nn.Module,
+    dataset: Dataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    model_name: str,
+    dataset_name: str,
+    batch_size: int = 64,
+    shard_size: int | None = None,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+) -> ExtractionResult:
+    """Extract features resumably into ``out_dir`` under the authors' file names.
+
+    Samples are processed in shards of ``shard_size`` (default ``64 * batch_size``) samples; each
+    finished shard is saved atomically under ``out_dir/.<model>_<dataset>.parts/`` next to a
+    ``manifest.json``.  A rerun reuses finished shards (after checking that the manifest, i.e.
+    the sample count, shard and batch sizes and ``metadata``, matches; otherwise it raises
+    ``ValueError`` and asks for ``overwrite``), then assembles ``<model>_<dataset>_feature.npy``
+    (float32) and ``_label.npy`` (int64) atomically and removes the shards.  When both outputs
+    exist already nothing is done unless ``overwrite``.
+    """
+    _require_torch()
+    from ped._validation import check_positive_int
+
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if shard_size is None:
+        shard_size = 64 * batch_size
+    shard_size = check_positive_int(shard_size, "shard_size")
+    if shard_size % batch_size:
+        shard_size = -(-shard_size // batch_size) * batch_size
+        logger.info("shard size rounded up to %d (a multiple of the batch size)", shard_size)
+    out = Path(out_dir)
+    feature_path, label_path = output_paths(
+        out, _check_name("model", model_name), _check_name("dataset", dataset_name)
+    )
+    parts = out / f".{model_name}_{dataset_name}.parts"
+    start_time = time.perf_counter()
+    if overwrite:
+        for p in (feature_path, label_path):
+            p.unlink(missing_ok=True)
+        if parts.exists():
+            shutil.rmtree(parts)
+    elif feature_path.exists() and label_path.exists():
+        n_done = int(np.load(label_path, mmap_mode="r").shape[0])
+        logger.info("%s exists: nothing to do (overwrite=True to redo)", feature_path)
+        return ExtractionResult(feature_path, label_path, n_done, 0, 0, 0.0, skipped=True)
+
+    n = _n_samples(dataset, limit)
+    bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+    manifest = {
+        "format": 1,
+        "model": model_name,
+        "dataset": dataset_name,
+        "n_samples": n,
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "metadata": dict(metadata or {}),
+    }
+    parts.mkdir(parents=True, exist_ok=True)
+    manifest_path = parts / "manifest.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old != json.loads(json.dumps(manifest)):
+            diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+            raise ValueError(
+                f"unfinished extraction in {parts} was started with other settings "
+                f"(differences: {diff}); delete that folder or pass overwrite=True (--overwrite)"
+            )
+    else:
+        _atomic_json(manifest_path, manifest)
+
+    shard_paths = [parts / f"shard_{i:05d}.npz" for i in range(len(bounds))]
+    pending = [i for i, p in enumerate(shard_paths) if not p.exists()]
+    reused = len(bounds) - len(pending)
+    if reused:
+        logger.info("resuming: %d of %d shard(s) already done", reused, len(bounds))
+    dev = resolve_device(device)
+    model.to(dev)
+    batches: list[range] = []
+    owner: list[int] = []
+    for i in pending:
+        bs = _batches(*bounds[i], batch_size)
+        batches.extend(bs)
+        owner.extend([i] * len(bs))
+    if batches:
+        buf_f: list[NDArray[np.float32]] = []
+        buf_y: list[NDArray[np.int64]] = []
+        stream = _iter_batches(
+            model, dataset, batches, device=dev, num_workers=num_workers, progress=progress,
+            description=f"{model_name}/{dataset_name}",
+        )  # fmt: skip
+        for j, (f, y) in enumerate(stream):
+            buf_f.append(f)
+            buf_y.append(y)
+            if j + 1 == len(batches) or owner[j + 1] != owner[j]:
+                _write_shard(shard_paths[owner[j]], np.concatenate(buf_f), np.concatenate(buf_y))
+                buf_f, buf_y = [], []
+
+    _assemble(shard_paths, n, feature_path, label_path)
+    shutil.rmtree(parts)
+    seconds = time.perf_counter() - start_time
+    logger.info("wrote %s (%d samples) in %.1f s", feature_path, n, seconds)
+    return ExtractionResult(feature_path, label_path, n, len(bounds), reused, seconds)
+
+
+def _assemble(shards: Sequence[Path], n: int, feature_path: Path, label_path: Path) -> None:
+    """Concatenate the shards into the final files (each written to a tmp file, then renamed)."""
+    with np.load(shards[0]) as first:
+        dim = int(first["features"].shape[1])
+    tmp_f = feature_path.with_name(feature_path.name + ".tmp")
+    tmp_y = label_path.with_name(label_path.name + ".tmp")
+    feats = np.lib.format.open_memmap(tmp_f, mode="w+", dtype=np.float32, shape=(n, dim))
+    labels = np.empty(n, dtype=np.int64)
+    pos = 0
+    for shard in shards:
+        with np.load(shard) as z:
+            f, y = z["features"], z["labels"]
+        feats[pos : pos + len(y)] = f
+        labels[pos : pos + len(y)] = y
+        pos += len(y)
+    if pos != n:
+        raise RuntimeError(f"shards hold {pos} samples, expected {n}: delete {shards[0].parent}")
+    feats.flush()
+    del feats
+    with open(tmp_y, "wb") as fh:
+        np.save(fh, labels)
+    os.replace(tmp_f, feature_path)
+    os.replace(tmp_y, label_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        model = load_backbone(
+            args.checkpoint, prefix=args.key_prefix, trust_checkpoint=args.trust_checkpoint
+        )
+        source = {"checkpoint": str(Path(args.checkpoint).resolve()),
+                  "fingerprint": _file_fingerprint(Path(args.checkpoint))}  # fmt: skip
+    else:
+        logger.warning("--random-init: features of a random-weight ResNet-50 (tests/demos only)")
+        import torch
+
+        torch.manual_seed(args.seed)
+        model = build_backbone()
+        source = {"checkpoint": None, "seed": args.seed}
+    dataset = build_dataset(
+        args.dataset, args.root, split=args.split, transform=paper_transform(args.image_size)
+    )
+    result = extract_to_directory(
+        model, dataset, args.out, model_name=args.model, dataset_name=args.dataset,
+        batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
+        num_workers=args.workers, limit=args.limit, progress=not args.no_progress,
+        overwrite=args.overwrite,
+        metadata={**source, "split": args.split or "all", "image_size": args.image_size,
+                  "root": None if args.root is None else str(Path(args.root).resolve())},
+    )  # fmt: skip
+    if result.skipped:
+        print(f"{result.feature_path} exists ({result.n_samples} samples); --overwrite to redo")
+    else:
+        rate = result.n_samples / result.seconds if result.seconds > 0 else float("nan")
+        print(
+            f"wrote {result.feature_path} and {result.label_path.name}: {result.n_samples} "
+            f"samples, {result.n_shards} shard(s) ({result.shards_reused} reused), "
+            f"{result.seconds:.1f} s, {rate:.1f} images/s"
+        )
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``ped extract`` to the ``ped`` command line."""
+    p = subparsers.add_parser(
+        "extract",
+        help="extract ResNet-50 features of a dataset (resumable)",
+        description=(
+            "Extract 2048-d average-pooled ResNet-50 features with the paper's transform "
+            "(Resize 224 bicubic, CenterCrop 224, ImageNet normalisation) into "
+            "OUT/<model>_<dataset>_feature.npy and _label.npy.  Interrupted runs resume from "
+            "their last finished shard.  Nothing is downloaded."
+        ),
+    )
+    p.add_argument("--model", required=True, help="model name used in the output file names")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint file (state_dict, possibly wrapped)")
+    src.add_argument(
+        "--random-init", action="store_true", help="random weights instead (tests and demos)"
+    )
+    p.add_argument("--key-prefix", default=None, help="checkpoint key prefix (default: found)")
+    p.add_argument(
+        "--trust-checkpoint", action="store_true",
+        help="allow checkpoints holding Python objects (torch.load weights_only=False)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
+    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(DATASETS))}")
+    p.add_argument("--root", default=None, help="dataset folder (torchvision layout)")
+    p.add_argument("--split", default=None, help="split (default: all = every split, once)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=None, help="samples per shard (64 batches)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    p.add_argument(
+        "--image-size", type=int, default=224, help="resize/crop size (224 in the paper)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="redo finished or partial work")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_extract)

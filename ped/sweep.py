@@ -1,0 +1,937 @@
+"""Parameter sweeps: run one notebook over a grid of parameters, in parallel on Dask.
+
+:func:`run_sweep` executes a notebook once per grid point with papermill (through
+:func:`ped.notebooks.execute_notebook`), stores every executed notebook and a JSON sidecar with
+its parameters, status, glued scalars, timing and (on failure) the error, and collects the points
+that succeeded into one tidy table that notebooks read back with :func:`load_sweep`.
+
+The points run in parallel on a ``dask.distributed`` cluster: a :class:`~distributed.LocalCluster`
+started for the sweep by default, or an existing cluster given by its scheduler address.  Each point
+is one ``client.submit`` task, and the worker that executes it writes its notebook and sidecar, so a
+sweep killed midway keeps every point that had finished.  A rerun skips the points whose sidecar
+says ``"ok"`` and retries the others.
+
+On-disk layout of a sweep folder ``OUT``::
+
+    OUT/sweep.json               the notebook swept, its hash, the latest grid and run summary
+    OUT/results.csv              one row per successful point of the latest grid
+    OUT/points/<id>.ipynb        the executed notebook of a point
+    OUT/points/<id>.json         its sidecar (see :func:`run_point`)
+    OUT/points/<id>.failed.ipynb the partially executed notebook of a point that failed
+
+A point's ``<id>`` is :func:`point_id` of its parameters: the first 12 hex digits of the SHA-256
+of their JSON with sorted keys, so it does not depend on the order of the grid.  Every file is
+written to a temporary file in the same folder and renamed into place (``os.replace``), so no
+reader ever sees a half-written result.  The notebook, the output folder and the ``ped`` package
+must be reachable from the workers (same machine, or a shared filesystem for a remote cluster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+import time
+import traceback as _traceback
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import distributed
+    import pandas as pd
+
+__all__ = [
+    "SweepError",
+    "SweepResult",
+    "expand_grid",
+    "point_id",
+    "run_point",
+    "run_sweep",
+    "collect_results",
+    "load_sweep",
+    "read_sidecar",
+    "register_cli",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File names inside a sweep folder.
+POINTS_DIR = "points"
+RESULTS_FILE = "results.csv"
+MANIFEST_FILE = "sweep.json"
+
+#: Columns of the results table that are not parameters or glued outputs.
+ID_COLUMN = "id"
+SECONDS_COLUMN = "seconds"
+
+_TMP_PREFIX = ".tmp-"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_NUMPY_SCALAR = re.compile(r"^np\.(?:float|int|uint|bool_?)\w*\((.*)\)$")
+
+Grid = Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]]
+
+
+class SweepError(RuntimeError):
+    """Raised by :meth:`SweepResult.raise_for_failures` when some points of a sweep failed."""
+
+
+# --------------------------------------------------------------------------------------------
+# grids and point ids
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_json(parameters: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(
+            dict(parameters), sort_keys=True, separators=(",", ":"), allow_nan=True
+        )
+    except TypeError as exc:
+        raise TypeError(
+            f"sweep parameters must be JSON values (numbers, strings, booleans, None, lists, "
+            f"dicts); got {dict(parameters)!r}: {exc}"
+        ) from None
+
+
+def point_id(parameters: Mapping[str, Any]) -> str:
+    """The stable id of a grid point: 12 hex digits of the SHA-256 of its sorted-key JSON.
+
+    The id depends on the names and JSON values only, not on their order (``1`` and ``1.0`` are
+    different points, as papermill would inject them differently).
+    """
+    return hashlib.sha256(_canonical_json(parameters).encode("utf-8")).hexdigest()[:12]
+
+
+def expand_grid(grid: Grid) -> list[dict[str, Any]]:
+    """The points of ``grid``, in order, without duplicates.
+
+    ``grid`` is either a mapping ``name -> list of values`` (the Cartesian product, the last name
+    varying fastest; a list-valued parameter is swept as ``[[...], [...]]``) or an iterable of
+    mappings, each one explicit point.  An empty mapping is one point: the notebook's defaults.
+    Values must be JSON values (``TypeError`` otherwise); duplicate points are dropped.
+    """
+    if isinstance(grid, Mapping):
+        names = list(grid)
+        value_lists = []
+        for name in names:
+            values = grid[name]
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+                raise TypeError(
+                    f"grid values are lists of values to sweep; parameter {name!r} has "
+                    f"{values!r} (wrap a single value in a list)"
+                )
+            if len(values) == 0:
+                raise ValueError(f"parameter {name!r} has an empty list of values")
+            value_lists.append(list(values))
+        points = [dict(zip(names, combo)) for combo in itertools.product(*value_lists)]
+    elif isinstance(grid, (str, bytes)):
+        raise TypeError(f"a grid is a mapping or a list of mappings, not {grid!r}")
+    else:
+        points = []
+        for i, point in enumerate(grid):
+            if not isinstance(point, Mapping):
+                raise TypeError(f"grid point {i} is not a mapping: {point!r}")
+            points.append(dict(point))
+        if not points:
+            raise ValueError("the grid has no points")
+    unique: dict[str, dict[str, Any]] = {}
+    for point in points:
+        for name in point:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"parameter names are Python identifiers, got {name!r}")
+        pid = point_id(point)
+        if pid in unique:
+            logger.warning("dropping duplicate grid point %s", point)
+            continue
+        unique[pid] = point
+    return list(unique.values())
+
+
+# --------------------------------------------------------------------------------------------
+# atomic files and sidecars
+# --------------------------------------------------------------------------------------------
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file (``0o666`` less the umask); mkstemp uses ``0o600``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples/sets as lists and anything JSON cannot hold as its ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def _clean_output(value: Any) -> Any:
+    """A glued value as a JSON value; ``"np.float64(1.5)"`` (numpy 2's repr) becomes ``1.5``."""
+    if isinstance(value, str):
+        match = _NUMPY_SCALAR.match(value.strip())
+        if match:
+            with contextlib.suppress(ValueError, SyntaxError):
+                import ast
+
+                return _jsonable(ast.literal_eval(match.group(1)))
+    return _jsonable(value)
+
+
+def _write_json(path: Path, record: Mapping[str, Any]) -> None:
+    _atomic_write_text(path, json.dumps(record, indent=2, allow_nan=True) + "\n")
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The sidecar record at ``path``, or ``None`` when it is missing, partial or not a record."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        logger.warning("ignoring unreadable sidecar %s (%s)", path, exc)
+        return None
+    if (
+        not isinstance(record, dict)
+        or not {"id", "parameters", "status"} <= set(record)
+        or not isinstance(record["parameters"], dict)
+        or not isinstance(record.get("outputs") or {}, dict)
+    ):
+        logger.warning("ignoring malformed sidecar %s", path)
+        return None
+    return record
+
+
+def _is_done(points_dir: Path, pid: str, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The sidecar of point ``pid`` if it finished ``"ok"`` (and its notebook is there)."""
+    record = read_sidecar(points_dir / f"{pid}.json")
+    if record is None or record["status"] != "ok" or record["id"] != pid:
+        return None
+    if _canonical_json(record["parameters"]) != _canonical_json(parameters):
+        logger.warning("sidecar %s.json holds other parameters; re-executing the point", pid)
+        return None
+    if not (points_dir / f"{pid}.ipynb").is_file():
+        logger.warning("point %s has a sidecar but no notebook; re-executing it", pid)
+        return None
+    return record
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------
+# one point (runs on a Dask worker)
+# --------------------------------------------------------------------------------------------
+
+
+def _error_record(exc: BaseException) -> dict[str, str]:
+    """Type, message and traceback of ``exc``; the kernel's traceback for a failing cell."""
+    import papermill
+
+    if isinstance(exc, papermill.PapermillExecutionError):
+        lines = [_ANSI.sub("", line) for line in (exc.traceback or [])]
+        return {
+            "type": str(exc.ename),
+            "message": str(exc.evalue),
+            "traceback": "\n".join(lines),
+            "cell": str(exc.exec_count),
+        }
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(_traceback.format_exception(exc)),
+    }
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return socket.gethostname()
+
+
+def run_point(
+    notebook: str | os.PathLike[str],
+    points_dir: str | os.PathLike[str],
+    parameters: Mapping[str, Any],
+    *,
+    notebook_sha256: str | None = None,
+    kernel_name: str = "python3",
+    timeout: int | None = 1800,
+) -> dict[str, Any]:
+    """Execute ``notebook`` with ``parameters`` and write ``<id>.ipynb`` and ``<id>.json``.
+
+    This is the task each Dask worker runs; it never raises for a failing notebook.  The sidecar
+    record it writes and returns holds ``id``, ``notebook``, ``notebook_sha256``, ``parameters``,
+    ``status`` (``"ok"`` or ``"failed"``), ``outputs`` (the glued scalars, ``{}`` on failure),
+    ``seconds``, ``started``, ``finished``, ``worker`` and ``error`` (``None``, or ``type``,
+    ``message`` and ``traceback``).
+    """
+    from ped.notebooks import execute_notebook, glued_values
+
+    notebook = Path(notebook)
+    points_dir = Path(points_dir)
+    pid = point_id(parameters)
+    output = points_dir / f"{pid}.ipynb"
+    record: dict[str, Any] = {
+        "id": pid,
+        "notebook": notebook.name,
+        "notebook_sha256": notebook_sha256,
+        "parameters": dict(parameters),
+        "status": "failed",
+        "outputs": {},
+        "seconds": None,
+        "started": _now(),
+        "finished": None,
+        "worker": _worker_name(),
+        "error": None,
+    }
+    start = time.perf_counter()
+    try:
+        execute_notebook(
+            notebook,
+            output,
+            parameters=parameters,
+            kernel_name=kernel_name,
+            timeout=timeout,
+            progress_bar=False,
+        )
+        os.chmod(output, _file_mode())
+        record["outputs"] = {k: _clean_output(v) for k, v in glued_values(output).items()}
+        record["status"] = "ok"
+    except Exception as exc:  # a failing point is data, not a crash of the sweep
+        record["error"] = _error_record(exc)
+        # A stale notebook from an earlier success would contradict the failed sidecar.
+        with contextlib.suppress(FileNotFoundError):
+            output.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(output.with_name(f"{pid}.failed.ipynb"), _file_mode())
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    record["finished"] = _now()
+    _write_json(points_dir / f"{pid}.json", record)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# the sweep
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SweepResult:
+    """What :func:`run_sweep` did: the table of successful points and the failures.
+
+    ``records`` holds the sidecar record of every point of the grid, in grid order; ``executed``
+    and ``skipped`` the ids executed now and those already done; ``table`` is ``results.csv``.
+    """
+
+    out_dir: Path
+    notebook: Path
+    table: pd.DataFrame
+    records: list[dict[str, Any]]
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def results_path(self) -> Path:
+        """The path of ``results.csv``."""
+        return self.out_dir / RESULTS_FILE
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """The sidecar records of the points that failed (with parameters and ``error``)."""
+        return [r for r in self.records if r.get("status") != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every point of the grid succeeded."""
+        return not self.failures
+
+    def summary(self, *, traceback_lines: int = 0) -> str:
+        """A human-readable summary; with ``traceback_lines`` > 0, the end of each traceback."""
+        n_ok = len(self.records) - len(self.failures)
+        lines = [
+            f"sweep of {self.notebook.name}: {len(self.records)} point(s), {n_ok} ok "
+            f"({len(self.skipped)} already done, {len(self.executed)} executed), "
+            f"{len(self.failures)} failed; table: {self.results_path}"
+        ]
+        for record in self.failures:
+            error = record.get("error") or {}
+            lines.append(
+                f"FAILED {record['id']} {json.dumps(record['parameters'])}: "
+                f"{error.get('type', '?')}: {error.get('message', '')}"
+            )
+            if traceback_lines > 0 and error.get("traceback"):
+                tail = error["traceback"].rstrip().splitlines()[-traceback_lines:]
+                lines.extend("    " + line for line in tail)
+            lines.append(f"    sidecar: {self.out_dir / POINTS_DIR / (record['id'] + '.json')}")
+        return "\n".join(lines)
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`SweepError` (with the summary and tracebacks) if any point failed."""
+        if self.failures:
+            raise SweepError(self.summary(traceback_lines=20))
+
+
+def _validate(notebook: Path, points: list[dict[str, Any]]) -> None:
+    from ped.notebooks import notebook_parameters
+
+    if not notebook.is_file():
+        raise FileNotFoundError(f"no notebook {notebook}")
+    known = notebook_parameters(notebook)
+    used = {name for point in points for name in point}
+    unknown = used - set(known)
+    if unknown:
+        where = (
+            f"its parameters cell defines {sorted(known)}"
+            if known
+            else "it has no cell tagged 'parameters'"
+        )
+        raise ValueError(f"{notebook.name} has no parameter(s) {sorted(unknown)}; {where}")
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` so two sweeps never write the same folder."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    fd = os.open(out_dir, os.O_RDONLY)  # lock the folder itself: no lock file to leave behind
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another sweep is writing {out_dir}") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_stale_temporaries(points_dir: Path) -> None:
+    """Delete temporary files a killed sweep left behind (hidden files of the points folder)."""
+    for path in points_dir.glob(".*"):
+        if path.is_file():
+            logger.info("removing stale temporary file %s", path)
+            path.unlink(missing_ok=True)
+
+
+def _check_manifest(out_dir: Path, notebook: Path) -> None:
+    manifest = out_dir / MANIFEST_FILE
+    if not manifest.exists():
+        return
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("notebook")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return
+    if previous and previous != notebook.name:
+        raise ValueError(
+            f"{out_dir} holds a sweep of {previous}, not {notebook.name}; use another --out folder"
+        )
+
+
+@contextlib.contextmanager
+def _dask_client(
+    scheduler: str | distributed.Client | None, n_workers: int, threads_per_worker: int
+) -> Iterator[distributed.Client]:
+    """A client of ``scheduler``: an address, an existing client, or ``None`` (a LocalCluster)."""
+    import distributed
+
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if scheduler is not None:
+        logger.info("connecting to the Dask scheduler at %s", scheduler)
+        with distributed.Client(scheduler) as client:
+            yield client
+        return
+    logger.info(
+        "starting a LocalCluster: %d worker process(es) x %d thread(s)",
+        n_workers,
+        threads_per_worker,
+    )
+    with distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=":0",
+    ) as cluster, distributed.Client(cluster) as client:
+        logger.info("Dask dashboard: %s", client.dashboard_link)
+        yield client
+
+
+def _submit_all(
+    client: distributed.Client,
+    todo: list[dict[str, Any]],
+    notebook: Path,
+    points_dir: Path,
+    notebook_sha256: str,
+    kernel_name: str,
+    timeout: int | None,
+    progress_bar: Any,
+) -> dict[str, dict[str, Any]]:
+    """Run the points of ``todo`` on ``client``; their sidecar records by id."""
+    import distributed
+
+    run_token = uuid.uuid4().hex[:8]
+    futures = {}
+    for parameters in todo:
+        pid = point_id(parameters)
+        future = client.submit(
+            run_point,
+            str(notebook),
+            str(points_dir),
+            parameters,
+            notebook_sha256=notebook_sha256,
+            kernel_name=kernel_name,
+            timeout=timeout,
+            key=f"ped-sweep-{pid}-{run_token}",
+            pure=False,
+            retries=0,
+        )
+        futures[future] = parameters
+    records: dict[str, dict[str, Any]] = {}
+    n_failed = 0
+    for future in distributed.as_completed(futures):
+        parameters = futures[future]
+        pid = point_id(parameters)
+        try:
+            record = future.result()
+        except Exception as exc:  # the task itself died (worker lost, ped not importable, ...)
+            record = {
+                "id": pid,
+                "notebook": notebook.name,
+                "notebook_sha256": notebook_sha256,
+                "parameters": parameters,
+                "status": "failed",
+                "outputs": {},
+                "seconds": None,
+                "started": None,
+                "finished": _now(),
+                "worker": None,
+                "error": {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "traceback": "".join(_traceback.format_exception(exc)),
+                },
+            }
+            _write_json(points_dir / f"{pid}.json", record)
+        records[pid] = record
+        if record["status"] != "ok":
+            n_failed += 1
+            error = record["error"] or {}
+            logger.error(
+                "point %s %s failed: %s: %s\n%s",
+                pid,
+                json.dumps(parameters),
+                error.get("type"),
+                error.get("message"),
+                error.get("traceback", ""),
+            )
+            progress_bar.set_postfix(failed=n_failed)
+        else:
+            logger.info(
+                "point %s %s done in %.1f s", pid, json.dumps(parameters), record["seconds"]
+            )
+        progress_bar.update(1)
+    return records
+
+
+def run_sweep(
+    notebook: str | os.PathLike[str],
+    grid: Grid,
+    out_dir: str | os.PathLike[str],
+    *,
+    scheduler: str | distributed.Client | None = None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    kernel_name: str = "python3",
+    timeout: int | None = 1800,
+    force: bool = False,
+    progress: bool = True,
+) -> SweepResult:
+    """Execute ``notebook`` once per point of ``grid`` on Dask and collect the results.
+
+    Parameters
+    ----------
+    notebook
+        A jupytext (``.md``) or ``.ipynb`` notebook with a cell tagged ``parameters``.
+    grid
+        ``name -> list of values`` (Cartesian product) or a list of explicit points; see
+        :func:`expand_grid`.  Every name must be assigned in the parameters cell (checked before
+        anything runs: ``ValueError``).
+    out_dir
+        The sweep folder (created); see the module docstring for its layout.
+    scheduler
+        ``None`` starts a ``LocalCluster`` of ``n_workers`` processes with ``threads_per_worker``
+        threads each (one thread runs one notebook at a time); a ``"tcp://host:8786"`` address
+        or a ``distributed.Client`` uses that cluster instead.
+    kernel_name, timeout
+        The Jupyter kernel and the per-cell timeout in seconds (``None``: no limit).
+    force
+        Re-execute points that are already done.
+    progress
+        Show a tqdm progress bar (on stderr).
+
+    Returns
+    -------
+    SweepResult
+        Failing points do not raise: they are in :attr:`SweepResult.failures` with their
+        parameters and traceback (and logged as they fail); call
+        :meth:`SweepResult.raise_for_failures` to turn them into an exception.
+    """
+    from tqdm.auto import tqdm
+
+    notebook = Path(notebook).resolve()
+    out_dir = Path(out_dir).resolve()
+    points = expand_grid(grid)
+    _validate(notebook, points)
+    if n_workers < 1 or threads_per_worker < 1:
+        raise ValueError("n_workers and threads_per_worker must be at least 1")
+    points_dir = out_dir / POINTS_DIR
+    _check_manifest(out_dir, notebook)
+    points_dir.mkdir(parents=True, exist_ok=True)
+    sha = _file_sha256(notebook)
+
+    with _folder_lock(out_dir):
+        _remove_stale_temporaries(points_dir)
+        records: dict[str, dict[str, Any]] = {}
+        todo: list[dict[str, Any]] = []
+        stale = 0
+        for parameters in points:
+            pid = point_id(parameters)
+            done = None if force else _is_done(points_dir, pid, parameters)
+            if done is None:
+                todo.append(parameters)
+            else:
+                records[pid] = done
+                stale += done.get("notebook_sha256") not in (None, sha)
+        skipped = list(records)
+        if stale:
+            logger.warning(
+                "%d finished point(s) were computed with another version of %s; they are kept "
+                "(rerun with force=True / --force to recompute them)",
+                stale,
+                notebook.name,
+            )
+        logger.info(
+            "sweep of %s: %d point(s), %d already done, %d to execute",
+            notebook.name,
+            len(points),
+            len(skipped),
+            len(todo),
+        )
+        if todo:
+            with tqdm(
+                total=len(points),
+                initial=len(skipped),
+                desc=notebook.stem,
+                unit="point",
+                disable=not progress,
+            ) as bar, _dask_client(scheduler, n_workers, threads_per_worker) as client:
+                records.update(
+                    _submit_all(client, todo, notebook, points_dir, sha, kernel_name, timeout, bar)
+                )
+        ordered = [records[point_id(p)] for p in points]
+        table = _table(ordered)
+        _atomic_write_text(out_dir / RESULTS_FILE, table.to_csv(index=False))
+        result = SweepResult(
+            out_dir=out_dir,
+            notebook=notebook,
+            table=table,
+            records=ordered,
+            executed=[point_id(p) for p in todo],
+            skipped=skipped,
+        )
+        _write_json(
+            out_dir / MANIFEST_FILE,
+            {
+                "notebook": notebook.name,
+                "notebook_path": str(notebook),
+                "notebook_sha256": sha,
+                "updated": _now(),
+                "points": [{"id": point_id(p), "parameters": p} for p in points],
+                "n_ok": len(ordered) - len(result.failures),
+                "failed": [r["id"] for r in result.failures],
+            },
+        )
+    if result.failures:
+        logger.warning("%d of %d point(s) failed", len(result.failures), len(points))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+# --------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: scalars as they are, lists and dicts as JSON text."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=isinstance(value, dict))
+    return value
+
+
+def _table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The tidy table of the ``"ok"`` records: id, parameters, glued outputs, seconds."""
+    import pandas as pd
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    param_names: list[str] = []
+    output_names: list[str] = []
+    for record in ok:
+        param_names += [n for n in record["parameters"] if n not in param_names]
+        output_names += [n for n in (record.get("outputs") or {}) if n not in output_names]
+    reserved = {ID_COLUMN, SECONDS_COLUMN, *param_names}
+    renamed = {n: (f"output_{n}" if n in reserved else n) for n in output_names}
+    for name, new in renamed.items():
+        if name != new:
+            logger.warning("glued value %r clashes with a column name; stored as %r", name, new)
+    columns = [ID_COLUMN, *param_names, *sorted(renamed.values()), SECONDS_COLUMN]
+    rows = []
+    for record in ok:
+        row: dict[str, Any] = {ID_COLUMN: record["id"], SECONDS_COLUMN: record.get("seconds")}
+        row.update({n: _cell(v) for n, v in record["parameters"].items()})
+        row.update({renamed[n]: _cell(v) for n, v in (record.get("outputs") or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def collect_results(
+    out_dir: str | os.PathLike[str], *, write: bool = True
+) -> pd.DataFrame:
+    """Rebuild the table from every ``"ok"`` sidecar in ``out_dir/points`` (sorted by id).
+
+    Unlike ``results.csv``, which holds the latest grid, this gathers every point ever finished
+    in the folder.  With ``write``, the table replaces ``results.csv`` (atomically).
+    """
+    out_dir = Path(out_dir)
+    records = [read_sidecar(p) for p in sorted((out_dir / POINTS_DIR).glob("*.json"))]
+    table = _table([r for r in records if r is not None])
+    if write:
+        _atomic_write_text(out_dir / RESULTS_FILE, table.to_csv(index=False))
+    return table
+
+
+def _decode_json_column(column: pd.Series) -> pd.Series:
+    values = column.dropna()
+    if values.empty or not all(isinstance(v, str) and v[:1] in "[{" for v in values):
+        return column
+    try:
+        return column.map(lambda v: json.loads(v) if isinstance(v, str) else v).astype(object)
+    except json.JSONDecodeError:
+        return column
+
+
+def load_sweep(out_dir: str | os.PathLike[str], *, decode_json: bool = True) -> pd.DataFrame:
+    """Read a sweep's ``results.csv``: one row per successful point.
+
+    Columns: ``id``, the parameters, the glued outputs, ``seconds``.  List- or dict-valued cells
+    are stored as JSON text; with ``decode_json`` they come back as Python lists and dicts.
+    """
+    import pandas as pd
+
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep results at {path}; run `ped sweep ... --out {out_dir}`")
+    table = pd.read_csv(path, dtype={ID_COLUMN: str})
+    if decode_json:
+        for name in table.columns:
+            if table[name].dtype == object or pd.api.types.is_string_dtype(table[name]):
+                table[name] = _decode_json_column(table[name])
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_sweep_parameter(text: str) -> tuple[str, list[Any]]:
+    """``NAME=JSON``: a JSON list is the values to sweep, any other value a single value."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"sweep parameters are NAME=JSON_LIST, got {text!r}")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{name!r} is not a parameter name")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if raw.lstrip()[:1] in "[{":
+            raise argparse.ArgumentTypeError(f"{name}: {raw!r} is not valid JSON ({exc})") from None
+        value = raw  # a bare string
+    return name, value if isinstance(value, list) else [value]
+
+
+def _read_grid_file(path: Path) -> Grid:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        try:
+            import yaml
+        except ImportError:  # pragma: no cover - pyyaml is in the book extra
+            raise ValueError("reading a YAML grid file needs pyyaml (pip install pyyaml)") from None
+        grid = yaml.safe_load(text)
+    else:
+        grid = json.loads(text)
+    if isinstance(grid, Mapping):
+        return {name: v if isinstance(v, list) else [v] for name, v in grid.items()}
+    if isinstance(grid, list):
+        return grid
+    raise ValueError(f"{path}: a grid file holds a mapping name -> values or a list of points")
+
+
+def _combine_grids(file_grid: Grid | None, cli_grid: Mapping[str, list[Any]]) -> Grid:
+    """The product of the grid file's points with the ``-p`` values (names must not overlap)."""
+    if file_grid is None:
+        return dict(cli_grid)
+    file_points = expand_grid(file_grid)
+    clash = {n for p in file_points for n in p} & set(cli_grid)
+    if clash:
+        raise ValueError(f"parameter(s) {sorted(clash)} given both in the grid file and by -p")
+    cli_points = expand_grid(cli_grid)
+    return [{**a, **b} for a in file_points for b in cli_points]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import sys
+
+    cli_grid: dict[str, list[Any]] = {}
+    for name, values in args.parameter or []:
+        if name in cli_grid:
+            sys.stderr.write(f"ped sweep: error: -p {name} given twice\n")
+            return 2
+        cli_grid[name] = values
+    try:
+        file_grid = _read_grid_file(Path(args.grid_file)) if args.grid_file else None
+        grid = _combine_grids(file_grid, cli_grid)
+        result = run_sweep(
+            args.notebook,
+            grid,
+            args.out,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            kernel_name=args.kernel,
+            timeout=args.timeout if args.timeout > 0 else None,
+            force=args.force,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError, OSError, RuntimeError) as exc:
+        sys.stderr.write(f"ped sweep: error: {exc}\n")
+        return 2
+    print(result.summary(traceback_lines=15))
+    return 0 if result.ok else 1
+
+
+_EPILOG = """\
+Each -p value is JSON: a list is the values to sweep, any other value a single value
+(sweep a list-valued parameter as a list of lists: -p nsigma_grid='[[0.3, 0.6]]').
+A grid file (JSON, or YAML with pyyaml) holds either a mapping name -> list of values or a
+list of explicit points; -p values multiply its points.
+
+Output folder OUT:
+  OUT/results.csv          one row per successful point: id, parameters, glued values, seconds
+  OUT/points/<id>.ipynb    the executed notebook of each point
+  OUT/points/<id>.json     its parameters, status, glued values, timing and error, if any
+  OUT/sweep.json           the notebook, its hash and the latest grid
+Points whose sidecar says "ok" are skipped when the command is run again; failed ones are
+retried.  Exit status: 0 when every point succeeded, 1 when some failed, 2 on a usage error.
+Read the table in a notebook with ped.sweep.load_sweep(OUT).
+
+example:
+  ped sweep notebooks/02_ped_step_by_step.md --out sweeps/nsigma \\
+      -p n_classes='[8, 12]' -p seed='[0, 1]'
+"""
+
+
+def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``ped sweep`` subcommand to ``subparsers`` (see :mod:`ped.cli`)."""
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a notebook over a parameter grid on Dask",
+        description=(
+            "Execute NOTEBOOK once per point of a parameter grid with papermill, in parallel on "
+            "a Dask cluster, and collect the glued scalars of every point into OUT/results.csv."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("notebook", help="the notebook source (.md) or .ipynb to sweep")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the sweep folder")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        type=_parse_sweep_parameter,
+        metavar="NAME=JSON_LIST",
+        help="values of a parameter to sweep (Cartesian product over -p); repeatable",
+    )
+    parser.add_argument(
+        "--grid-file", metavar="FILE", help="a grid in JSON or YAML (mapping or list of points)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of an existing Dask scheduler (tcp://host:8786); default: a LocalCluster",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="LocalCluster worker processes (default: 2)"
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=1,
+        help="notebooks run at once per LocalCluster worker (default: 1)",
+    )
+    parser.add_argument(
+        "--timeout", type=int, default=1800, help="per-cell timeout in seconds (0: none)"
+    )
+    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    parser.add_argument("--force", action="store_true", help="re-execute points already done")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_cmd_sweep)
+    return parser

@@ -1,0 +1,256 @@
+"""``ped score`` and ``ped evaluate`` on small synthetic feature files."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import gaussian_classes
+from ped import potential_energy_descent
+from ped.cli import main
+from ped.data import PUBLISHED_MODELS, finetune_accuracy
+from ped.evaluation import rank_statistics
+from ped.scoring import (
+    EVALUATION_COLUMNS,
+    SCORE_COLUMNS,
+    evaluate_scores,
+    find_feature_files,
+    load_truth,
+    score_features,
+)
+
+MODELS = ("alpha", "beta_v2", "gamma", "delta")  # one name with an underscore
+DATASETS = ("toyA", "toyB")
+SPREADS = {"alpha": 0.5, "beta_v2": 1.0, "gamma": 2.0, "delta": 4.0}
+
+
+def separation(features: np.ndarray, labels: np.ndarray) -> float:
+    """Between-class over total variance (a tiny metric for the tests)."""
+    x = np.asarray(features, dtype=np.float64)
+    counts = np.bincount(labels)
+    means = np.zeros((counts.size, x.shape[1]))
+    np.add.at(means, labels, x)
+    means /= counts[:, None]
+    between = (counts[:, None] * (means - x.mean(0)) ** 2).sum()
+    return float(between / ((x - x.mean(0)) ** 2).sum())
+
+
+def mean_norm(features: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.linalg.norm(features, axis=1).mean())
+
+
+def failing(features: np.ndarray, labels: np.ndarray) -> float:
+    raise ValueError("this metric always fails")
+
+
+@pytest.fixture
+def features_dir(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "features"
+    folder.mkdir()
+    for d, dataset in enumerate(DATASETS):
+        for model in MODELS:
+            x, y = gaussian_classes(rng, n_classes=3 + d, dim=6, n_per_class=12,
+                                    spread=SPREADS[model], dtype=np.float32)  # fmt: skip
+            np.save(folder / f"{model}_{dataset}_feature.npy", x)
+            np.save(folder / f"{model}_{dataset}_label.npy", y.astype(np.int64))
+    # reference features kept in the same folder are not targets; orphans are skipped
+    np.save(folder / "alpha_imagenet_feature.npy", rng.normal(size=(20, 6)).astype(np.float32))
+    np.save(folder / "orphan_toyA_feature.npy", np.zeros((3, 6), np.float32))
+    return folder
+
+
+def test_find_feature_files(features_dir, tmp_path):
+    files = find_feature_files(features_dir, exclude_datasets={"imagenet"})
+    assert [(f.dataset, f.model) for f in files] == [
+        (d, m) for d in DATASETS for m in sorted(MODELS)
+    ]
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        find_feature_files(tmp_path / "nothere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no <model>_<dataset>_feature.npy"):
+        find_feature_files(tmp_path / "empty")
+
+
+def test_score_without_ped(features_dir):
+    before = np.load(features_dir / "gamma_toyA_feature.npy")
+    table = score_features(features_dir, {"sep": separation, "norm": mean_norm})
+    assert tuple(table.columns) == SCORE_COLUMNS
+    assert len(table) == len(MODELS) * len(DATASETS) * 2
+    assert not table["ped"].any() and (table["ped_reference"] == "").all()
+    assert set(table["model"]) == set(MODELS) and set(table["dataset"]) == set(DATASETS)
+    row = table[(table.model == "gamma") & (table.dataset == "toyA") & (table.metric == "sep")]
+    y = np.load(features_dir / "gamma_toyA_label.npy")
+    assert row["score"].item() == pytest.approx(separation(before, y))
+    assert (table["seconds"] >= 0).all() and (table["error"] == "").all()
+    np.testing.assert_array_equal(np.load(features_dir / "gamma_toyA_feature.npy"), before)
+    # better-separated models score higher with this metric
+    toy = table[(table.dataset == "toyA") & (table.metric == "sep")].set_index("model")["score"]
+    assert toy["delta"] > toy["alpha"]
+
+
+def test_score_with_ped_and_reference(features_dir, tmp_path):
+    ref_dir = tmp_path / "reference"
+    ref_dir.mkdir()
+    ref = np.random.default_rng(3).normal(size=(30, 6)).astype(np.float32) * 3
+    np.save(ref_dir / "gamma_imagenet_feature.npy", ref)
+    options = {"nsigma": 0.6, "time_step": 0.5}
+    table = score_features(
+        features_dir, {"sep": separation}, ped=True, reference_dir=ref_dir, ped_options=options
+    )
+    assert len(table) == len(MODELS) * len(DATASETS) * 2
+    moved = table[table["ped"]]
+    assert set(moved.loc[moved.model == "gamma", "ped_reference"]) == {"imagenet"}
+    assert set(moved.loc[moved.model != "gamma", "ped_reference"]) == {"target"}
+    assert (moved["ped_seconds"] > 0).all()
+    x = np.load(features_dir / "gamma_toyB_feature.npy")
+    y = np.load(features_dir / "gamma_toyB_label.npy")
+    expected = separation(potential_energy_descent(x, y, reference=ref, **options).features, y)
+    got = moved[(moved.model == "gamma") & (moved.dataset == "toyB")]["score"].item()
+    assert got == pytest.approx(expected)
+    plain = table[~table["ped"]].set_index(["model", "dataset"])["score"]
+    ped = moved.set_index(["model", "dataset"])["score"]
+    assert (ped >= plain - 1e-9).all()  # PED pushes classes apart
+
+    only = score_features(features_dir, {"sep": separation}, ped=True, datasets=["toyB"],
+                          models=["alpha", "gamma"])  # fmt: skip
+    assert set(only["dataset"]) == {"toyB"} and set(only["model"]) == {"alpha", "gamma"}
+    assert set(only.loc[only["ped"], "ped_reference"]) == {"target"}
+    with pytest.raises(FileNotFoundError, match="reference folder"):
+        score_features(features_dir, {"sep": separation}, ped=True, reference_dir=tmp_path / "x")
+
+
+def test_failing_metric_recorded_and_run_goes_on(features_dir):
+    table = score_features(features_dir, {"bad": failing, "sep": separation}, models=["alpha"])
+    bad = table[table.metric == "bad"]
+    assert bad["score"].isna().all() and bad["error"].str.contains("always fails").all()
+    assert table.loc[table.metric == "sep", "score"].notna().all()
+
+
+def test_labels_remapped(tmp_path):
+    x, y = gaussian_classes(np.random.default_rng(0), n_classes=3, dim=4, n_per_class=5)
+    np.save(tmp_path / "m_d_feature.npy", x)
+    np.save(tmp_path / "m_d_label.npy", y * 10 + 3)  # labels 3, 13, 23
+    table = score_features(tmp_path, {"sep": separation})
+    assert table["score"].item() == pytest.approx(separation(x, y))
+
+
+def test_default_registry(features_dir):
+    metrics = pytest.importorskip("ped.metrics")
+    name = "logme" if "logme" in metrics.METRICS else next(iter(metrics.METRICS))
+    table = score_features(features_dir, [name], models=["alpha", "delta"])
+    assert len(table) == 4 and (table["metric"] == name).all()
+    with pytest.raises(ValueError, match="unknown metric"):
+        score_features(features_dir, ["no-such-metric"])
+
+
+# ------------------------------------------------------------------------------ evaluate
+
+
+def _scores_from(truth: pd.DataFrame, metric: str, sign: float = 1.0, ped: bool = False):
+    return pd.DataFrame(
+        {"model": truth["model"], "dataset": truth["dataset"], "metric": metric,
+         "ped": ped, "score": sign * truth["accuracy"]}
+    )  # fmt: skip
+
+
+def test_evaluate_default_truth_is_published():
+    truth = load_truth()
+    wide = finetune_accuracy()
+    assert len(truth) == wide.size and set(truth["model"]) == set(PUBLISHED_MODELS)
+    cifar = truth[truth.dataset == "cifar10"]
+    scores = pd.concat([_scores_from(cifar, "oracle"), _scores_from(cifar, "anti", -1.0, True)])
+    out = evaluate_scores(scores)
+    assert tuple(out.columns) == EVALUATION_COLUMNS and len(out) == 2
+    oracle = out[out.metric == "oracle"].iloc[0]
+    assert oracle["weighted_tau"] == pytest.approx(1.0) and oracle["n_models"] == 12
+    assert oracle["top1_regret"] == 0.0 and not oracle["ped"]
+    anti = out[out.metric == "anti"].iloc[0]
+    assert anti["weighted_tau"] == pytest.approx(-1.0) and anti["ped"]
+
+
+def test_evaluate_matches_rank_statistics_and_truth_formats(tmp_path):
+    rng = np.random.default_rng(1)
+    models = [f"m{i}" for i in range(6)]
+    tidy = pd.DataFrame(
+        [(m, d, float(rng.uniform(50, 90))) for d in ("d1", "d2") for m in models],
+        columns=["model", "dataset", "accuracy"],
+    )
+    scores = _scores_from(tidy, "noisy")
+    scores["score"] = scores["score"] + rng.normal(scale=10, size=len(scores))
+    tidy.to_csv(tmp_path / "tidy.csv", index=False)
+    tidy.pivot(index="dataset", columns="model", values="accuracy").to_csv(tmp_path / "wide.csv")
+    a = evaluate_scores(scores, tmp_path / "tidy.csv")
+    b = evaluate_scores(scores, tmp_path / "wide.csv")
+    pd.testing.assert_frame_equal(a, b)
+    d1 = scores[scores.dataset == "d1"]
+    expected = rank_statistics(d1["score"].to_numpy(), tidy[tidy.dataset == "d1"]["accuracy"])
+    row = a[a.dataset == "d1"].iloc[0]
+    for key, value in expected.items():
+        assert row[key] == pytest.approx(value)
+
+
+def test_evaluate_drops_missing_and_small_groups(caplog):
+    truth = pd.DataFrame({"model": ["a", "b", "c", "d"], "dataset": "x",
+                          "accuracy": [1.0, 2.0, 3.0, 4.0]})  # fmt: skip
+    scores = pd.DataFrame({"model": ["a", "b", "c", "d", "e"], "dataset": "x", "metric": "s",
+                           "ped": False, "score": [1.0, 2.0, np.nan, 4.0, 5.0]})  # fmt: skip
+    out = evaluate_scores(scores, truth)
+    assert out["n_models"].item() == 3 and out["weighted_tau"].item() == pytest.approx(1.0)
+    assert "['c', 'e']" in caplog.text
+    assert evaluate_scores(scores, truth, min_models=4).empty
+    with pytest.raises(ValueError, match="needs columns"):
+        evaluate_scores(scores.drop(columns="score"), truth)
+    with pytest.raises(ValueError, match="tidy"):
+        load_truth(pd.DataFrame({"x": [1]}))
+    with pytest.raises(ValueError, match="several accuracies"):
+        load_truth(pd.concat([truth, truth]))
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    """A stand-in ``ped.metrics`` so the CLI test does not depend on the metrics package."""
+    module = types.ModuleType("ped.metrics")
+    module.METRICS = {"sep": separation, "norm": mean_norm}
+    monkeypatch.setitem(sys.modules, "ped.metrics", module)
+    return module
+
+
+def test_cli_score_and_evaluate(features_dir, tmp_path, fake_registry, capsys):
+    scores_csv = tmp_path / "out" / "scores.csv"
+    argv = ["score", "--features", str(features_dir), "--metric", "sep", "--metric", "norm",
+            "--ped", "--nsigma", "0.3", "--out", str(scores_csv)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "32 row(s)" in out and "PED standardisation: target" in out
+    table = pd.read_csv(scores_csv, keep_default_na=False)
+    assert tuple(table.columns) == SCORE_COLUMNS and len(table) == 32
+
+    truth = pd.DataFrame(
+        [(m, d, 60.0 + 10 * i) for d in DATASETS for i, m in enumerate(MODELS)],
+        columns=["model", "dataset", "accuracy"],
+    )
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    eval_csv = tmp_path / "eval.csv"
+    argv = ["evaluate", "--scores", str(scores_csv), "--truth", str(tmp_path / "truth.csv"),
+            "--out", str(eval_csv)]  # fmt: skip
+    assert main(argv) == 0
+    assert "weighted tau" in capsys.readouterr().out
+    result = pd.read_csv(eval_csv)
+    assert len(result) == len(DATASETS) * 2 * 2  # datasets x metrics x ped
+    sep = result[(result.metric == "sep") & (~result.ped)]
+    np.testing.assert_allclose(sep["weighted_tau"], 1.0)  # spreads grow with the truth here
+
+    with pytest.raises(SystemExit) as exc:
+        main(["score", "--features", str(features_dir), "--metric", "nope", "--out",
+              str(tmp_path / "x.csv")])  # fmt: skip
+    assert exc.value.code == 2
+    assert "unknown metric(s) ['nope']" in capsys.readouterr().err
