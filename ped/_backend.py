@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_statistics",
+__all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_moments",
            "torch_translate", "to_numpy"]
 
 
@@ -61,23 +61,19 @@ def torch_mean_std(x: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return mean.cpu().numpy(), std.cpu().numpy()
 
 
-def torch_class_statistics(
-    x: Any, labels: NDArray[np.intp], n_classes: int, mean: NDArray[np.float64],
-    std: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Class means and total variances of ``(x - mean) / std`` (float64, two passes)."""
+def torch_class_moments(
+    x: Any, labels: NDArray[np.intp], n_classes: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
+    """Class means, per-dimension variances (two passes, float64) and counts, as numpy arrays."""
     import torch
 
     y = torch.as_tensor(labels, device=x.device, dtype=torch.long)
-    z = (x.detach().double() - torch.as_tensor(mean, device=x.device)) / torch.as_tensor(
-        std, device=x.device
-    )
-    counts = torch.bincount(y, minlength=n_classes).double()
-    sums = torch.zeros((n_classes, x.shape[1]), dtype=torch.float64, device=x.device)
-    means = sums.index_add_(0, y, z) / counts[:, None]
-    residual = (z - means[y]).square().sum(dim=1)
-    total = torch.zeros(n_classes, dtype=torch.float64, device=x.device).index_add_(0, y, residual)
-    return means.cpu().numpy(), (total / counts).cpu().numpy()
+    xd = x.detach().double()
+    counts = torch.bincount(y, minlength=n_classes)
+    zeros = torch.zeros((n_classes, x.shape[1]), dtype=torch.float64, device=x.device)
+    means = zeros.index_add(0, y, xd) / counts[:, None]
+    variances = zeros.index_add(0, y, (xd - means[y]).square()) / counts[:, None]
+    return means.cpu().numpy(), variances.cpu().numpy(), counts.cpu().numpy()
 
 
 def torch_translate(x: Any, shift: NDArray[np.float64], labels: NDArray[np.intp]) -> Any:

@@ -39,7 +39,7 @@ from ped._backend import (
     check_torch_features,
     is_torch,
     to_numpy,
-    torch_class_statistics,
+    torch_class_moments,
     torch_mean_std,
     torch_translate,
 )
@@ -75,22 +75,41 @@ Variant = Literal["official", "paper"]
 
 @dataclass(frozen=True)
 class ClassStatistics:
-    """Per-class statistics of a feature matrix, in float64.
+    """Per-class moments of a feature matrix, in float64 and in the features' own units.
 
     Attributes
     ----------
     means : ndarray, shape (C, D)
-        Class centres :math:`c_i`.
-    total_variance : ndarray, shape (C,)
-        :math:`\\sum_d \\mathrm{var}_{id}` (population variance, ``ddof=0``), i.e. the mean squared
-        distance of a class's samples to its centre.
+        Class means.
+    variances : ndarray, shape (C, D)
+        Per-dimension population variances (``ddof=0``) within each class.
     counts : ndarray, shape (C,)
         Number of samples per class.
     """
 
     means: NDArray[np.float64]
-    total_variance: NDArray[np.float64]
+    variances: NDArray[np.float64]
     counts: NDArray[np.intp]
+
+    @property
+    def total_variance(self) -> NDArray[np.float64]:
+        """:math:`\\sum_d \\mathrm{var}_{id}`: the mean squared distance of a class's samples
+        to its mean."""
+        return self.variances.sum(axis=1)
+
+    def pooled(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Mean and population std of all the samples together, per dimension, from the class
+        moments (law of total variance: within-class plus between-class)."""
+        weights = self.counts / self.counts.sum()
+        mean = weights @ self.means
+        var = weights @ (self.variances + (self.means - mean) ** 2)
+        return mean, np.sqrt(var)
+
+    def standardised(
+        self, mean: NDArray[np.float64], std: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Class centres and total variances of ``(features - mean) / std``."""
+        return (self.means - mean) / std, (self.variances / std**2).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -133,34 +152,27 @@ class PEDResult:
 
 
 def class_statistics(
-    features: NDArray[np.floating],
-    labels: NDArray[np.intp],
-    n_classes: int,
-    *,
-    mean: NDArray[np.float64] | None = None,
-    std: NDArray[np.float64] | None = None,
+    features: NDArray[np.floating], labels: NDArray[np.intp], n_classes: int
 ) -> ClassStatistics:
-    """Class means and total variances of ``(features - mean) / std``, accumulated in float64.
+    """Per-class means and per-dimension variances, accumulated in float64.
 
-    The arguments are trusted (validate them first, e.g. with ``ped._validation.check_features_labels``).
-    ``mean`` and ``std`` default to 0 and 1 (raw features).  One pass over the data per class,
-    with a two-pass (centre, then square) variance for accuracy; nothing of size N x D is kept.
+    The arguments are trusted (validate them first, e.g. with
+    ``ped._validation.check_features_labels``).  One pass over the data, class by class, with a
+    two-pass (centre, then square) variance inside each class for accuracy; the largest temporary
+    is one class's block.
     """
     dim = features.shape[1]
-    mean = np.zeros(dim) if mean is None else mean
-    std = np.ones(dim) if std is None else std
     means = np.empty((n_classes, dim))
-    total_variance = np.empty(n_classes)
+    variances = np.empty((n_classes, dim))
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=n_classes)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     for c in range(n_classes):
-        block = (features[order[bounds[c] : bounds[c + 1]]].astype(np.float64) - mean) / std
-        centre = block.mean(axis=0)
-        means[c] = centre
-        block -= centre
-        total_variance[c] = np.einsum("nd,nd->", block, block) / block.shape[0]
-    return ClassStatistics(means=means, total_variance=total_variance, counts=counts)
+        block = features[order[bounds[c] : bounds[c + 1]]].astype(np.float64)
+        means[c] = block.mean(axis=0)
+        block -= means[c]
+        variances[c] = np.einsum("nd,nd->d", block, block) / block.shape[0]
+    return ClassStatistics(means=means, variances=variances, counts=counts)
 
 
 def standardisation(
@@ -366,13 +378,16 @@ def potential_energy_descent(
     exit_ratio = check_nonnegative(exit_ratio, "exit_ratio")
     if variant not in ("official", "paper"):
         raise ValueError(f"variant must be 'official' or 'paper', got {variant!r}")
-    mean, std = standardisation(reference, x)
-
     if use_torch:
-        start, total_variance = torch_class_statistics(x, y, n_classes, mean, std)
+        stats = ClassStatistics(*torch_class_moments(x, y, n_classes))
     else:
-        stats = class_statistics(x, y, n_classes, mean=mean, std=std)
-        start, total_variance = stats.means, stats.total_variance
+        stats = class_statistics(x, y, n_classes)
+    if reference is None:  # the target's own statistics, from the class moments (no extra pass)
+        mean, std = stats.pooled()
+        std = np.maximum(std, STD_FLOOR)
+    else:
+        mean, std = standardisation(reference, x)
+    start, total_variance = stats.standardised(mean, std)
     radii = nsigma * np.sqrt(total_variance)
     half_t2k = 0.5 * time_step**2 * k
 

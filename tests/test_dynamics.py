@@ -245,10 +245,18 @@ def test_constant_dimension_is_floored_not_divided_by_zero(rng):
 def test_class_statistics_match_numpy(rng):
     x, y = gaussian_classes(rng, n_classes=3, dim=4, dtype=np.float32)
     stats = class_statistics(x, y, 3)
+    x64 = x.astype(np.float64)
     for c in range(3):
-        np.testing.assert_allclose(stats.means[c], x[y == c].astype(np.float64).mean(0))
-        np.testing.assert_allclose(stats.total_variance[c],
-                                   x[y == c].astype(np.float64).var(0).sum())
+        np.testing.assert_allclose(stats.means[c], x64[y == c].mean(0))
+        np.testing.assert_allclose(stats.variances[c], x64[y == c].var(0))
+        np.testing.assert_allclose(stats.total_variance[c], x64[y == c].var(0).sum())
+    mean, std = stats.pooled()  # law of total variance
+    np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(std, x64.std(0), rtol=1e-12)
+    centres, total = stats.standardised(mean, std)
+    z = (x64 - mean) / std
+    np.testing.assert_allclose(centres[1], z[y == 1].mean(0), atol=1e-12)
+    np.testing.assert_allclose(total[1], z[y == 1].var(0).sum(), rtol=1e-12)
 
 
 def test_nearly_coincident_centres_keep_accurate_distances():
