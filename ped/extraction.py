@@ -966,7 +966,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         args.dataset, args.root, split=args.split, transform=paper_transform(args.image_size)
     )
     result = extract_to_directory(
-        model, dataset, args.out, model_name=args.model, dataset_name=args.dataset,
+        model, dataset, args.out, model_name=args.model, dataset_name=args.name or args.dataset,
         batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
         num_workers=args.workers, limit=args.limit, progress=not args.no_progress,
         overwrite=args.overwrite,
@@ -1012,6 +1012,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(DATASETS))}")
     p.add_argument("--root", default=None, help="dataset folder (torchvision layout)")
     p.add_argument("--split", default=None, help="split (default: all = every split, once)")
+    p.add_argument(
+        "--name", default=None,
+        help="dataset name in the output file names (default: --dataset); e.g. 'imagenet' for "
+        "the reference features that `ped score --reference` reads",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--shard-size", type=int, default=None, help="samples per shard (64 batches)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import re
 import shutil
 import threading
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium by default; PED_CHROMIUM names another Chromium-based browser (e.g. on CI).
+CHROMIUM = os.environ.get("PED_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Flags that keep Chromium from phoning home on a machine with no network.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -357,3 +357,6 @@ def test_cli_random_init_fake(tmp_path, capsys):
     feats = np.load(tmp_path / "rnd_fake_feature.npy")
     assert feats.shape == (3, 2048) and feats.dtype == np.float32
     assert np.load(tmp_path / "rnd_fake_label.npy").dtype == np.int64
+    # --name renames the dataset part of the file names (reference features for `ped score`)
+    assert main([*argv, "--name", "imagenet"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "rnd_imagenet_feature.npy"), feats)

@@ -79,3 +79,14 @@ def test_cli_reports_bad_input_in_one_line(capsys, tmp_path):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "ped execute: error:" in err and "missing.md" in err and "Traceback" not in err
+
+
+def test_notebooks_use_colour_blind_safe_colours():
+    """Every chapter that plots sets the colour-blind-safe style and avoids rainbow colour maps."""
+    for source in sorted((ROOT / "notebooks").glob("*.md")):
+        text = source.read_text()
+        if "matplotlib" not in text:
+            continue
+        assert 'plt.style.use("tableau-colorblind10")' in text, source.name
+        bad = re.findall(r"""["'](jet|rainbow|hsv|gist_rainbow|nipy_spectral|tab10|tab20)["']""", text)
+        assert not bad, f"{source.name} uses colour maps {bad}"
