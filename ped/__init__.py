@@ -3,7 +3,7 @@
 The reference companion to "Exploring Model Transferability through the Lens of Potential
 Energy" (Li et al., ICCV 2023).  Public API:
 
-- :func:`potential_energy_descent` (module :mod:`ped.dynamics`): move features by PED.
+- :func:`potential_energy_descent` (module ``ped.dynamics``): move features by PED.
 - :mod:`ped.metrics`: transferability metrics (LogME, SFDA, GBC, NLEEP, ...).
 - :mod:`ped.evaluation`: weighted Kendall tau and other rank statistics.
 - :mod:`ped.data`: the published numbers of the paper.

@@ -6,12 +6,21 @@ Set the environment variable ``PED_DATA_DIR`` to read them from elsewhere.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-__all__ = ["data_dir", "published_tau_w", "finetune_accuracy", "PUBLISHED_MODELS"]
+__all__ = [
+    "data_dir",
+    "published_tau_w",
+    "finetune_accuracy",
+    "dataset_table",
+    "measurement",
+    "PUBLISHED_MODELS",
+]
 
 #: The 12 self-supervised ResNet-50 models of the paper, in the published column order.
 PUBLISHED_MODELS = (
@@ -47,3 +56,19 @@ def finetune_accuracy() -> pd.DataFrame:
     """
     table = pd.read_csv(data_dir() / "published" / "finetune_acc.csv", index_col="dataset")
     return table[list(PUBLISHED_MODELS)]
+
+
+def dataset_table() -> pd.DataFrame:
+    """The paper's 11 target datasets: ``classes``, ``samples`` (images scored, every official
+    split once) and ``accuracy_kind``, indexed by dataset name."""
+    return pd.read_csv(data_dir() / "published" / "datasets.csv", index_col="dataset")
+
+
+def measurement(name: str) -> dict[str, Any]:
+    """A measurement this project recorded in ``data/measurements/<name>.json`` (e.g. GPU
+    throughput); ``data/README.md`` says how each was made."""
+    path = data_dir() / "measurements" / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.json"))
+        raise FileNotFoundError(f"no measurement {name!r} in {path.parent}; known: {known}")
+    return json.loads(path.read_text())

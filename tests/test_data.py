@@ -36,3 +36,17 @@ def test_missing_data_dir_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("PED_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="PED_DATA_DIR"):
         data.data_dir()
+
+
+def test_dataset_table_matches_the_published_tables():
+    table = data.dataset_table()
+    assert set(table.index) == set(data.finetune_accuracy().index)
+    assert table.loc["sun397", "classes"] == 397 and table.loc["voc2007", "accuracy_kind"] == "mAP"
+    assert (table["samples"] > table["classes"]).all()
+
+
+def test_measurements_load_and_unknown_names_are_reported():
+    ped_gpu = data.measurement("ped_gpu_h200")
+    assert {r["shape"] for r in ped_gpu["rows"]} == {"cifar100", "sun397"}
+    with pytest.raises(FileNotFoundError, match="ped_gpu_h200"):
+        data.measurement("nope")

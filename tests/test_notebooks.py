@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ped.notebooks import execute_notebook, glued_values, notebook_parameters, notebook_sources
@@ -10,6 +11,12 @@ from ped.notebooks import execute_notebook, glued_values, notebook_parameters, n
 FAST = {
     "01_gradient_and_energy": {"toy_steps": 5},
     "02_ped_step_by_step": {"n_per_class": 30, "nsigma_grid": [0.3, 0.6]},
+    "03_metrics_evidence": {"zoo_widths": [4, 16], "example_width": 16, "grid_size": 15},
+    "04_metrics_discriminability": {"zoo_widths": [4, 16], "example_width": 16},
+    "05_metrics_separation": {"zoo_widths": [4, 16], "example_width": 16},
+    "06_metrics_probabilistic": {"zoo_widths": [4, 16], "example_width": 16,
+                                 "nleep_covariance": "diag"},
+    "07_full_scale": {"demo_images": 40},
 }
 
 # Bounds on glued values that the chapters' prose relies on.
@@ -18,6 +25,22 @@ CHECKS = {
     and g["toy_u1"] < g["toy_u0"] and 0 < g["n_overlapping"] <= g["n_pairs"],
     "02_ped_step_by_step": lambda g: g["gap_official"] < 1e-5 and g["literal_omega"] < 1e-12
     < g["frobenius_omega"] and g["steps_official"] >= 1 and g["shift_03"] <= g["shift_06"],
+    "03_metrics_evidence": lambda g: g["gap_logme"] < 1e-10 and g["gap_default"] < 1e-6
+    and g["updates_class0"] >= 1 and 0 < g["min_change"] <= g["max_change"]
+    and -1 <= g["tau_logme"] <= 1 and -1 <= g["tau_logme_ped"] <= 1
+    and g["pub_logme"] < g["pub_logme_ped"],
+    "04_metrics_discriminability": lambda g: g["gap_sfda"] < 1e-10 and g["gap_hscore"] < 1e-8
+    and g["gap_transrate"] < 1e-8 and g["sfda_log"] < 0 < g["sfda_prob"] < 1
+    and 0 < g["hscore_example"] <= g["hscore_bound"] and g["sfda_gain_min"] > 0
+    and 0 < g["sfda_shrinkage"] < 1,
+    "05_metrics_separation": lambda g: g["gap_gbc"] < 1e-10 and g["gap_parc"] < 1e-8
+    and g["gbc_example"] <= 0 and g["gbc_gain_min"] > 0
+    and g["bc_max_after"] <= g["bc_max_before"] and -100 <= g["parc_example"] <= 100,
+    "06_metrics_probabilistic": lambda g: g["gap_leep"] < 1e-10 and g["gap_nce"] < 1e-10
+    and g["gap_nleep"] < 1e-8 and g["leep_example"] < 0 < g["leep_nolog_example"] < 1
+    and g["nce_floor"] - 1e-9 <= g["nce_example"] <= 0 and 0 < g["nleep_released"] <= 1,
+    "07_full_scale": lambda g: g["table1_cells"] == 0 and 0 < g["gpu_hours"] < 100
+    and g["n_images"] > 300_000,
 }
 
 
@@ -56,3 +79,30 @@ def test_a_failing_notebook_raises_and_leaves_its_output_aside(tmp_path):
 def test_parameters_cell_is_read():
     params = notebook_parameters(notebook_sources()[0])
     assert params["seed"] == "0"
+
+
+@pytest.mark.notebook
+def test_full_scale_chapter_builds_table1_from_a_features_folder(tmp_path):
+    """With features_dir set, the chapter scores every model and evaluates against the published
+    accuracies.  Synthetic features whose class separation grows with the published accuracy
+    must be ranked well by LogME."""
+    from ped import data
+
+    rng = np.random.default_rng(0)
+    acc = data.finetune_accuracy()
+    folder = tmp_path / "features"
+    folder.mkdir()
+    for dataset in ("cifar10", "dtd"):
+        labels = np.repeat(np.arange(4), 30)
+        means = rng.normal(size=(4, 16))
+        for model, a in acc.loc[dataset].items():
+            spread = 0.2 + 2.0 * (a - acc.loc[dataset].min()) / np.ptp(acc.loc[dataset])
+            x = spread * means[labels] + rng.normal(size=(len(labels), 16))
+            np.save(folder / f"{model}_{dataset}_feature.npy", x.astype(np.float32))
+            np.save(folder / f"{model}_{dataset}_label.npy", labels)
+    source = next(p for p in notebook_sources() if p.stem == "07_full_scale")
+    out = execute_notebook(source, tmp_path / "07.ipynb", parameters={
+        "features_dir": str(folder), "metrics": ["logme", "gbc"], "demo_images": 40})
+    glued = glued_values(out)
+    assert glued["table1_cells"] == 4 * 3  # (LogME, GBC) x (with, without PED) x (2 + mean)
+    assert glued["table1_logme_mean"] > 0.5

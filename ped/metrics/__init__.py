@@ -8,19 +8,19 @@ Feature-based metrics take ``(features (N, D) float array, labels (N,) ints 0..C
 **keyword-only options)`` and are collected in :data:`METRICS`; source-classifier metrics
 (:func:`leep`, :func:`nce`) are in :data:`SOURCE_METRICS`.
 
-=========== ============================ ==========================================================
-name        family (module)              reference
-=========== ============================ ==========================================================
-logme       evidence                     You et al., ICML 2021
-sfda        discriminability             Shao et al., ECCV 2022
-hscore      discriminability             Bao et al., ICIP 2019
-transrate   discriminability             Huang et al., ICML 2022
-gbc         separation                   Pándy et al., CVPR 2022
-parc        separation                   Bolya et al., NeurIPS 2021
-nleep       probabilistic                Li et al., CVPR 2021
-leep        probabilistic (source probs) Nguyen et al., ICML 2020
-nce         probabilistic (source labels) Tran et al., ICCV 2019
-=========== ============================ ==========================================================
+============ ============================= =====================================================
+name         family (module)               reference
+============ ============================= =====================================================
+logme        evidence                      You et al., ICML 2021
+sfda         discriminability              Shao et al., ECCV 2022
+hscore       discriminability              Bao et al., ICIP 2019
+transrate    discriminability              Huang et al., ICML 2022
+gbc          separation                    Pándy et al., CVPR 2022
+parc         separation                    Bolya et al., NeurIPS 2021
+nleep        probabilistic                 Li et al., CVPR 2021
+leep         probabilistic (source probs)  Nguyen et al., ICML 2020
+nce          probabilistic (source labels) Tran et al., ICCV 2019
+============ ============================= =====================================================
 
 Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
 ``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)

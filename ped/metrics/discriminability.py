@@ -99,7 +99,7 @@ def sfda(
     r"""Self-challenging Fisher Discriminant Analysis score (Shao et al., "Not All Models Are
     Equal: Predicting Model Transferability in a Self-challenging Fisher Space", ECCV 2022).
 
-    1. Fit a regularised FDA classifier (see :func:`_fda_fit`) with adaptive shrinkage
+    1. Fit a regularised FDA classifier (see ``_fda_fit``) with adaptive shrinkage
        :math:`\lambda = \max(e^{-5\lambda_{\max}(S_w)}, 10^{-10})`; :math:`p = \operatorname{softmax}
        (x W^\top + b)`.
     2. Soften: :math:`q = \operatorname{softmax}(p)` (a second softmax over the probabilities, as

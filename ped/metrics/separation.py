@@ -71,7 +71,7 @@ def gbc(
         \mathrm{GBC} = -\sum_{i=1}^C \sum_{j\ne i} \mathrm{BC}(i, j),\qquad
         \mathrm{BC}(i, j) = e^{-D_B(i, j)},
 
-    with :math:`D_B` the Bhattacharyya distance (see :func:`_bhattacharyya_distances`).  The score
+    with :math:`D_B` the Bhattacharyya distance (see ``_bhattacharyya_distances``).  The score
     is at most 0; higher (closer to 0) means better separated classes.  Cost O(C^2 D).
 
     Parameters
