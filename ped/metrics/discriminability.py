@@ -8,7 +8,6 @@ import logging
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import log_softmax, softmax
 
 from ped._validation import (
     check_features_labels,
@@ -16,7 +15,18 @@ from ped._validation import (
     check_positive,
     check_positive_int,
 )
-from ped.metrics._common import as_float64, class_stats, eigh_descending
+from ped.metrics._common import (
+    Features,
+    as_float64,
+    check_inputs,
+    class_stats,
+    eigh_descending,
+    label_softmax,
+    mean_value,
+    mix_rows,
+    to_float64,
+    within_scatter,
+)
 
 __all__ = ["sfda", "hscore", "transrate"]
 
@@ -53,7 +63,7 @@ def _solve_spd(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.flo
 
 
 def _fda_fit(
-    x: NDArray[np.float64],
+    x: Features,
     y: NDArray[np.intp],
     n_classes: int,
     shrinkage: float | None,
@@ -74,10 +84,26 @@ def _fda_fit(
     eigenproblem.  Logits are :math:`x W^\top + b` with
     :math:`b_c = -\tfrac12 \mu_c^\top W_c + \log \pi_c`.
     """
+    coef, intercept, shrinkage, _ = _fda_fit_means(x, y, n_classes, shrinkage, power_iterations)
+    return coef, intercept, shrinkage
+
+
+def _fda_fit_means(
+    x: Features,
+    y: NDArray[np.intp],
+    n_classes: int,
+    shrinkage: float | None,
+    power_iterations: int | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float, NDArray[np.float64]]:
+    """:func:`_fda_fit` that also returns the class means (C, D).
+
+    ``x`` is a float64 numpy array or tensor: the class means and the within-class scatter are its
+    only passes over the samples (on the tensor's device); the shrinkage and the Cholesky solve are
+    done in numpy on the D x D scatter.
+    """
     n, d = x.shape
     counts, means = class_stats(x, y, n_classes)
-    xc = x - means[y]
-    s_w = (xc.T @ xc) / n
+    s_w = within_scatter(x, y, means) / n
     if shrinkage is None:
         lam_max = _largest_eigenvalue(s_w, power_iterations)
         shrinkage = max(float(np.exp(-5.0 * lam_max)), 1e-10)
@@ -86,7 +112,7 @@ def _fda_fit(
     s_w_shrunk[np.diag_indices(d)] += shrinkage * mu
     coef = _solve_spd(s_w_shrunk, means.T).T
     intercept = -0.5 * np.einsum("cd,cd->c", means, coef) + np.log(counts / n)
-    return coef, intercept, shrinkage
+    return coef, intercept, shrinkage, means
 
 
 def sfda(
@@ -117,31 +143,29 @@ def sfda(
 
     Parameters
     ----------
+    features : (N, D) floating array, or a floating ``torch.Tensor`` on any device: the passes
+        over the samples (class means, within-class scatter, logits and per-sample softmax
+        statistics, ConfMix) then run in torch float64 on that device, and the D x D shrinkage
+        and Cholesky solves in numpy; the result matches the numpy path to float64 round-off.
+    labels : (N,) integers 0..C-1, C >= 2 (numpy array, sequence or tensor).
     log : see step 5; default ``True`` (paper).
     power_iterations : ``3`` (default) reproduces the released code's power-method estimate of
         :math:`\lambda_{\max}(S_w)`; ``None`` computes it exactly.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs(features, labels, min_classes=2, min_per_class=1)
     if power_iterations is not None:
         power_iterations = check_positive_int(power_iterations, "power_iterations")
-    x = as_float64(x)
-    n = x.shape[0]
-    rows = np.arange(n)
+    x = to_float64(x)
 
-    coef, intercept, shrinkage = _fda_fit(x, y, n_classes, None, power_iterations)
+    coef, intercept, shrinkage, means = _fda_fit_means(x, y, n_classes, None, power_iterations)
     logger.debug("SFDA shrinkage: %g", shrinkage)
-    p = softmax(x @ coef.T + intercept, axis=1)
-    q = softmax(p, axis=1)[rows, y]
+    q = label_softmax(x, coef, intercept, y, "prob_of_prob")
 
-    _, means = class_stats(x, y, n_classes)
     others = (means.sum(axis=0)[None, :] - means) / (n_classes - 1)
-    x_mix = q[:, None] * x + (1.0 - q)[:, None] * others[y]
+    x_mix = mix_rows(x, q, others, y)
 
     coef2, intercept2, _ = _fda_fit(x_mix, y, n_classes, shrinkage, power_iterations)
-    logits = x_mix @ coef2.T + intercept2
-    if log:
-        return float(np.mean(log_softmax(logits, axis=1)[rows, y]))
-    return float(np.mean(softmax(logits, axis=1)[rows, y]))
+    return mean_value(label_softmax(x_mix, coef2, intercept2, y, "log_prob" if log else "prob"))
 
 
 # ------------------------------------------------------------------------------------------ H-score

@@ -25,6 +25,10 @@ every quantity is a sum over the spectrum: with :math:`t = \alpha/\beta`,
 :math:`m^\top m = \sum_i \sigma_i x_i^2/(t+\sigma_i)^2` and
 :math:`\lVert Fm - y\rVert^2 = \sum_i t^2 x_i^2/(t+\sigma_i)^2 + (\lVert y\rVert^2 - \sum_i x_i^2)`.
 LogME is the maximised evidence divided by :math:`N`, averaged over the :math:`C` classes.
+
+Features may be a ``torch.Tensor`` (CPU or CUDA): the passes over the samples (the Gram matrix
+and :math:`F^\top Y`) then run in torch float64 on its device, and the spectrum and fixed point
+in float64 numpy on the small D x D (or N x N) matrix, as for numpy input.
 """
 
 from __future__ import annotations
@@ -34,31 +38,44 @@ import logging
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ped._validation import check_features_labels, check_positive, check_positive_int
-from ped.metrics._common import as_float64, class_indicator, eigh_descending
+from ped._validation import check_positive, check_positive_int
+from ped.metrics._common import (
+    Features,
+    check_inputs,
+    class_indicator,
+    class_sums,
+    eigh_descending,
+    gram,
+    outer_gram,
+    to_float64,
+)
 
 __all__ = ["logme"]
 
 logger = logging.getLogger(__name__)
 
 
-def _spectrum(f: NDArray[np.float64], y: NDArray[np.intp], n_classes: int):
-    """Return ``(sigma (k,), x (k, C))``: the non-zero eigenvalues of F^T F and U^T Y."""
+def _spectrum(
+    f: Features, y: NDArray[np.intp], n_classes: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return ``(sigma (k,), x (k, C))``: the non-zero eigenvalues of F^T F and U^T Y.
+
+    ``f`` is a float64 numpy array or tensor; only the Gram matrix and the class sums touch it.
+    """
     n, d = f.shape
-    ind = class_indicator(y, n_classes)  # C x N one-hot, transposed
     eps = np.finfo(np.float64).eps
     if n >= d:
-        sigma, v = eigh_descending(f.T @ f)
+        sigma, v = eigh_descending(gram(f))
         keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
         sigma, v = sigma[keep], v[:, keep]
-        fty = np.asarray(ind @ f).T  # D x C  (= F^T Y)
+        fty = class_sums(f, y, n_classes).T  # D x C  (= F^T Y)
         # U^T Y = diag(1/sqrt(sigma)) V^T F^T Y
         x = (v.T @ fty) / np.sqrt(sigma)[:, None]
     else:
-        sigma, u = eigh_descending(f @ f.T)
+        sigma, u = eigh_descending(outer_gram(f))
         keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
         sigma, u = sigma[keep], u[:, keep]
-        x = np.asarray(ind @ u).T  # k x C  (= U^T Y)
+        x = np.asarray(class_indicator(y, n_classes) @ u).T  # k x C  (= U^T Y)
     return sigma, x
 
 
@@ -81,7 +98,7 @@ def _evidence_terms(sigma, x2, y2, alpha, beta):
 
 
 def _logme_fit(
-    f: NDArray[np.float64],
+    f: Features,
     y: NDArray[np.intp],
     n_classes: int,
     *,
@@ -151,8 +168,10 @@ def logme(
 
     Parameters
     ----------
-    features : (N, D) floating array.
-    labels : (N,) integers 0..C-1, C >= 2.
+    features : (N, D) floating array, or a floating ``torch.Tensor`` on any device (the Gram
+        matrix and class sums are then computed in float64 on that device, the rest in numpy;
+        the result matches the numpy path to float64 round-off).
+    labels : (N,) integers 0..C-1, C >= 2 (numpy array, sequence or tensor).
     tol : stop a class when ``|t_new - t| <= tol * t`` with ``t = alpha / beta``.
     max_iter : at most this many fixed-point updates per class.
         The defaults (``tol=1e-3, max_iter=11``) are those of the authors' released LogME; the
@@ -167,8 +186,8 @@ def logme(
     features (e.g. N < D) its value differs from the true evidence; for full-rank features
     (N > D, the usual case) the two agree.  No epsilon is added to the denominators.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs(features, labels, min_classes=2, min_per_class=1)
     tol = check_positive(tol, "tol")
     max_iter = check_positive_int(max_iter, "max_iter")
-    evidence, _, _ = _logme_fit(as_float64(x), y, n_classes, tol=tol, max_iter=max_iter)
+    evidence, _, _ = _logme_fit(to_float64(x), y, n_classes, tol=tol, max_iter=max_iter)
     return float(np.mean(evidence))

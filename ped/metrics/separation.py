@@ -9,7 +9,15 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
 from ped._validation import check_features_labels, check_nonnegative, check_positive_int
-from ped.metrics._common import as_float64, class_stats, class_sums, pca_scores
+from ped.metrics._common import (
+    as_float64,
+    check_inputs,
+    class_stats,
+    class_variances,
+    max_square,
+    pca_scores,
+    to_float64,
+)
 
 __all__ = ["gbc", "parc"]
 
@@ -76,6 +84,11 @@ def gbc(
 
     Parameters
     ----------
+    features : (N, D) floating array, or a floating ``torch.Tensor`` on any device: the passes
+        over the samples (PCA's Gram matrix and projection, class means and variances) then run
+        in torch float64 on that device, the PCA eigen-decomposition and the C x C distances in
+        numpy; the result matches the numpy path to float64 round-off.
+    labels : (N,) integers 0..C-1 (numpy array, sequence or tensor).
     covariance : ``"diagonal"`` (default; per-dimension variances) or ``"spherical"`` (one variance
         per class, the mean of its per-dimension variances).
     pca_dims : project onto the top ``pca_dims`` principal components first (exact PCA, the
@@ -87,21 +100,21 @@ def gbc(
     """
     if covariance not in ("diagonal", "spherical"):
         raise ValueError(f"covariance must be 'diagonal' or 'spherical', got {covariance!r}")
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=2)
+    x, y, n_classes = check_inputs(features, labels, min_classes=2, min_per_class=2)
     if pca_dims is not None:
         pca_dims = check_positive_int(pca_dims, "pca_dims")
     reg = check_nonnegative(reg, "reg")
-    x = as_float64(x)
+    x = to_float64(x)
     if pca_dims is not None and x.shape[1] > pca_dims:
         x = pca_scores(x, n_components=pca_dims)
     counts, means = class_stats(x, y, n_classes)
-    var = class_sums((x - means[y]) ** 2, y, n_classes) / counts[:, None]
+    var = class_variances(x, y, means, counts)
     floor = reg * float(var.mean())
     if covariance == "spherical":
         var = var.mean(axis=1)
     var = var + floor
     # a class whose samples coincide has zero variance up to round-off
-    if not np.all(var > 1e-24 * float(np.max(x**2))):
+    if not np.all(var > 1e-24 * max_square(x)):
         raise ValueError(
             "GBC: a class has zero variance (constant or duplicated samples); use reg > 0"
         )
