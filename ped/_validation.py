@@ -163,7 +163,9 @@ def check_scores_truth(
         ):
             raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
         if arr.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D array (one value per model), got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must be a 1-D array (one value per model), got shape {arr.shape}"
+            )
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinite values")
         out.append(arr.astype(np.float64))

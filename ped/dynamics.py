@@ -183,26 +183,18 @@ def standardisation(
 
     ``reference`` is a source-domain feature matrix (the paper standardises with the same model's
     ImageNet-val features; a numpy array or a torch tensor), a ``(mean, std)`` pair of length-D
-    vectors, or ``None`` to use the target ``features`` themselves.  The std is the population std (``ddof=0``) and is floored at
-    ``STD_FLOOR`` in every case, as the released code does.
+    vectors, or ``None`` to use the target ``features`` themselves.  The std is the population
+    std (``ddof=0``) and is floored at ``STD_FLOOR`` in every case, as the released code does.
     """
     dim = features.shape[1]
     if reference is None:
         mean, std = torch_mean_std(features) if is_torch(features) else _mean_std(features)
-    elif is_torch(reference):
-        ref = check_torch_features(reference, name="reference")
-        if ref.shape[1] != dim:
-            raise ValueError(
-                f"reference has {ref.shape[1]} dims but features have {dim}: the reference must "
-                "be features of the same model"
-            )
-        mean, std = torch_mean_std(ref)
     elif isinstance(reference, tuple):
         if len(reference) != 2:
-            raise ValueError(f"reference as a tuple must be (mean, std), got {len(reference)} items")
-        mean, std = (
-            np.asarray(to_numpy(v), dtype=np.float64) for v in reference
-        )
+            raise ValueError(
+                f"reference as a tuple must be (mean, std), got {len(reference)} items"
+            )
+        mean, std = (np.asarray(to_numpy(v), dtype=np.float64) for v in reference)
         for name, v in (("reference mean", mean), ("reference std", std)):
             if v.shape != (dim,):
                 raise ValueError(
@@ -214,13 +206,16 @@ def standardisation(
         if (std < 0).any():
             raise ValueError("reference std must be non-negative")
     else:
-        ref = check_features(reference, name="reference")
+        if is_torch(reference):
+            ref = check_torch_features(reference, name="reference")
+        else:
+            ref = check_features(reference, name="reference")
         if ref.shape[1] != dim:
             raise ValueError(
                 f"reference has {ref.shape[1]} dims but features have {dim}: the reference must "
                 "be features of the same model"
             )
-        mean, std = _mean_std(ref)
+        mean, std = torch_mean_std(ref) if is_torch(ref) else _mean_std(ref)
     return mean, np.maximum(std, STD_FLOOR)
 
 
@@ -281,7 +276,8 @@ def _combine(weights: NDArray[np.float64], centers: NDArray[np.float64]) -> NDAr
 def hooke_forces(
     centers: NDArray[np.float64], radii: NDArray[np.float64], *, k: float = 1.0
 ) -> NDArray[np.float64]:
-    """Net Hooke force on every class, :math:`F_i = \\sum_{j\\neq i} k\\, x_{ij}\\, n_{ij}` (eq. 4-5).
+    """Net Hooke force on every class (eq. 4-5),
+    :math:`F_i = \\sum_{j\\neq i} k\\, x_{ij}\\, n_{ij}`.
 
     Equals :math:`-\\partial U / \\partial c_i` for the potential of :func:`elastic_potential`.
     """

@@ -77,9 +77,9 @@ def execute_notebook(
     """Execute the jupytext notebook ``source`` with papermill and write it to ``output``.
 
     ``parameters`` override the values of the cell tagged ``parameters``; a name that cell does
-    not define raises ``ValueError`` (papermill would only warn, and a typo would go unnoticed).  The output is written
-    to a temporary file first and renamed into place, so a killed run never leaves a half-written
-    notebook behind.  A failing cell raises ``papermill.PapermillExecutionError`` (the partially
+    not define raises ``ValueError`` (papermill would only warn, and a typo would go unnoticed).
+    The output is written to a temporary file first and renamed into place, so a killed run never
+    leaves a half-written notebook behind.  A failing cell raises ``papermill.PapermillExecutionError`` (the partially
     executed notebook is saved beside it as ``<name>.failed.ipynb`` for inspection).
     """
     import jupytext
