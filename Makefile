@@ -7,19 +7,32 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv test book notebooks test-book bench clean
+.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
 	@echo "make test   - run the test suite (unit tests and notebook execution)"
 	@echo "make test-book - after make book: check every page in headless Chromium (needs chromium)"
+	@echo "make zoo, make ground-truth - retrain the embedded benchmark (hours; resumable)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
 
 venv: $(STAMP)
 
+# Debian packages: chromium (browser test of the built book), Fashion-MNIST and Open Clip Art
+# (offline data of the embedded benchmark).  Installed with apt-get when missing (as root).
+DEBIAN_PACKAGES := chromium dataset-fashion-mnist openclipart-png
+
+system-deps:
+	@dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
+	  else \
+	    echo "missing Debian packages: sudo apt-get install $(DEBIAN_PACKAGES)" >&2; exit 1; \
+	  fi; }
+
 # Reinstall when the pins change.  pip takes torch/torchvision from the local mirror when present.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[all]"
@@ -48,6 +61,15 @@ book: notebooks
 # The built book in a real browser (Debian's chromium): offline, MathJax, images, links.
 test-book: $(STAMP)
 	$(PY) -m pytest -m browser tests/test_book_browser.py
+
+# The embedded benchmark: pretrain the self-supervised zoo, then its fine-tuning ground truth.
+# Hours on 2 cores (a GPU is used when present); every unit is resumable: rerun to continue.
+zoo: $(STAMP)
+	$(VENV)/bin/ped zoo train --out data/zoo
+
+ground-truth: $(STAMP)
+	$(VENV)/bin/ped zoo finetune --out data/zoo --protocol finetune
+	$(VENV)/bin/ped zoo finetune --out data/zoo --protocol linear
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_dynamics.py

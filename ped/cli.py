@@ -19,7 +19,13 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules that add subcommands through ``register_cli(subparsers)``.  Imported when the parser is
 #: built, so ``import ped`` stays light.
-COMMAND_MODULES: tuple[str, ...] = ("ped.sweep", "ped.extraction", "ped.scoring")
+COMMAND_MODULES: tuple[str, ...] = (
+    "ped.sweep",
+    "ped.extraction",
+    "ped.scoring",
+    "ped.datasets",
+    "ped.zoo.cli",
+)
 
 
 def _parse_parameter(text: str) -> tuple[str, object]:

