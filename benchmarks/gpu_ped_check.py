@@ -59,7 +59,7 @@ def main() -> None:
     for name in args.shapes:
         n, dim, n_classes = SHAPES[name]
         n = max(n_classes * 2, int(n * args.scale))
-        x, y = make_task(n, dim, n_classes, class_scale=0.15)  # as measured on the H200
+        x, y = make_task(n, dim, n_classes, class_scale=0.15)  # the scale of the H200 run
         tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         t_dev = timed(lambda: ped.potential_energy_descent(tx, ty), args.repeats, sync)
         t_cpu = timed(lambda: ped.potential_energy_descent(x, y), args.cpu_repeats)
