@@ -10,7 +10,8 @@ from ped.notebooks import execute_notebook, glued_values, notebook_parameters, n
 # Small parameters keep the suite fast; the book build runs the notebooks at their defaults.
 FAST = {
     "01_gradient_and_energy": {"toy_steps": 5},
-    "02_ped_step_by_step": {"n_per_class": 30, "nsigma_grid": [0.3, 0.6]},
+    "02_ped_step_by_step": {"n_per_class": 30, "nsigma_grid": [0.3, 0.6],
+                            "class_grid": [4, 128]},
     "03_metrics_evidence": {"zoo_widths": [4, 16], "example_width": 16, "grid_size": 15},
     "04_metrics_discriminability": {"zoo_widths": [4, 16], "example_width": 16},
     "05_metrics_separation": {"zoo_widths": [4, 16], "example_width": 16},
@@ -24,7 +25,8 @@ CHECKS = {
     "01_gradient_and_energy": lambda g: g["gap_force"] < 1e-10 and g["gap_step"] < 1e-10
     and g["toy_u1"] < g["toy_u0"] and 0 < g["n_overlapping"] <= g["n_pairs"],
     "02_ped_step_by_step": lambda g: g["gap_official"] < 1e-5 and g["literal_omega"] < 1e-12
-    < g["frobenius_omega"] and g["steps_official"] >= 1 and g["shift_03"] <= g["shift_06"],
+    < g["frobenius_omega"] and g["steps_official"] >= 1 and g["shift_03"] <= g["shift_06"]
+    and g["relstep_small"] < g["relstep_large"] and g["steps_large"] <= g["steps_small"],
     "03_metrics_evidence": lambda g: g["gap_logme"] < 1e-10 and g["gap_default"] < 1e-6
     and g["updates_class0"] >= 1 and 0 < g["min_change"] <= g["max_change"]
     and -1 <= g["tau_logme"] <= 1 and -1 <= g["tau_logme_ped"] <= 1
