@@ -67,8 +67,11 @@ class SSLMethod(nn.Module):
         self.encoder = build_encoder()
         self.transform: Callable[[Any], list[torch.Tensor]] = T.SimCLRTransform(**_aug(hp))
 
-    def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:
+        """Default for symmetric two-view methods (SimCLR, DCL, Barlow Twins, VICReg): both
+        views through the encoder and ``self.head``, then the criterion on the pair."""
+        z = [_f32(self.head(self.encoder(v))) for v in views[:2]]
+        return self._criterion(z[0], z[1])
 
     def _criterion(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The loss in float32, outside any autocast region."""
@@ -90,10 +93,6 @@ class SimCLR(SSLMethod):
         super().__init__(hp)
         self.head = M.SimCLRProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.criterion = L.NTXentLoss(temperature=hp.get("temperature", 0.5))
-
-    def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:
-        z = [_f32(self.head(self.encoder(v))) for v in views[:2]]
-        return self._criterion(z[0], z[1])
 
 
 class DCL(SimCLR):
@@ -212,10 +211,6 @@ class BarlowTwins(SSLMethod):
         self.head = M.BarlowTwinsProjectionHead(FEATURE_DIM, HIDDEN, hp.get("proj_dim", 512))
         self.criterion = L.BarlowTwinsLoss(lambda_param=hp.get("lambda", 0.005))
 
-    def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:
-        z = [_f32(self.head(self.encoder(v))) for v in views[:2]]
-        return self._criterion(z[0], z[1])
-
 
 class VICReg(SSLMethod):
     name = "vicreg"
@@ -225,10 +220,6 @@ class VICReg(SSLMethod):
         self.transform = T.VICRegTransform(**_aug(hp))
         self.head = M.BarlowTwinsProjectionHead(FEATURE_DIM, HIDDEN, hp.get("proj_dim", 512))
         self.criterion = L.VICRegLoss()
-
-    def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:
-        z = [_f32(self.head(self.encoder(v))) for v in views[:2]]
-        return self._criterion(z[0], z[1])
 
 
 class NNCLR(SSLMethod):
