@@ -58,8 +58,8 @@ name                  source (classes)             classes   per class          
 ``clipart_symbols3``  clip art: computer, shapes,  3         40 / 20 / 200      in (the rest of
                       signs_and_symbols                                         these folders is
                                                                                 in the pool)
-``digits10``          sklearn digits (8x8 optical  10        30 / 30 / rest     **out**: never in
-                      scans, upsampled)                      (~117)             the pool
+``digits10``          sklearn digits (8x8 optical  10        10 / 20 / rest     **out**: never in
+                      scans, upsampled)                      (~150)             the pool
 ``clipart_objects8``  clip art: animals, food,     8         30 / 15 / 60       **out**: object
                       geography, office, people,                                 categories absent
                       recreation, tools,                                        from the pool
@@ -678,7 +678,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("clipart_symbols3", "clipart", None,
                  ("computer", "shapes", "signs_and_symbols"), 40, 20, 200, True,
                  "colour clip art, symbol folders (the rest of them is in the pool)"),
-        TaskSpec("digits10", "digits", None, None, 30, 30, None, False,
+        TaskSpec("digits10", "digits", None, None, 10, 20, None, False,
                  "8x8 optical digit scans, upsampled (never in the pool)"),
         TaskSpec("clipart_objects8", "clipart", None,
                  ("animals", "food", "geography", "office", "people", "recreation", "tools",

@@ -213,7 +213,7 @@ def test_cli_features_cached(tiny_pool: Pool, tmp_path: Path, capsys) -> None:  
     cached = list((tmp_path / "cache" / "features" / "digits10").glob("tiny_simclr-*.npz"))
     assert len(cached) == 1
     feats = task_features("digits10", zoo_dir=zoo, cache=tmp_path / "cache")["tiny_simclr"]
-    assert feats["x_train"].shape == (300, FEATURE_DIM) and feats["x_train"].dtype == np.float32
+    assert feats["x_train"].shape == (100, FEATURE_DIM) and feats["x_train"].dtype == np.float32
     assert feats["y_test"].shape == (feats["x_test"].shape[0],)
     args = parser.parse_args(["zoo", "train", "--only", "nope", "--out", str(zoo)])
     with pytest.raises(ValueError, match="unknown zoo entry"):
@@ -227,7 +227,8 @@ def test_finetune_ground_truth_units(
 
     zoo = tmp_path / "zoo"
     pretrain(_entry(), tiny_pool, zoo, max_steps=1, progress=False, precision="fp32")
-    kw = {"zoo_dir": zoo, "cache": tmp_path / "cache", "epochs": 1, "lr_grid": (0.01, 0.1),
+    kw = {"zoo_dir": zoo, "cache": tmp_path / "cache", "epochs": 1, "min_steps": 20,
+          "lr_grid": (0.01, 0.1),
           "wd_grid": (5e-4,), "seeds": (0, 1), "precision": "fp32", "device": "cpu"}  # fmt: skip
     table = F.run_ground_truth(["tiny_simclr"], ["digits10"], tmp_path / "gt", **kw)
     assert list(table.columns) == F.COLUMNS
@@ -249,5 +250,12 @@ def test_finetune_ground_truth_units(
     best = F.selected(tidy)
     assert set(best["protocol"]) == {"finetune", "linear"}
     assert len(best[best["protocol"] == "finetune"]) == 2  # seeds 0 and 1 at the chosen setting
+
+    # a changed schedule makes the stored fine-tuning units stale: they are rerun, the linear
+    # probes (which do not depend on it) are not
+    calls = []
+    monkeypatch.setattr(F, "finetune_run", lambda *a, **k: calls.append(k) or (50.0, 50.0))
+    F.run_ground_truth(["tiny_simclr"], ["digits10"], tmp_path / "gt", **{**kw, "min_steps": 21})
+    assert len(calls) == 3 and all(k["min_steps"] == 21 for k in calls)
     with pytest.raises(ValueError, match="protocol"):
         F.run_ground_truth(["tiny_simclr"], ["digits10"], tmp_path / "gt", protocols=("knn",))

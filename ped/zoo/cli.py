@@ -68,6 +68,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     run_ground_truth(models, tasks, out, zoo_dir=zoo, cache=args.cache,
                      protocols=args.protocol or ("finetune", "linear"), epochs=args.epochs,
+                     min_steps=args.min_steps,
                      device=args.device, precision=args.precision)  # fmt: skip
     table = ground_truth_table(out)
     csv = out / "ground_truth.csv"
@@ -106,6 +107,8 @@ def register_cli(subparsers: Any) -> None:
     g.add_argument("--task", action="append", help="this task only; repeatable (default: all)")
     g.add_argument("--protocol", action="append", choices=("finetune", "linear"))
     g.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs")
+    g.add_argument("--min-steps", type=int, default=100,
+                   help="raise the epochs of small tasks to at least this many optimiser steps")
     g.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     g.add_argument("--gt-out", default=None, help="ground-truth folder (default: beside the zoo "
                    "folder, <zoo>/../ground_truth)")  # fmt: skip

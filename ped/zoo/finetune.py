@@ -5,7 +5,9 @@ Protocols (one unit of work = one model x task x protocol x setting x seed, writ
 
 - ``finetune``: the paper's protocol scaled down.  The encoder is trainable (not frozen) with a new
   linear head; SGD (momentum 0.9), cosine learning-rate decay, batch 64, :data:`EPOCHS` epochs,
-  random translations of up to 2 px (no flips: digits), bf16 autocast where native.  The grid is
+  random translations of up to 2 px (no flips: digits), bf16 autocast where native.  Small
+  training sets get more epochs so that every run takes at least :data:`MIN_STEPS` optimiser
+  steps (100 images at batch 64 would otherwise give 40 steps, and seed noise dominates).  The grid is
   :data:`LR_GRID` x :data:`WD_GRID` with seed 0; the setting with the best validation accuracy is
   then rerun with seeds 1 and 2 (the feasibility notes: 6 + 2 runs per model and task).
 - ``linear``: a linear probe on frozen, standardised features (multinomial logistic regression,
@@ -35,13 +37,14 @@ import pandas as pd
 from ped.extraction import _atomic_json, resolve_device
 
 __all__ = [
-    "EPOCHS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
+    "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
     "finetune_run", "linear_probe_run", "run_ground_truth", "ground_truth_table", "selected",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 EPOCHS = 20
+MIN_STEPS = 100
 BATCH_SIZE = 64
 LR_GRID = (0.01, 0.03, 0.1)
 WD_GRID = (5e-5, 5e-4)
@@ -62,11 +65,14 @@ def finetune_run(
     wd: float,
     seed: int,
     epochs: int = EPOCHS,
+    min_steps: int = MIN_STEPS,
     batch_size: int = BATCH_SIZE,
     device: str = "auto",
     precision: str = "auto",
 ) -> tuple[float, float]:
     """Fine-tune a copy of ``encoder`` (+ linear head) on ``task``; ``(val %, test %)``.
+
+    Runs ``max(epochs, ceil(min_steps / steps_per_epoch))`` epochs.
 
     ``encoder`` is not modified.  Seeded: the same arguments give the same result on one machine.
     """
@@ -77,8 +83,11 @@ def finetune_run(
     from ped.zoo.encoder import images_to_tensor
     from ped.zoo.train import _autocast, _seed_everything, autocast_dtype
 
-    if lr <= 0 or wd < 0 or epochs < 1:
-        raise ValueError(f"need lr > 0, wd >= 0, epochs >= 1; got {lr}, {wd}, {epochs}")
+    if lr <= 0 or wd < 0 or epochs < 1 or min_steps < 0:
+        raise ValueError(
+            f"need lr > 0, wd >= 0, epochs >= 1, min_steps >= 0; got {lr}, {wd}, {epochs}, "
+            f"{min_steps}"
+        )
     dev = resolve_device(device)
     amp = autocast_dtype(dev, precision)
     _seed_everything(seed)
@@ -91,6 +100,7 @@ def finetune_run(
     y_tr = torch.as_tensor(task.y_train, device=dev)
     n = len(y_tr)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
+    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     gen = torch.Generator().manual_seed(seed)
@@ -142,16 +152,26 @@ def _unit_path(out: Path, model: str, task: str, protocol: str, lr: float | None
     return out / "runs" / model / task / f"{protocol}_lr{lr_text}_wd{wd:g}_s{seed}.json"
 
 
-def _run_unit(path: Path, row: dict[str, Any], fn: Any) -> dict[str, Any]:
+def _run_unit(path: Path, row: dict[str, Any], fn: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """Return the stored result of one unit, or run ``fn`` and store it atomically.
+
+    ``config`` (encoder sha256, schedule) is stored with the result; a stored unit whose config
+    differs (a retrained encoder, a changed schedule) is stale and is rerun.
+    """
     if path.is_file():
         try:
-            return json.loads(path.read_text())
+            stored = json.loads(path.read_text())
         except json.JSONDecodeError:
             logger.warning("unreadable %s: rerunning", path)
+        else:
+            if stored.get("config") == config:
+                return stored
+            logger.warning("stale %s (config %s != %s): rerunning", path,
+                           stored.get("config"), config)  # fmt: skip
     start = time.perf_counter()
     val, test = fn()
     result = {**row, "val": round(val, 4), "test": round(test, 4),
-              "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+              "seconds": round(time.perf_counter() - start, 2), "config": config}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_json(path, result)
     return result
@@ -166,6 +186,7 @@ def run_ground_truth(
     cache: str | os.PathLike[str] | None = None,
     protocols: Sequence[str] = ("finetune", "linear"),
     epochs: int = EPOCHS,
+    min_steps: int = MIN_STEPS,
     lr_grid: Sequence[float] = LR_GRID,
     wd_grid: Sequence[float] = WD_GRID,
     seeds: Sequence[int] = SEEDS,
@@ -176,24 +197,30 @@ def run_ground_truth(
     from tqdm.auto import tqdm
 
     from ped.datasets import load_task
-    from ped.zoo.train import load_encoder, task_features
+    from ped.zoo.train import default_zoo_dir, load_encoder, read_manifest, task_features
 
     out = Path(out_dir)
     bad = set(protocols) - {"finetune", "linear"}
     if bad:
         raise ValueError(f"unknown protocol(s) {sorted(bad)}: finetune or linear")
     rows: list[dict[str, Any]] = []
+    encoders = read_manifest(zoo_dir if zoo_dir is not None else default_zoo_dir())["encoders"]
     for task_name in tasks:
         task = load_task(task_name, cache=cache) if "finetune" in protocols else None
         for model_name in tqdm(models, desc=f"ground truth {task_name}"):
             base = {"model": model_name, "task": task_name}
+            sha = encoders.get(model_name, {}).get("sha256")
+            lin_config = {"encoder_sha256": sha}
+            ft_config = {"encoder_sha256": sha, "epochs": epochs, "min_steps": min_steps,
+                         "batch_size": BATCH_SIZE}  # fmt: skip
             if "linear" in protocols:
                 feats = task_features(task_name, zoo_dir=zoo_dir, cache=cache,
                                       names=[model_name], device=device)[model_name]  # fmt: skip
                 for c in C_GRID:
                     row = {**base, "protocol": "linear", "seed": 0, "lr": None, "wd": 1.0 / c}
                     path = _unit_path(out, model_name, task_name, "linear", None, 1.0 / c, 0)
-                    rows.append(_run_unit(path, row, lambda c=c: linear_probe_run(feats, c=c)))
+                    rows.append(_run_unit(path, row, lambda c=c: linear_probe_run(feats, c=c),
+                                          lin_config))
             if "finetune" in protocols:
                 encoder = load_encoder(model_name, zoo_dir)
                 grid_rows = []
@@ -203,8 +230,8 @@ def run_ground_truth(
                         path = _unit_path(out, model_name, task_name, "finetune", lr, wd, seeds[0])
                         fn = lambda lr=lr, wd=wd: finetune_run(  # noqa: E731
                             encoder, task, lr=lr, wd=wd, seed=seeds[0], epochs=epochs,
-                            device=device, precision=precision)  # fmt: skip
-                        grid_rows.append(_run_unit(path, row, fn))
+                            min_steps=min_steps, device=device, precision=precision)  # fmt: skip
+                        grid_rows.append(_run_unit(path, row, fn, ft_config))
                 rows.extend(grid_rows)
                 best = max(grid_rows, key=lambda r: (r["val"], -r["lr"], -r["wd"]))
                 for seed in seeds[1:]:
@@ -214,8 +241,8 @@ def run_ground_truth(
                                       best["wd"], seed)  # fmt: skip
                     fn = lambda seed=seed: finetune_run(  # noqa: E731
                         encoder, task, lr=best["lr"], wd=best["wd"], seed=seed, epochs=epochs,
-                        device=device, precision=precision)  # fmt: skip
-                    rows.append(_run_unit(path, row, fn))
+                        min_steps=min_steps, device=device, precision=precision)  # fmt: skip
+                    rows.append(_run_unit(path, row, fn, ft_config))
     return pd.DataFrame(rows)[COLUMNS]
 
 

@@ -445,16 +445,22 @@ def task_features(
     """Features of every zoo encoder (or ``names``) on every split of a downstream task, cached.
 
     Returns ``{encoder: {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test"}}``; each
-    encoder's features are cached in ``<cache>/features/<task>/<encoder>-<sha256[:16]>.npz``
-    (a retrained encoder gets a new file).
+    encoder's features are cached in
+    ``<cache>/features/<task>/<encoder>-<sha256[:16]>-<task spec hash>.npz`` (a retrained encoder
+    or a redefined task gets a new file).
     """
-    from ped.datasets import cache_dir, load_task
+    import hashlib
+
+    from ped.datasets import TASKS, cache_dir, load_task
 
     out = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     manifest = read_manifest(out)["encoders"]
     chosen = list(names) if names is not None else list(manifest)
     if not chosen:
         raise ValueError(f"no trained encoder in {out / MANIFEST}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    spec_hash = hashlib.sha256(repr(TASKS[task]).encode()).hexdigest()[:8]
     folder = cache_dir(cache) / "features" / task
     folder.mkdir(parents=True, exist_ok=True)
     data = None
@@ -462,7 +468,7 @@ def task_features(
     for name in chosen:
         if name not in manifest:
             raise ValueError(f"encoder {name!r} not in {out / MANIFEST}")
-        path = folder / f"{name}-{manifest[name]['sha256'][:16]}.npz"
+        path = folder / f"{name}-{manifest[name]['sha256'][:16]}-{spec_hash}.npz"
         if path.is_file():
             with np.load(path) as z:
                 result[name] = {k: z[k].copy() for k in z.files}
