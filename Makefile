@@ -7,13 +7,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth bench clean
+.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth sensitivity bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
 	@echo "make test   - run the test suite (unit tests and notebook execution)"
 	@echo "make test-book - after make book: check every page in headless Chromium (needs chromium)"
 	@echo "make zoo, make ground-truth - retrain the embedded benchmark (hours; resumable)"
+	@echo "make sensitivity - rerun the PED hyperparameter sweeps on Dask (about 20 min)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
 
@@ -70,6 +71,21 @@ zoo: $(STAMP)
 ground-truth: $(STAMP)
 	$(VENV)/bin/ped zoo finetune --out data/zoo --protocol finetune
 	$(VENV)/bin/ped zoo finetune --out data/zoo --protocol linear
+
+# PED's hyperparameter sweeps (chapter 11): the Table 1 chapter executed per grid point by
+# `ped sweep` on a Dask LocalCluster; results.csv of each sweep is committed under data/sweeps.
+SWEEP      := $(VENV)/bin/ped --verbose sweep notebooks/09_table1.md --workers 2
+SWEEP_ARGS := -p n_resamples=0 -p 'metrics=[["logme","sfda","gbc","parc","hscore","transrate"]]'
+NSIGMAS    := -p 'nsigma=[0.1,0.2,0.4,0.6,0.8,1.0,1.2]' -p 'variant=["official","paper"]'
+
+sensitivity: $(STAMP)
+	$(SWEEP) --out data/sweeps/sensitivity_time_step $(SWEEP_ARGS) $(NSIGMAS) \
+		-p 'time_step=[0.05,0.1,0.2]'
+	$(SWEEP) --out data/sweeps/sensitivity_max_steps $(SWEEP_ARGS) $(NSIGMAS) \
+		-p 'max_steps=[1,3,6,12]'
+	$(SWEEP) --out data/sweeps/sensitivity_reference $(SWEEP_ARGS) \
+		-p 'nsigma=[0.3,0.6,0.9]' -p 'variant=["official","paper"]' \
+		-p 'reference=["source","target"]'
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_dynamics.py

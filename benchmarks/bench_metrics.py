@@ -2,7 +2,7 @@
 
 Synthetic float32 Gaussian classes (seeded): noise with a decaying spectrum in a random rotation,
 so the PCA-based metrics see a realistic number of components, and class means in the 64
-highest-variance noise directions at a signal-to-noise ratio of ``MEAN_SCALE`` per direction, so
+highest-variance noise directions at a signal-to-noise ratio of 0.4 per direction, so
 that the classes overlap (at the Flowers shape SFDA ≈ -0.14, GBC ≈ -680 of a possible -C(C-1)),
 rather than being separable in low-noise directions (scores at their ceilings).
 Prints a markdown table: median wall time over ``--repeats`` runs, peak traced memory
@@ -21,24 +21,12 @@ import tracemalloc
 
 import numpy as np
 
+from ped.benchmark import synthetic_task
 from ped.metrics import METRICS
 
 
-#: Class-mean scale relative to the noise standard deviation in each of the 64 signal directions.
-MEAN_SCALE = 0.4
-
-
 def make_features(n: int, d: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % c
-    rng.shuffle(y)
-    rotation = np.linalg.qr(rng.standard_normal((d, d)))[0]  # D x D orthonormal
-    scales = 1.0 / np.sqrt(np.arange(1, d + 1))  # decaying noise spectrum
-    k = min(64, d)  # signal lives in the k highest-variance noise directions
-    means = (rng.standard_normal((c, k)) * scales[:k] * MEAN_SCALE) @ rotation[:, :k].T
-    noise = rng.standard_normal((n, d)) * scales
-    x = means[y] + noise @ rotation.T
-    return x.astype(np.float32), y
+    return synthetic_task(n, d, c, seed=seed)
 
 
 def measure(fn, repeats: int) -> tuple[float, float, float]:

@@ -18,6 +18,12 @@ FAST = {
     "06_metrics_probabilistic": {"zoo_widths": [4, 16], "example_width": 16,
                                  "nleep_covariance": "diag"},
     "07_full_scale": {"demo_images": 40},
+    "08_benchmark": {"samples_per_class": 2},
+    "09_table1": {"metrics": ["logme", "gbc"], "tasks": ["clipart_symbols3", "digits10"],
+                  "n_resamples": 50, "figure_tasks": ["digits10"]},
+    "10_dynamics_and_cost": {"task": "clipart_symbols3", "flowers_shape": [400, 64, 8],
+                             "repeats": 1, "timed_metrics": ["logme", "sfda", "gbc"]},
+    "11_sensitivity": {},
 }
 
 # Bounds on glued values that the chapters' prose relies on.
@@ -43,6 +49,16 @@ CHECKS = {
     and g["nce_floor"] - 1e-9 <= g["nce_example"] <= 0 and 0 < g["nleep_released"] <= 1,
     "07_full_scale": lambda g: g["table1_cells"] == 0 and 0 < g["gpu_hours"] < 100
     and g["n_images"] > 300_000,
+    "08_benchmark": lambda g: g["n_models"] >= 13 and g["n_methods"] >= 8 and g["n_tasks"] >= 5
+    and g["n_out_domain"] >= 2 and g["ratio_min"] > 1 and -1 <= g["ceiling_min"] <= 1,
+    "09_table1": lambda g: all(-1 <= g[k] <= 1 for k in ("mean_tau_logme", "mean_tau_logme_ped",
+                                                         "mean_tau_gbc", "mean_tau_gbc_ped"))
+    and 0 <= g["clear_up"] + g["clear_down"] <= g["n_cells"] == 4
+    and g["pub_cells_up"] <= g["pub_cells"] == 30,
+    "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
+    and g["flowers_ped"] > 0 and g["bench_models"] >= 13,
+    "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1
+    and g["ref_gap_min"] <= g["ref_gap_max"],
 }
 
 

@@ -247,11 +247,12 @@ def run_ground_truth(
 
 
 def ground_truth_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every finished unit under ``out_dir/runs`` as the tidy table (sorted)."""
+    """Every finished unit under ``out_dir/runs`` as the tidy table (sorted): the columns
+    :data:`COLUMNS` and ``seconds``, the wall time of the run."""
     files = sorted((Path(out_dir) / "runs").rglob("*.json"))
     if not files:
         raise FileNotFoundError(f"no finished run under {Path(out_dir) / 'runs'}")
-    table = pd.DataFrame([json.loads(f.read_text()) for f in files])[COLUMNS]
+    table = pd.DataFrame([json.loads(f.read_text()) for f in files])[[*COLUMNS, "seconds"]]
     return table.sort_values(["task", "model", "protocol", "seed", "lr", "wd"],
                              na_position="first").reset_index(drop=True)  # fmt: skip
 

@@ -1,0 +1,302 @@
+r"""The embedded benchmark as an experiment: ground truth, features, scores and their agreement.
+
+The zoo (:mod:`ped.zoo`) and the tasks (:mod:`ped.datasets`) are the ingredients; this module is
+the protocol of the paper's Table 1 on them, in small functions the chapters call:
+
+1. :func:`load_ground_truth` reads the committed runs (``data/ground_truth/ground_truth.csv``);
+   :func:`model_accuracy` reduces them to one accuracy per model and task (the test accuracy at
+   the validation-selected setting, averaged over seeds), :func:`spread_vs_noise` asks whether a
+   task separates the models beyond the seed noise, and :func:`noise_ceiling` measures how well
+   one half of the seeds ranks the zoo like the other half.
+2. :func:`zoo_features` loads (cached) features of every encoder on a task's labelled images, and
+   :func:`score_zoo` scores them with the metrics, with or without PED (standardised with the
+   encoder's statistics on the held-out pool images, the analogue of the paper's ImageNet-val
+   features, or with the target's own statistics).
+3. :func:`tau_table` is the Table 1 cell (:math:`\tau_w` between scores and accuracies), and
+   :func:`seed_bootstrap_tau` its bootstrap interval over the ground-truth seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
+
+__all__ = [
+    "FEATURE_METRICS",
+    "ground_truth_path",
+    "load_ground_truth",
+    "selected_runs",
+    "model_accuracy",
+    "spread_vs_noise",
+    "noise_ceiling",
+    "zoo_features",
+    "score_zoo",
+    "tau_table",
+    "seed_bootstrap_tau",
+    "synthetic_task",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The metrics that need only features and target labels (every metric of Table 1 of the paper
+#: and the other feature-based ones); LEEP and NCE need a source classifier, which
+#: self-supervised encoders do not have.
+FEATURE_METRICS: tuple[str, ...] = ("logme", "sfda", "gbc", "nleep", "parc", "hscore", "transrate")
+
+Reference = Literal["source", "target"]
+
+
+def ground_truth_path() -> Path:
+    """``data/ground_truth/ground_truth.csv`` (under :func:`ped.data.data_dir`)."""
+    from ped.data import data_dir
+
+    return data_dir() / "ground_truth" / "ground_truth.csv"
+
+
+def load_ground_truth(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every ground-truth run: columns ``model, task, protocol, seed, lr, wd, val, test`` (%).
+
+    Written by ``ped zoo finetune`` (:func:`ped.zoo.finetune.ground_truth_table`).
+    """
+    from ped.zoo.finetune import COLUMNS
+
+    csv = Path(path) if path is not None else ground_truth_path()
+    if not csv.is_file():
+        raise FileNotFoundError(f"no ground truth at {csv}: run `make ground-truth`")
+    table = pd.read_csv(csv)
+    missing = set(COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{csv} lacks the column(s) {sorted(missing)}")
+    return table
+
+
+def selected_runs(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
+    """The runs of ``protocol`` at each model and task's validation-selected setting (all seeds),
+    see :func:`ped.zoo.finetune.selected`."""
+    from ped.zoo.finetune import selected
+
+    if protocol not in set(gt["protocol"]):
+        raise ValueError(f"no {protocol!r} run in the ground truth; it has {sorted(set(gt['protocol']))}")
+    return selected(gt[gt["protocol"] == protocol])
+
+
+def model_accuracy(
+    gt: pd.DataFrame, protocol: str = "finetune", seeds: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Accuracy (%) per model (rows) and task (columns): the test accuracy at the setting chosen
+    on validation, averaged over ``seeds`` (default: every seed run at that setting)."""
+    runs = selected_runs(gt, protocol)
+    if seeds is not None:
+        runs = runs[runs["seed"].isin(list(seeds))]
+        if runs.empty:
+            raise ValueError(f"no run with seeds {list(seeds)}")
+    return runs.pivot_table(index="model", columns="task", values="test", aggfunc="mean")
+
+
+def spread_vs_noise(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
+    r"""Per task: can its ground truth rank the zoo?
+
+    Columns: ``models``; ``seeds`` (runs per model at the chosen setting); ``mean`` accuracy;
+    ``spread`` = the standard deviation across models of their mean accuracy; ``range`` = best
+    minus worst model; ``seed_sd`` = the pooled within-model standard deviation of one run,
+    :math:`\sqrt{\overline{s_m^2}}`; ``se_mean`` = ``seed_sd`` / :math:`\sqrt{\text{seeds}}` (the
+    noise of a model's mean); ``ratio`` = ``spread`` / ``se_mean``.  A ratio near 1 means the
+    differences between models are no larger than the noise of measuring them.
+    """
+    runs = selected_runs(gt, protocol)
+    rows = []
+    for task, group in runs.groupby("task", sort=True):
+        per_model = group.groupby("model")["test"]
+        means = per_model.mean()
+        n_seeds = int(per_model.size().min())
+        var = per_model.var(ddof=1).dropna()
+        seed_sd = float(np.sqrt(var.mean())) if len(var) else float("nan")
+        se_mean = seed_sd / np.sqrt(n_seeds) if n_seeds > 0 else float("nan")
+        spread = float(means.std(ddof=1))
+        rows.append({
+            "task": task, "models": int(means.size), "seeds": n_seeds,
+            "mean": float(means.mean()), "spread": spread,
+            "range": float(means.max() - means.min()), "seed_sd": seed_sd,
+            "se_mean": float(se_mean), "ratio": float(spread / se_mean) if se_mean > 0 else np.inf,
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("task")
+
+
+def noise_ceiling(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
+    r"""Per task: :math:`\tau_w` between the ground truths of two disjoint halves of the seeds.
+
+    Every split of the seeds into a part of :math:`\lfloor S/2 \rfloor` seeds and the rest is
+    used (with 3 seeds: one seed against the other two, 3 splits); each split gives the
+    :math:`\tau_w` between the per-model mean accuracies of its two parts.  Columns ``ceiling``
+    (the mean over splits), ``low`` and ``high`` (min and max) and ``splits``.  No metric can be
+    expected to agree with the ground truth much better than the ground truth agrees with itself.
+    """
+    runs = selected_runs(gt, protocol)
+    rows = []
+    for task, group in runs.groupby("task", sort=True):
+        table = group.pivot_table(index="model", columns="seed", values="test", aggfunc="mean")
+        table = table.dropna(axis=1)
+        seeds = list(table.columns)
+        if len(seeds) < 2:
+            raise ValueError(f"task {task!r}: a noise ceiling needs at least 2 seeds per model")
+        taus = []
+        for part in itertools.combinations(seeds, len(seeds) // 2):
+            rest = [s for s in seeds if s not in part]
+            taus.append(weighted_tau(table[list(part)].mean(axis=1), table[rest].mean(axis=1)))
+        rows.append({"task": task, "ceiling": float(np.mean(taus)), "low": float(np.min(taus)),
+                     "high": float(np.max(taus)), "splits": len(taus)})  # fmt: skip
+    return pd.DataFrame(rows).set_index("task")
+
+
+def zoo_features(
+    task: str,
+    *,
+    split: Literal["train", "trainval"] = "trainval",
+    models: Sequence[str] | None = None,
+    zoo_dir: str | os.PathLike[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+) -> dict[str, tuple[NDArray[np.float32], NDArray[np.int64]]]:
+    """``{model: (features, labels)}`` of every zoo encoder on a task's labelled images.
+
+    ``split="trainval"`` (default) scores the training and validation images together: every
+    labelled image a practitioner holds before fine-tuning; ``"train"`` scores the training
+    images only.  Features are cached by :func:`ped.zoo.train.task_features`.
+    """
+    from ped.zoo.train import task_features
+
+    if split not in ("train", "trainval"):
+        raise ValueError(f"split must be 'train' or 'trainval', got {split!r}")
+    feats = task_features(task, zoo_dir=zoo_dir, cache=cache, names=models)
+    out = {}
+    for name, f in feats.items():
+        if split == "train":
+            out[name] = (f["x_train"], f["y_train"])
+        else:
+            out[name] = (np.concatenate([f["x_train"], f["x_val"]]),
+                         np.concatenate([f["y_train"], f["y_val"]]))  # fmt: skip
+    return out
+
+
+def score_zoo(
+    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    metrics: Sequence[str] = FEATURE_METRICS,
+    *,
+    ped: bool = False,
+    reference: Reference = "source",
+    zoo_dir: str | os.PathLike[str] | None = None,
+    **ped_options: Any,
+) -> pd.DataFrame:
+    """Score every model's features with every metric, on the features or after PED.
+
+    ``reference="source"`` standardises PED with the encoder's per-dimension mean and std on the
+    held-out pool images (:func:`ped.zoo.train.load_stats`, the paper's ImageNet-val analogue);
+    ``"target"`` with the target features' own statistics.  ``ped_options`` go to
+    :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``, ``max_steps``, ``variant``...).
+    Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
+    """
+    from ped import potential_energy_descent
+    from ped.metrics import METRICS
+    from ped.zoo.train import load_stats
+
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+    if reference not in ("source", "target"):
+        raise ValueError(f"reference must be 'source' or 'target', got {reference!r}")
+    if not ped and ped_options:
+        raise ValueError(f"PED options {sorted(ped_options)} given with ped=False")
+    rows = []
+    for model, (x, y) in features.items():
+        ped_seconds, steps = 0.0, 0
+        if ped:
+            ref = load_stats(model, zoo_dir) if reference == "source" else None
+            start = time.perf_counter()
+            result = potential_energy_descent(x, y, reference=ref, **ped_options)
+            ped_seconds = time.perf_counter() - start
+            x, steps = result.features, result.steps
+        for metric in metrics:
+            start = time.perf_counter()
+            score = METRICS[metric](x, y)
+            rows.append({"model": model, "metric": metric, "ped": ped, "score": float(score),
+                         "seconds": time.perf_counter() - start, "ped_seconds": ped_seconds,
+                         "ped_steps": steps})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def tau_table(scores: pd.DataFrame, accuracy: pd.Series) -> pd.Series:
+    r""":math:`\tau_w` of each metric's scores (``scores``: columns ``model, metric, score``)
+    against ``accuracy`` (indexed by model), one value per metric."""
+    out = {}
+    for metric, group in scores.groupby("metric", sort=False):
+        s = group.set_index("model")["score"]
+        missing = set(s.index) - set(accuracy.index)
+        if missing:
+            raise ValueError(f"no ground truth for model(s) {sorted(missing)}")
+        out[metric] = weighted_tau(s.to_numpy(), accuracy.loc[s.index].to_numpy())
+    return pd.Series(out, name="tau_w")
+
+
+def seed_bootstrap_tau(
+    scores: pd.Series,
+    runs: pd.DataFrame,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+) -> BootstrapInterval:
+    r"""Bootstrap interval of :math:`\tau_w` over the ground-truth seeds.
+
+    ``scores`` is indexed by model; ``runs`` is a models x seeds table of test accuracies (one
+    task, the selected setting).  Each resample draws seed columns with replacement, averages them
+    per model, and recomputes :math:`\tau_w` against the (fixed) scores.
+    """
+    missing = set(scores.index) - set(runs.index)
+    if missing:
+        raise ValueError(f"the runs table is missing model(s) {sorted(missing)}")
+    table = runs.loc[scores.index]
+    if table.isna().any().any():
+        raise ValueError("the runs table has missing seeds for some model")
+    values = table.to_numpy(dtype=float)
+    s = scores.to_numpy(dtype=float)
+
+    def stat(idx: NDArray[np.intp]) -> float:
+        return weighted_tau(s, values[:, idx].mean(1))
+
+    return bootstrap_ci(stat, values.shape[1], n_resamples=n_resamples, confidence=confidence,
+                        random_state=random_state)  # fmt: skip
+
+
+def synthetic_task(
+    n: int, dim: int, n_classes: int, *, seed: int = 0, mean_scale: float = 0.4
+) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
+    """Synthetic features of a given shape for timing (the paper's Flowers: 8189, 2048, 102).
+
+    Gaussian classes, float32, seeded: noise with a decaying spectrum (std of direction
+    :math:`k` is :math:`1/\sqrt{k}`) in a random rotation, so that PCA-based metrics see a
+    realistic number of components, and class means in the 64 highest-variance directions at
+    ``mean_scale`` times the noise std, so that the classes overlap (at the Flowers shape SFDA is
+    about -0.14 and GBC about -680) instead of being separable in low-noise directions.  Labels
+    cycle through ``0..n_classes-1`` and are shuffled.
+    """
+    if n < n_classes or dim < 1 or n_classes < 2:
+        raise ValueError(f"need n >= n_classes >= 2 and dim >= 1, got {n}, {dim}, {n_classes}")
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    rng.shuffle(y)
+    rotation = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
+    scales = 1.0 / np.sqrt(np.arange(1, dim + 1))
+    k = min(64, dim)
+    means = (rng.standard_normal((n_classes, k)) * scales[:k] * mean_scale) @ rotation[:, :k].T
+    x = means[y] + (rng.standard_normal((n, dim)) * scales) @ rotation.T
+    return x.astype(np.float32), y.astype(np.intp)

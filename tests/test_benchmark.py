@@ -1,0 +1,150 @@
+"""ped.benchmark: ground-truth reductions (spread, noise ceiling), zoo scoring and Table 1 cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ped import benchmark as B
+from ped.evaluation import weighted_tau
+from ped.zoo.finetune import COLUMNS
+
+
+def _gt(acc: dict[str, float], noise: float, seeds: int = 3, task: str = "t",
+        rng: int = 0) -> pd.DataFrame:  # fmt: skip
+    """A ground truth: seed-0 grid of 2 settings (the second always worse), seeds at the best."""
+    gen = np.random.default_rng(rng)
+    rows = []
+    for model, a in acc.items():
+        rows.append([model, task, "finetune", 0, 0.1, 5e-4, a - 5, a - 5])
+        for s in range(seeds):
+            test = a + noise * gen.standard_normal()
+            rows.append([model, task, "finetune", s, 0.01, 5e-4, a, test])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_model_accuracy_uses_the_selected_setting() -> None:
+    gt = _gt({"a": 90.0, "b": 80.0}, noise=0.0)
+    acc = B.model_accuracy(gt)
+    assert acc.loc["a", "t"] == pytest.approx(90.0) and acc.loc["b", "t"] == pytest.approx(80.0)
+    assert B.model_accuracy(gt, seeds=[1]).loc["a", "t"] == pytest.approx(90.0)
+    with pytest.raises(ValueError, match="seeds"):
+        B.model_accuracy(gt, seeds=[7])
+    with pytest.raises(ValueError, match="linear"):
+        B.model_accuracy(gt, protocol="linear")
+
+
+def test_spread_vs_noise_exact() -> None:
+    # two models, seeds with known values: a = 90 +- 1, b = 80 +- 2 (sample SDs 1 and 2)
+    rows = [["a", "t", "finetune", s, 0.01, 0.0, 0.0, v] for s, v in enumerate([89, 90, 91])]
+    rows += [["b", "t", "finetune", s, 0.01, 0.0, 0.0, v] for s, v in enumerate([78, 80, 82])]
+    out = B.spread_vs_noise(pd.DataFrame(rows, columns=COLUMNS)).loc["t"]
+    assert out["models"] == 2 and out["seeds"] == 3
+    assert out["spread"] == pytest.approx(np.std([90, 80], ddof=1))
+    assert out["range"] == pytest.approx(10.0)
+    assert out["seed_sd"] == pytest.approx(np.sqrt((1 + 4) / 2))
+    assert out["se_mean"] == pytest.approx(np.sqrt(2.5 / 3))
+    assert out["ratio"] == pytest.approx(out["spread"] / out["se_mean"])
+
+
+def test_noise_ceiling_is_one_without_noise_and_drops_with_it() -> None:
+    acc = {f"m{i}": 70.0 + 2 * i for i in range(10)}
+    clean = B.noise_ceiling(_gt(acc, noise=0.0)).loc["t"]
+    assert clean["ceiling"] == pytest.approx(1.0) and clean["splits"] == 3
+    noisy = B.noise_ceiling(_gt(acc, noise=20.0)).loc["t"]
+    assert noisy["ceiling"] < 0.9 and noisy["low"] <= noisy["ceiling"] <= noisy["high"]
+    with pytest.raises(ValueError, match="2 seeds"):
+        B.noise_ceiling(_gt(acc, noise=1.0, seeds=1))
+
+
+def test_noise_ceiling_matches_a_hand_computed_split() -> None:
+    acc = {f"m{i}": 70.0 + i for i in range(6)}
+    gt = _gt(acc, noise=3.0, seeds=4, rng=3)
+    runs = gt[(gt["lr"] == 0.01)].pivot_table(index="model", columns="seed", values="test")
+    taus = [weighted_tau(runs[list(p)].mean(axis=1), runs[[s for s in range(4) if s not in p]].mean(axis=1))
+            for p in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]]  # fmt: skip
+    out = B.noise_ceiling(gt).loc["t"]
+    assert out["splits"] == 6 and out["ceiling"] == pytest.approx(np.mean(taus))
+
+
+def _features(n_models: int = 4, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Models whose class separation grows with their index."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 20)
+    out = {}
+    for m in range(n_models):
+        centres = rng.standard_normal((3, 8)) * (0.5 + m)
+        out[f"m{m}"] = ((centres[y] + rng.standard_normal((60, 8))).astype(np.float32), y)
+    return out
+
+
+def test_score_zoo_and_tau_table() -> None:
+    feats = _features()
+    before = {k: (x.copy(), y.copy()) for k, (x, y) in feats.items()}
+    plain = B.score_zoo(feats, ["logme", "gbc"])
+    assert list(plain.columns) == ["model", "metric", "ped", "score", "seconds", "ped_seconds",
+                                   "ped_steps"]  # fmt: skip
+    assert len(plain) == 8 and not plain["ped"].any() and (plain["ped_steps"] == 0).all()
+    moved = B.score_zoo(feats, ["logme"], ped=True, reference="target", nsigma=0.6)
+    assert moved["ped"].all() and (moved["ped_steps"] >= 0).all()
+    for k in feats:  # inputs untouched
+        np.testing.assert_array_equal(feats[k][0], before[k][0])
+    truth = pd.Series({f"m{m}": 50.0 + m for m in range(4)})
+    taus = B.tau_table(plain, truth)
+    assert set(taus.index) == {"logme", "gbc"}
+    assert taus["gbc"] == pytest.approx(
+        weighted_tau(plain[plain.metric == "gbc"]["score"].to_numpy(), truth.to_numpy()))
+    assert taus["gbc"] > 0.5  # better separated models score higher
+
+
+def test_score_zoo_errors() -> None:
+    feats = _features(2)
+    with pytest.raises(ValueError, match="unknown metric"):
+        B.score_zoo(feats, ["nope"])
+    with pytest.raises(ValueError, match="reference"):
+        B.score_zoo(feats, ["logme"], ped=True, reference="imagenet")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ped=False"):
+        B.score_zoo(feats, ["logme"], nsigma=0.5)
+    with pytest.raises(ValueError, match="no ground truth"):
+        B.tau_table(B.score_zoo(feats, ["gbc"]), pd.Series({"m0": 1.0}))
+
+
+def test_seed_bootstrap_tau() -> None:
+    scores = pd.Series({f"m{i}": float(i) for i in range(8)})
+    exact = pd.DataFrame({s: [70.0 + 2 * i for i in range(8)] for s in range(3)},
+                         index=scores.index)  # fmt: skip
+    ci = B.seed_bootstrap_tau(scores, exact, n_resamples=50)
+    assert ci.estimate == pytest.approx(1.0) and ci.low == pytest.approx(1.0)
+    noisy = exact + np.random.default_rng(0).normal(0, 5, exact.shape)
+    ci = B.seed_bootstrap_tau(scores, noisy, n_resamples=200)
+    assert ci.low <= ci.estimate <= ci.high and ci.high - ci.low > 0
+    with pytest.raises(ValueError, match="missing"):
+        B.seed_bootstrap_tau(scores, noisy.drop(index="m0"), n_resamples=10)
+    gap = noisy.copy()
+    gap.loc["m0", 1] = np.nan
+    with pytest.raises(ValueError, match="missing"):
+        B.seed_bootstrap_tau(scores, gap, n_resamples=10)
+
+
+def test_load_ground_truth_errors(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(FileNotFoundError, match="make ground-truth"):
+        B.load_ground_truth(tmp_path / "none.csv")
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"model": ["a"]}).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="lacks"):
+        B.load_ground_truth(bad)
+    good = tmp_path / "gt.csv"
+    _gt({"a": 90.0}, noise=1.0).to_csv(good, index=False)
+    assert len(B.load_ground_truth(good)) == 4
+
+
+def test_synthetic_task() -> None:
+    x, y = B.synthetic_task(120, 16, 4, seed=1)
+    assert x.shape == (120, 16) and x.dtype == np.float32
+    assert np.bincount(y).tolist() == [30, 30, 30, 30]
+    x2, y2 = B.synthetic_task(120, 16, 4, seed=1)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    with pytest.raises(ValueError, match="n >= n_classes"):
+        B.synthetic_task(3, 16, 4)
