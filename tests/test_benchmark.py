@@ -148,3 +148,15 @@ def test_synthetic_task() -> None:
     np.testing.assert_array_equal(y, y2)
     with pytest.raises(ValueError, match="n >= n_classes"):
         B.synthetic_task(3, 16, 4)
+
+
+def test_zoo_features_rejects_an_unknown_split() -> None:
+    with pytest.raises(ValueError, match="split"):
+        B.zoo_features("digits10", split="test")  # type: ignore[arg-type]
+
+
+def test_selected_runs_keeps_every_seed_of_the_chosen_setting() -> None:
+    gt = _gt({"a": 90.0, "b": 80.0}, noise=1.0)
+    runs = B.selected_runs(gt)
+    assert len(runs) == 6 and set(runs["lr"]) == {0.01}
+    assert sorted(runs[runs.model == "a"]["seed"]) == [0, 1, 2]
