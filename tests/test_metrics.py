@@ -487,3 +487,9 @@ def test_source_metric_errors():
         nce(theta, y)
     with pytest.raises(ValueError, match="integers"):
         nce(theta.argmax(1).astype(bool), y)
+
+
+def test_every_metric_has_a_display_name():
+    from ped.metrics import DISPLAY_NAMES, METRICS, SOURCE_METRICS
+
+    assert set(DISPLAY_NAMES) == set(METRICS) | set(SOURCE_METRICS)

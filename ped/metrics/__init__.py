@@ -37,6 +37,7 @@ from ped.metrics.probabilistic import leep, nce, nleep
 from ped.metrics.separation import gbc, parc
 
 __all__ = [
+    "DISPLAY_NAMES",
     "METRICS",
     "SOURCE_METRICS",
     "gbc",
@@ -63,3 +64,9 @@ METRICS: dict[str, Callable[..., float]] = {
 
 #: Source-classifier metrics: ``leep(source_probs, labels)``, ``nce(source_labels, labels)``.
 SOURCE_METRICS: dict[str, Callable[..., float]] = {"leep": leep, "nce": nce}
+
+#: How the literature writes each metric's name (tables and figure labels).
+DISPLAY_NAMES: dict[str, str] = {
+    "logme": "LogME", "sfda": "SFDA", "gbc": "GBC", "nleep": "NLEEP", "parc": "PARC",
+    "hscore": "H-score", "transrate": "TransRate", "leep": "LEEP", "nce": "NCE",
+}  # fmt: skip
