@@ -16,7 +16,9 @@ pytest.importorskip("lightly")
 from ped.datasets import Pool, PoolSpec  # noqa: E402
 from ped.zoo import ZOO, ZooEntry, zoo_entry  # noqa: E402
 from ped.zoo.encoder import (  # noqa: E402
+    ARCH,
     FEATURE_DIM,
+    LEGACY_ARCH,
     build_encoder,
     count_parameters,
     images_to_tensor,
@@ -28,6 +30,7 @@ from ped.zoo.train import (  # noqa: E402
     load_encoder,
     load_stats,
     pretrain,
+    pretrain_many,
     read_manifest,
     sha256_file,
     task_features,
@@ -35,9 +38,10 @@ from ped.zoo.train import (  # noqa: E402
 )
 
 
-def test_encoder_shapes_size_and_checkpoint() -> None:
+@pytest.mark.parametrize("arch", [LEGACY_ARCH, ARCH], ids=["legacy", "rebuilt"])
+def test_encoder_shapes_size_and_checkpoint(arch: dict) -> None:
     torch.manual_seed(0)
-    enc = build_encoder().eval()
+    enc = build_encoder(**arch).eval()
     assert 0.6e6 < count_parameters(enc) < 0.8e6
     with torch.no_grad():
         assert enc(torch.zeros(2, 3, 32, 32)).shape == (2, FEATURE_DIM)
@@ -45,6 +49,11 @@ def test_encoder_shapes_size_and_checkpoint() -> None:
     buf = io.BytesIO()
     torch.save(enc.state_dict(), buf)
     assert buf.tell() <= 3 * 1024 * 1024
+    assert enc.stem[0].stride == (arch["stem_stride"],) * 2
+    # the two architectures have the same parameters: only the stem's stride differs
+    assert count_parameters(enc) == count_parameters(build_encoder())
+    with pytest.raises(ValueError, match="stem_stride"):
+        build_encoder(stem_stride=3)
 
 
 def test_images_to_tensor() -> None:
@@ -62,11 +71,10 @@ def test_images_to_tensor() -> None:
         images_to_tensor(grey.astype(np.float32))
 
 
-def _batch(method, images: np.ndarray) -> list:  # noqa: ANN001
-    from PIL import Image
+def _batch(method, images: np.ndarray, seed: int = 0) -> list:  # noqa: ANN001
+    from ped.zoo.augment import to_unit_float
 
-    per_image = [method.transform(Image.fromarray(im)) for im in images]
-    return [torch.stack([v[k] for v in per_image]) for k in range(len(per_image[0]))]
+    return method.make_views(to_unit_float(images), torch.Generator().manual_seed(seed))
 
 
 def test_every_method_takes_two_finite_steps() -> None:
@@ -188,6 +196,34 @@ def test_random_init_extra(tiny_pool: Pool, tmp_path: Path) -> None:
     rec = pretrain(zoo_entry("random_init"), tiny_pool, tmp_path, progress=False)
     assert rec["kind"] == "random" and rec["steps"] == 0 and rec["final_loss"] is None
     assert (tmp_path / "random_init.pt").is_file()
+    assert rec["arch"] == ARCH and load_encoder("random_init", tmp_path).stem[0].stride == (2, 2)
+
+
+def test_legacy_checkpoint_loads_with_its_architecture(tiny_pool: Pool, tmp_path: Path) -> None:
+    """A record without ``arch`` (the first zoo's) is built with the stride-1 stem."""
+    rec = pretrain(ZooEntry("old", "random", {}, 0, 1, kind="random", arch=dict(LEGACY_ARCH)),
+                   tiny_pool, tmp_path, progress=False)  # fmt: skip
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["encoders"]["old"]["arch"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert rec["arch"] == LEGACY_ARCH
+    assert load_encoder("old", tmp_path).stem[0].stride == (1, 1)
+
+
+def test_pretrain_many_side_by_side_equals_one_by_one(tiny_pool: Pool, tmp_path: Path) -> None:
+    """Two units in two processes train as one after the other (the same loss curves, up to
+    the float reductions of another thread count), and both land in the manifest (its update
+    is locked)."""
+    entries = [_entry(seed=3), ZooEntry("tiny_byol", "byol", {"batch_size": 16}, 1, 5)]
+    kw = {"max_steps": 2, "progress": False, "precision": "fp32", "device": "cpu"}
+    serial = {r["name"]: r for r in pretrain_many(entries, tiny_pool, tmp_path / "a", **kw)}
+    both = {r["name"]: r for r in pretrain_many(entries, tiny_pool, tmp_path / "b", jobs=2, **kw)}
+    assert set(read_manifest(tmp_path / "b")["encoders"]) == {"tiny_simclr", "tiny_byol"}
+    for name, rec in serial.items():
+        np.testing.assert_allclose(both[name]["loss_curve"], rec["loss_curve"], rtol=1e-4)
+        assert not both[name]["skipped"] and both[name]["torch_threads"] == 1
+    with pytest.raises(ValueError, match="jobs"):
+        list(pretrain_many(entries, tiny_pool, tmp_path / "c", jobs=0))
 
 
 def test_pretrain_rejects_bad_arguments(tiny_pool: Pool, tmp_path: Path) -> None:

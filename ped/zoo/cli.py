@@ -23,22 +23,22 @@ def _zoo_dir(args: argparse.Namespace) -> Path:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ped.datasets import load_pool
     from ped.zoo.spec import ZOO, zoo_entry
-    from ped.zoo.train import pretrain
+    from ped.zoo.train import pretrain_many
 
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     entries = [zoo_entry(n) for n in args.only] if args.only else list(ZOO)
     pool = load_pool(cache=args.cache)
     out = _zoo_dir(args)
     start = time.perf_counter()
-    for entry in entries:
-        rec = pretrain(
-            entry, pool, out, epochs_scale=args.epochs_scale, max_steps=args.max_steps,
-            device=args.device, precision=args.precision, num_workers=args.workers,
-            progress=not args.no_progress, force=args.force,
-        )  # fmt: skip
+    options = {"epochs_scale": args.epochs_scale, "max_steps": args.max_steps,
+               "device": args.device, "precision": args.precision, "force": args.force}  # fmt: skip
+    for rec in pretrain_many(entries, pool, out, jobs=args.jobs, progress=not args.no_progress,
+                             **options):  # fmt: skip
         state = "skipped (done)" if rec["skipped"] else f"{rec['wall_time_s']:.1f} s"
         loss = rec["final_loss"]
-        print(f"{entry.name:<16} {rec['steps']:>6} steps  loss "
-              f"{'-' if loss is None else f'{loss:.4f}':>8}  {state}")  # fmt: skip
+        print(f"{rec['name']:<16} {rec['steps']:>6} steps  loss "
+              f"{'-' if loss is None else f'{loss:.4f}':>8}  {state}", flush=True)  # fmt: skip
     print(f"zoo in {out}: {len(entries)} unit(s), {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -94,7 +94,8 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every entry's epochs")
     t.add_argument("--max-steps", type=int, default=None, help="cap optimiser steps per entry")
     t.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    t.add_argument("--jobs", type=int, default=1, help="units trained side by side, one process "
+                   "each (the CPU's threads are shared out; on CUDA they share the GPU)")
     t.add_argument("--force", action="store_true", help="retrain finished units")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)

@@ -1,10 +1,12 @@
-"""Self-supervised methods for the zoo, built from ``lightly``'s losses, heads and transforms.
+"""Self-supervised methods for the zoo, built from ``lightly``'s losses and heads.
 
 Each method is a :class:`SSLMethod` (a ``torch.nn.Module``) holding the encoder, its heads and
-loss, with three entry points used by :func:`ped.zoo.train.pretrain`:
+loss, with the entry points used by :func:`ped.zoo.train.pretrain`:
 
-- ``transform``: the lightly multi-view transform (``input_size=32``, no Gaussian blur, the zoo's
-  :data:`~ped.zoo.encoder.NORMALIZE`), mapping a PIL image to a list of view tensors;
+- ``views``: the method's augmented views as :class:`~ped.zoo.augment.ViewSpec` s, after the
+  recipe of lightly's transform of the same name at 32 px (no Gaussian blur, crop scales from
+  0.2, the zoo's :data:`~ped.zoo.encoder.NORMALIZE`); :meth:`SSLMethod.make_views` draws them
+  for a whole batch with tensor operations (:mod:`ped.zoo.augment`);
 - ``loss(views, progress)``: the training loss of one batch of views (``progress`` in [0, 1] is the
   fraction of training done, used by momentum schedules);
 - ``after_step(progress)``: momentum updates of target networks.
@@ -18,17 +20,17 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightly import loss as L
-from lightly import transforms as T
 from lightly.models import modules as M
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import nn
 
-from ped.zoo.encoder import FEATURE_DIM, NORMALIZE, build_encoder
+from ped.zoo.augment import ViewSpec, make_views
+from ped.zoo.encoder import ARCH, FEATURE_DIM, build_encoder
 
 __all__ = ["METHODS", "MULTI_CROP", "SSLMethod", "build_method"]
 
@@ -37,14 +39,24 @@ HIDDEN = 512
 MULTI_CROP = frozenset({"swav", "dino"})
 
 
-def _aug(hp: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments shared by lightly's single-size transforms."""
-    out: dict[str, Any] = {"input_size": 32, "gaussian_blur": 0.0, "normalize": NORMALIZE}
+#: lightly's SimCLR transform: colour jitter 0.8/0.8/0.8/0.2 with probability 0.8, grey 0.2.
+SIMCLR_VIEW = ViewSpec()
+#: MoCo v2's and SimSiam's: the SimCLR jitter at half strength (0.4/0.4/0.4/0.1).
+MOCO_VIEW = SIMCLR_VIEW.scaled(0.5)
+#: BYOL's (also Barlow Twins', DINO's global and VICReg's): jitter 0.4/0.4/0.2/0.1.
+BYOL_VIEW = ViewSpec(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+
+
+def _view(base: ViewSpec, hp: Mapping[str, Any], **changes: Any) -> ViewSpec:
+    """``base`` with the entry's ``min_scale`` and ``cj_strength`` options and ``changes``."""
+    from dataclasses import replace
+
+    view = replace(base, **changes)
     if "min_scale" in hp:
-        out["min_scale"] = hp["min_scale"]
+        view = replace(view, scale=(float(hp["min_scale"]), view.scale[1]))
     if "cj_strength" in hp:
-        out["cj_strength"] = hp["cj_strength"]
-    return out
+        view = view.scaled(float(hp["cj_strength"]))
+    return view
 
 
 def _momentum(progress: float, start: float) -> float:
@@ -61,11 +73,15 @@ class SSLMethod(nn.Module):
 
     name = "base"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
         super().__init__()
         self.hp = dict(hp)
-        self.encoder = build_encoder()
-        self.transform: Callable[[Any], list[torch.Tensor]] = T.SimCLRTransform(**_aug(hp))
+        self.encoder = build_encoder(**arch)
+        self.views: tuple[ViewSpec, ...] = (_view(SIMCLR_VIEW, hp),) * 2
+
+    def make_views(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """The method's views of a float batch ``(N, 3, H, W)`` in [0, 1]."""
+        return make_views(images, self.views, generator)
 
     def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:
         """Default for symmetric two-view methods (SimCLR, DCL, Barlow Twins, VICReg): both
@@ -89,8 +105,8 @@ class SSLMethod(nn.Module):
 class SimCLR(SSLMethod):
     name = "simclr"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
         self.head = M.SimCLRProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.criterion = L.NTXentLoss(temperature=hp.get("temperature", 0.5))
 
@@ -98,17 +114,17 @@ class SimCLR(SSLMethod):
 class DCL(SimCLR):
     name = "dcl"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
         self.criterion = L.DCLLoss(temperature=hp.get("temperature", 0.1))
 
 
 class MoCoV2(SSLMethod):
     name = "moco_v2"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        self.transform = T.MoCoV2Transform(**_aug(hp))
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (_view(MOCO_VIEW, hp),) * 2
         self.head = M.MoCoProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.encoder_m = copy.deepcopy(self.encoder)
         self.head_m = copy.deepcopy(self.head)
@@ -133,13 +149,9 @@ class MoCoV2(SSLMethod):
 class BYOL(SSLMethod):
     name = "byol"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        kw = _aug(hp)
-        self.transform = T.BYOLTransform(
-            view_1_transform=T.BYOLView1Transform(**kw),
-            view_2_transform=T.BYOLView2Transform(**kw),
-        )
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (_view(BYOL_VIEW, hp), _view(BYOL_VIEW, hp, solarize=0.2))
         self.projection = M.BYOLProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.prediction = M.BYOLPredictionHead(128, HIDDEN, 128)
         self.encoder_m = copy.deepcopy(self.encoder)
@@ -164,9 +176,9 @@ class SimSiam(SSLMethod):
     name = "simsiam"
     n_views = 2
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        self.transform = T.SimSiamTransform(**_aug(hp))
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (_view(MOCO_VIEW, hp),) * 2
         self.projection = M.SimSiamProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.prediction = M.SimSiamPredictionHead(128, 64, 128)
         self.criterion = L.NegativeCosineSimilarity()
@@ -185,9 +197,9 @@ class FastSiam(SimSiam):
 
     name = "fastsiam"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        self.transform = T.FastSiamTransform(num_views=hp.get("views", 4), **_aug(hp))
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (_view(MOCO_VIEW, hp),) * int(hp.get("views", 4))
 
     def loss(self, views: list[torch.Tensor], progress: float) -> torch.Tensor:
         z = [self.projection(self.encoder(v)) for v in views]
@@ -201,13 +213,9 @@ class FastSiam(SimSiam):
 class BarlowTwins(SSLMethod):
     name = "barlow_twins"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        kw = _aug(hp)
-        self.transform = T.BYOLTransform(
-            view_1_transform=T.BYOLView1Transform(**kw),
-            view_2_transform=T.BYOLView2Transform(**kw),
-        )
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (_view(BYOL_VIEW, hp), _view(BYOL_VIEW, hp, solarize=0.2))
         self.head = M.BarlowTwinsProjectionHead(FEATURE_DIM, HIDDEN, hp.get("proj_dim", 512))
         self.criterion = L.BarlowTwinsLoss(lambda_param=hp.get("lambda", 0.005))
 
@@ -215,9 +223,9 @@ class BarlowTwins(SSLMethod):
 class VICReg(SSLMethod):
     name = "vicreg"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        self.transform = T.VICRegTransform(**_aug(hp))
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (_view(BYOL_VIEW, hp, solarize=0.1),) * 2
         self.head = M.BarlowTwinsProjectionHead(FEATURE_DIM, HIDDEN, hp.get("proj_dim", 512))
         self.criterion = L.VICRegLoss()
 
@@ -225,8 +233,8 @@ class VICReg(SSLMethod):
 class NNCLR(SSLMethod):
     name = "nnclr"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
         self.projection = M.NNCLRProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.prediction = M.NNCLRPredictionHead(128, HIDDEN, 128)
         self.memory = M.NNMemoryBankModule(size=(hp.get("queue", 4096), 128))
@@ -243,13 +251,11 @@ class NNCLR(SSLMethod):
 class SwaV(SSLMethod):
     name = "swav"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        self.transform = T.SwaVTransform(
-            crop_sizes=(32, 16), crop_counts=(2, hp.get("local_views", 4)),
-            crop_min_scales=(0.14, 0.05), crop_max_scales=(1.0, 0.14),
-            gaussian_blur=0.0, normalize=NORMALIZE,
-        )  # fmt: skip
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        jitter = SIMCLR_VIEW.scaled(0.8)  # lightly's SwaV transform: strength 0.8
+        self.views = (_view(jitter, hp, scale=(0.14, 1.0)),) * 2 + (
+            _view(jitter, hp, size=16, scale=(0.05, 0.14)),) * int(hp.get("local_views", 4))
         self.projection = M.SwaVProjectionHead(FEATURE_DIM, HIDDEN, 128)
         self.prototypes = M.SwaVPrototypes(128, n_prototypes=hp.get("prototypes", 100))
         self.criterion = L.SwaVLoss(temperature=hp.get("temperature", 0.1))
@@ -266,12 +272,12 @@ class SwaV(SSLMethod):
 class DINO(SSLMethod):
     name = "dino"
 
-    def __init__(self, hp: Mapping[str, Any]) -> None:
-        super().__init__(hp)
-        self.transform = T.DINOTransform(
-            global_crop_size=32, local_crop_size=16, n_local_views=hp.get("local_views", 4),
-            gaussian_blur=(0.0, 0.0, 0.0), normalize=NORMALIZE,
-        )  # fmt: skip
+    def __init__(self, hp: Mapping[str, Any], arch: Mapping[str, Any] = ARCH) -> None:
+        super().__init__(hp, arch)
+        self.views = (
+            _view(BYOL_VIEW, hp, scale=(0.4, 1.0)),
+            _view(BYOL_VIEW, hp, scale=(0.4, 1.0), solarize=0.2),
+        ) + (_view(BYOL_VIEW, hp, size=16, scale=(0.05, 0.4)),) * int(hp.get("local_views", 4))
         out_dim = hp.get("out_dim", 2048)
         kw = {"input_dim": FEATURE_DIM, "hidden_dim": HIDDEN, "bottleneck_dim": 64,
               "output_dim": out_dim}  # fmt: skip
@@ -309,8 +315,12 @@ METHODS: dict[str, type[SSLMethod]] = {
 }  # fmt: skip
 
 
-def build_method(name: str, hp: Mapping[str, Any] | None = None) -> SSLMethod:
-    """A fresh :class:`SSLMethod` (call ``torch.manual_seed`` first for reproducibility)."""
+def build_method(
+    name: str, hp: Mapping[str, Any] | None = None, arch: Mapping[str, Any] = ARCH
+) -> SSLMethod:
+    """A fresh :class:`SSLMethod` with an encoder of architecture ``arch`` (keywords of
+    :func:`~ped.zoo.encoder.build_encoder`); call ``torch.manual_seed`` first for
+    reproducibility."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    return METHODS[name](hp or {})
+    return METHODS[name](hp or {}, arch)

@@ -2,7 +2,8 @@
 
 Eleven self-supervised methods (lightly losses and heads) plus a weaker-augmentation SimCLR
 variant make 12 pretrained encoders; a random-initialisation encoder is a labelled extra
-(``kind="random"``: no training, its statistics are still computed).  All use SGD (momentum 0.9,
+(``kind="random"``: no training, its statistics are still computed).  Every entry records its
+encoder architecture (:data:`ped.zoo.encoder.ARCH`, the stride-2 stem of the rebuilt zoo).  All use SGD (momentum 0.9,
 weight decay 5e-4), batch 256, a linear warm-up over the first 5 % of steps then cosine decay, and
 base learning rate ``lr`` (scaled by batch/256).  ``epochs`` counts passes over the pool's
 pretraining images.  VICReg runs at 0.02: it diverges at 0.06 (feasibility notes).
@@ -13,12 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ped.zoo.encoder import ARCH
+
 __all__ = ["ZooEntry", "ZOO", "DEFAULT_EPOCHS", "zoo_entry"]
 
-#: Epochs of the full training plan.  Measured on the 2-core machine (bf16, pool of 17,945
-#: images, batch 256 = 70 steps): ~83 s per epoch for a two-view method, ~160 s for SwAV's
-#: multi-crop; the 12 entries cost ~21 min per epoch, so 5 epochs ~ 1.75 h.
-DEFAULT_EPOCHS = 5
+#: Epochs of the full training plan.  The first zoo trained 5 epochs (~83 s per epoch of a
+#: two-view method with per-image PIL augmentation and the stride-1 stem).  With batched
+#: augmentation and the stride-2 stem (``benchmarks/bench_training.py``, 2-core machine, quiet:
+#: SimCLR 1,655 images/s, BYOL 1,298, SwAV 1,100) an epoch of the pool's 17,945 images takes
+#: 11-16 s for two-view methods and ~20 s for four-view and multi-crop ones, so the 12
+#: pretrained entries cost ~170 s per epoch: 80 epochs ~ 3.8 h, ~3.3 h with two jobs.
+DEFAULT_EPOCHS = 80
 
 
 @dataclass(frozen=True)
@@ -31,13 +37,14 @@ class ZooEntry:
     epochs: float = DEFAULT_EPOCHS
     seed: int = 0
     kind: str = "ssl"  # "ssl" or "random" (labelled extra)
+    arch: dict[str, Any] = field(default_factory=lambda: dict(ARCH))
 
     def config(self) -> dict[str, Any]:
         """The JSON-able configuration that identifies this unit (compared on resume)."""
         return {
             "name": self.name, "method": self.method, "kind": self.kind,
             "hyperparameters": dict(sorted(self.hyperparameters.items())),
-            "epochs": self.epochs, "seed": self.seed,
+            "epochs": self.epochs, "seed": self.seed, "arch": dict(self.arch),
         }  # fmt: skip
 
 
