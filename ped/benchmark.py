@@ -45,6 +45,9 @@ __all__ = [
     "tau_table",
     "seed_bootstrap_tau",
     "synthetic_task",
+    "CHECK_THRESHOLDS",
+    "split_half_ceiling",
+    "ground_truth_checks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -280,7 +283,7 @@ def seed_bootstrap_tau(
 def synthetic_task(
     n: int, dim: int, n_classes: int, *, seed: int = 0, mean_scale: float = 0.4
 ) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
-    """Synthetic features of a given shape for timing (the paper's Flowers: 8189, 2048, 102).
+    r"""Synthetic features of a given shape for timing (the paper's Flowers: 8189, 2048, 102).
 
     Gaussian classes, float32, seeded: noise with a decaying spectrum (std of direction
     :math:`k` is :math:`1/\sqrt{k}`) in a random rotation, so that PCA-based metrics see a
@@ -300,3 +303,133 @@ def synthetic_task(
     means = (rng.standard_normal((n_classes, k)) * scales[:k] * mean_scale) @ rotation[:, :k].T
     x = means[y] + (rng.standard_normal((n, dim)) * scales) @ rotation.T
     return x.astype(np.float32), y.astype(np.intp)
+
+
+# --------------------------------------------------------------------------------------------
+# Can a ground truth rank its zoo?  The rebuilt benchmark's acceptance checks
+# --------------------------------------------------------------------------------------------
+
+#: Thresholds of :func:`ground_truth_checks` (the rebuilt benchmark's acceptance criteria).
+CHECK_THRESHOLDS: dict[str, float] = {
+    "pretrain_gap": 3.0,      # points: median pretrained minus random init
+    "pretrain_z": 3.0,        # that gap over its standard error
+    "separability": 5.0,      # SD of model means / SE of one model's mean, most extreme left out
+    "eval_seeds": 6,          # evaluation seeds per model and task
+    "ceiling": 0.8,           # split-half noise ceiling (tau_w)
+}  # fmt: skip
+
+
+def _eval_table(gt: pd.DataFrame, task: str) -> pd.DataFrame:
+    """models x evaluation seeds of one task's test accuracies (rebuilt protocol)."""
+    runs = gt[(gt["task"] == task) & (gt["role"] == "eval")]
+    return runs.pivot_table(index="model", columns="seed", values="test", aggfunc="mean")
+
+
+def split_half_ceiling(
+    table: pd.DataFrame, *, n_splits: int = 200, random_state: int = 0
+) -> tuple[float, int]:
+    r"""Mean :math:`\tau_w` between the per-model means of two halves of the seeds.
+
+    ``table`` is models x seeds.  Every split of the :math:`S` seeds into :math:`\lfloor S/2
+    \rfloor` and the rest is used when there are at most ``n_splits`` distinct ones (10 for 6
+    seeds), else ``n_splits`` random ones; both orders of a split give the same
+    :math:`\tau_w`, so each is counted once.  Returns ``(mean tau_w, splits used)``.
+    """
+    seeds = list(table.columns)
+    if len(seeds) < 2:
+        raise ValueError("a split-half ceiling needs at least 2 seeds per model")
+    half = len(seeds) // 2
+    splits = [p for p in itertools.combinations(range(len(seeds)), half)]
+    if 2 * half == len(seeds):  # {A, B} and {B, A}: keep the one holding seed 0
+        splits = [p for p in splits if 0 in p]
+    if len(splits) > n_splits:
+        rng = np.random.default_rng(random_state)
+        splits = [tuple(rng.permutation(len(seeds))[:half]) for _ in range(n_splits)]
+    values = table.to_numpy(dtype=float)
+    taus = []
+    for part in splits:
+        rest = [i for i in range(len(seeds)) if i not in part]
+        taus.append(weighted_tau(values[:, list(part)].mean(1), values[:, rest].mean(1)))
+    return float(np.mean(taus)), len(splits)
+
+
+def ground_truth_checks(
+    gt: pd.DataFrame,
+    *,
+    random_model: str = "random_init",
+    n_resamples: int = 1000,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    r"""Per task, whether the rebuilt ground truth can rank the zoo: the four acceptance checks.
+
+    ``gt`` is a table of the rebuilt protocol (:data:`ped.zoo.finetune.COLUMNS_V2`: a ``role``
+    column tells selection runs from evaluation runs).  Columns of the result, per task:
+
+    1. *Pretraining matters*: ``pretrain_gap`` = median over the pretrained models of their mean
+       accuracy minus ``random_model``'s, in points; ``pretrain_se`` its standard error, the SD
+       of the gap over ``n_resamples`` bootstrap resamples of each model's evaluation seeds;
+       ``pretrain_z`` = gap / SE.  Passes (``ok_pretrain``) at gap >= 3 and z >= 3.
+    2. *Separability*: ``separability`` = SD across models of their mean accuracies divided by
+       the SE of one model's mean (pooled within-model seed SD / :math:`\sqrt{S}`), with the
+       model farthest from the median of the means left out (``left_out``).  Passes at >= 5.
+    3. *Crisp ground truth*: ``eval_seeds`` (fewest per model), ``disjoint`` (no seed used
+       both for selection and evaluation), ``ceiling`` = :func:`split_half_ceiling`.  Passes
+       with >= 6 seeds, disjoint seeds and a ceiling >= 0.8.
+    4. *Interior selection*: ``lr_edges`` and ``wd_edges`` count the models whose selected
+       learning rate (weight decay) is the smallest or largest value tried for that model and
+       task.  Passes at zero.
+
+    The thresholds are :data:`CHECK_THRESHOLDS`; ``ok`` is true when all four pass.
+    """
+    need = {"model", "task", "role", "seed", "lr", "wd", "val", "test"}
+    missing = need - set(gt.columns)
+    if missing:
+        raise ValueError(f"the ground truth lacks the column(s) {sorted(missing)} (the rebuilt "
+                         "protocol's table is needed)")  # fmt: skip
+    th = CHECK_THRESHOLDS
+    rng = np.random.default_rng(random_state)
+    rows = []
+    for task in sorted(gt["task"].unique()):
+        table = _eval_table(gt, task).dropna(axis=1)
+        if random_model not in table.index:
+            raise ValueError(f"task {task!r}: no evaluation runs of {random_model!r}")
+        values = table.to_numpy(dtype=float)
+        n_models, n_seeds = values.shape
+        means = values.mean(1)
+        is_random = np.asarray(table.index == random_model)
+        gap = float(np.median(means[~is_random]) - means[is_random][0])
+        boot = np.empty(n_resamples)
+        for b in range(n_resamples):
+            idx = rng.integers(0, n_seeds, (n_models, n_seeds))
+            m = np.take_along_axis(values, idx, axis=1).mean(1)
+            boot[b] = np.median(m[~is_random]) - m[is_random][0]
+        se = float(boot.std(ddof=1))
+        far = int(np.argmax(np.abs(means - np.median(means))))
+        keep = np.arange(n_models) != far
+        seed_sd = float(np.sqrt(values[keep].var(axis=1, ddof=1).mean()))
+        separability = float(means[keep].std(ddof=1) / (seed_sd / np.sqrt(n_seeds)))
+        ceiling, splits = split_half_ceiling(table, random_state=random_state)
+        runs = gt[gt["task"] == task]
+        sel_seeds = set(runs.loc[runs["role"] == "select", "seed"])
+        eval_seeds = set(runs.loc[runs["role"] == "eval", "seed"])
+        lr_edges = wd_edges = 0
+        for _, cell in runs.groupby("model"):
+            chosen = cell[cell["role"] == "eval"].iloc[0]
+            tried = cell[cell["role"] == "select"]
+            lr_edges += chosen["lr"] in (tried["lr"].min(), tried["lr"].max())
+            wd_edges += chosen["wd"] in (tried["wd"].min(), tried["wd"].max())
+        row = {
+            "task": task, "models": n_models, "eval_seeds": n_seeds,
+            "pretrain_gap": gap, "pretrain_se": se, "pretrain_z": gap / se if se > 0 else np.inf,
+            "separability": separability, "left_out": table.index[far],
+            "disjoint": not (sel_seeds & eval_seeds), "ceiling": ceiling, "ceiling_splits": splits,
+            "lr_edges": int(lr_edges), "wd_edges": int(wd_edges),
+        }  # fmt: skip
+        row["ok_pretrain"] = gap >= th["pretrain_gap"] and row["pretrain_z"] >= th["pretrain_z"]
+        row["ok_separable"] = separability >= th["separability"]
+        row["ok_crisp"] = bool(n_seeds >= th["eval_seeds"] and row["disjoint"]
+                               and ceiling >= th["ceiling"])  # fmt: skip
+        row["ok_interior"] = lr_edges == 0 and wd_edges == 0
+        row["ok"] = all(row[k] for k in ("ok_pretrain", "ok_separable", "ok_crisp", "ok_interior"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("task")

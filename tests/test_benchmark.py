@@ -160,3 +160,73 @@ def test_selected_runs_keeps_every_seed_of_the_chosen_setting() -> None:
     runs = B.selected_runs(gt)
     assert len(runs) == 6 and set(runs["lr"]) == {0.01}
     assert sorted(runs[runs.model == "a"]["seed"]) == [0, 1, 2]
+
+
+def _v2_table(means: dict[str, float], noise: float, *, seeds: int = 6, edge_model: str | None = None,
+              seed: int = 0) -> pd.DataFrame:
+    """A synthetic rebuilt-protocol table: selection over lr {0.01, 0.03, 0.1} x wd {1e-4, 1e-3,
+    1e-2} (the middle chosen, or the largest lr for ``edge_model``), evaluation seeds 0..S-1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for model, mu in means.items():
+        for lr in (0.01, 0.03, 0.1):
+            for wd in (1e-4, 1e-3, 1e-2):
+                rows.append({"model": model, "task": "t", "protocol": "finetune", "role": "select",
+                             "seed": 100, "lr": lr, "wd": wd, "val": mu, "test": mu})
+        lr = 0.1 if model == edge_model else 0.03
+        for s in range(seeds):
+            acc = mu + noise * rng.standard_normal()
+            rows.append({"model": model, "task": "t", "protocol": "finetune", "role": "eval",
+                         "seed": s, "lr": lr, "wd": 1e-3, "val": acc, "test": acc})
+    return pd.DataFrame(rows)
+
+
+def test_ground_truth_checks_against_hand_computation() -> None:
+    means = {"random_init": 50.0, "a": 60.0, "b": 64.0, "c": 68.0, "d": 72.0, "e": 76.0}
+    gt = _v2_table(means, noise=0.5)
+    checks = B.ground_truth_checks(gt, n_resamples=300)
+    row = checks.loc["t"]
+    table = gt[gt["role"] == "eval"].pivot_table(index="model", columns="seed", values="test")
+    m = table.mean(axis=1)
+    assert row["pretrain_gap"] == pytest.approx(m.drop("random_init").median() - m["random_init"])
+    # the model farthest from the median of the means is left out of the separability
+    far = (m - m.median()).abs().idxmax()
+    assert row["left_out"] == far == "random_init"
+    kept = table.drop(far)
+    se = np.sqrt(kept.var(axis=1, ddof=1).mean()) / np.sqrt(6)
+    assert row["separability"] == pytest.approx(kept.mean(axis=1).std(ddof=1) / se)
+    # se of the gap: about sqrt(2) * noise / sqrt(6) (median of 5 pretrained + random init)
+    assert 0.1 < row["pretrain_se"] < 0.6
+    assert row["ceiling"] == pytest.approx(1.0) and row["ceiling_splits"] == 10
+    assert row["eval_seeds"] == 6 and row["disjoint"] and row["lr_edges"] == 0
+    assert row["ok"]
+
+
+def test_ground_truth_checks_fail_where_they_should() -> None:
+    flat = {"random_init": 70.0, "a": 70.5, "b": 69.5, "c": 70.2, "d": 69.8, "e": 70.1}
+    row = B.ground_truth_checks(_v2_table(flat, noise=2.0), n_resamples=300).loc["t"]
+    assert not row["ok_pretrain"] and not row["ok_separable"] and not row["ok_crisp"]
+    assert not row["ok"]
+    means = {"random_init": 50.0, "a": 60.0, "b": 64.0, "c": 68.0, "d": 72.0, "e": 76.0}
+    row = B.ground_truth_checks(_v2_table(means, 0.5, edge_model="c"), n_resamples=50)
+    assert row.loc["t", "lr_edges"] == 1 and not row.loc["t", "ok_interior"]
+    few = B.ground_truth_checks(_v2_table(means, 0.5, seeds=4), n_resamples=50).loc["t"]
+    assert few["eval_seeds"] == 4 and not few["ok_crisp"]
+    overlap = _v2_table(means, 0.5)
+    overlap.loc[overlap["role"] == "select", "seed"] = 0
+    assert not B.ground_truth_checks(overlap, n_resamples=50).loc["t", "disjoint"]
+    with pytest.raises(ValueError, match="role"):
+        B.ground_truth_checks(overlap.drop(columns="role"))
+    with pytest.raises(ValueError, match="random_init"):
+        B.ground_truth_checks(overlap[overlap["model"] != "random_init"])
+
+
+def test_split_half_ceiling_counts_and_random_splits() -> None:
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.standard_normal((8, 5)) + np.arange(8)[:, None] * 3)
+    value, splits = B.split_half_ceiling(table)
+    assert splits == 10 and 0.5 < value <= 1.0  # C(5, 2) splits of 2 against 3
+    big = pd.DataFrame(rng.standard_normal((8, 14)))
+    assert B.split_half_ceiling(big, n_splits=50)[1] == 50
+    with pytest.raises(ValueError, match="2 seeds"):
+        B.split_half_ceiling(table[[0]])

@@ -295,3 +295,76 @@ def test_finetune_ground_truth_units(
     assert len(calls) == 3 and all(k["min_steps"] == 21 for k in calls)
     with pytest.raises(ValueError, match="protocol"):
         F.run_ground_truth(["tiny_simclr"], ["digits10"], tmp_path / "gt", protocols=("knn",))
+
+
+def test_protocol_validation() -> None:
+    from ped.zoo.finetune import Protocol
+
+    with pytest.raises(ValueError, match="disjoint"):
+        Protocol(selection_seeds=(0,), eval_seeds=(0, 1))
+    with pytest.raises(ValueError, match="lr_grid"):
+        Protocol(lr_grid=(0.1, 0.01, 0.03))
+    with pytest.raises(ValueError, match="two evaluation seeds"):
+        Protocol(eval_seeds=(1,))
+
+
+def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
+    tiny_pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Selection on its own seeds; a best value on an edge grows the grid on that side (at most
+    max_extensions times); evaluation seeds at the chosen setting; Z_T of the first eval seed;
+    resumable; the manifest ties the table to every file."""
+    from ped.datasets import load_task
+    from ped.zoo import finetune as F
+    from ped.zoo.train import sha256_file
+
+    task = load_task("digits10")
+    protocol = F.Protocol(steps=3, lr_grid=(0.01, 0.03, 0.1), wd_grid=(5e-5, 5e-4, 5e-3),
+                          selection_seeds=(9,), eval_seeds=(0, 1), max_extensions=1)  # fmt: skip
+    calls: list[dict] = []
+
+    def fake_run(encoder, task, *, lr, wd, seed, features_of=None, **kw):  # noqa: ANN001, ANN202
+        calls.append({"lr": lr, "wd": wd, "seed": seed, **kw})
+        val = 100 * lr - abs(np.log10(wd) + 4)  # best at the largest lr and at wd 5e-5
+        if features_of is not None:
+            return val, val + 1, np.zeros((len(features_of), 4), np.float32)
+        return val, val + 1
+
+    monkeypatch.setattr(F, "finetune_run", fake_run)
+    out = tmp_path / "gt"
+    rows = F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=protocol)
+    select = [r for r in rows if r["role"] == "select"]
+    # lr grew once upwards (0.1 -> 0.3) and stops there (max_extensions=1, still an edge);
+    # wd 5e-5 was an edge, grew to 5e-6 below, and is then interior
+    assert sorted({r["lr"] for r in select}) == [0.01, 0.03, 0.1, 0.3]
+    assert sorted({r["wd"] for r in select}) == [5e-6, 5e-5, 5e-4, 5e-3]
+    assert len(select) == 16 and {r["seed"] for r in select} == {9}
+    evals = [r for r in rows if r["role"] == "eval"]
+    assert [(r["seed"], r["lr"], r["wd"]) for r in evals] == [(0, 0.3, 5e-5), (1, 0.3, 5e-5)]
+    assert all(c["steps"] == 3 and c["per_image_shift"] for c in calls)
+    z = np.load(F.features_path(out, "m", "digits10"))
+    assert z["features"].shape == (len(task.y_train) + len(task.y_val), 4)
+
+    n_calls = len(calls)
+    again = F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=protocol)
+    assert len(calls) == n_calls and again == rows  # resumed: nothing rerun
+    F.run_cell(None, task, out, model="m", encoder_sha256="changed", protocol=protocol)
+    assert len(calls) == 2 * n_calls  # a retrained encoder makes every unit stale
+
+    table = F.write_protocol_table(out)
+    assert list(table.columns[:9]) == F.COLUMNS_V2 and len(table) == len(rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["table"]["sha256"] == sha256_file(out / "ground_truth.csv")
+    assert len(manifest["files"]) == len(rows) + 1  # every run and the features
+
+
+def test_per_image_shift_moves_each_image_by_at_most_two_pixels() -> None:
+    from ped.zoo.finetune import _shift_each
+
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    y = _shift_each(x, torch.Generator().manual_seed(0))
+    pos = torch.nonzero(y[:, 0] == 1.0)
+    assert len(pos) == 64  # the pixel survives in every image
+    offsets = {(int(r) - 4, int(c) - 4) for _, r, c in pos}
+    assert all(abs(a) <= 2 and abs(b) <= 2 for a, b in offsets) and len(offsets) > 5

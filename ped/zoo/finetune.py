@@ -28,6 +28,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from ped.extraction import _atomic_json, resolve_device
 __all__ = [
     "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
     "finetune_run", "linear_probe_run", "run_ground_truth", "ground_truth_table", "selected",
+    "Protocol", "PROTOCOL", "COLUMNS_V2", "run_cell", "run_protocol", "protocol_table",
+    "write_protocol_table", "features_path",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -74,13 +77,21 @@ def finetune_run(
     seed: int,
     epochs: int = EPOCHS,
     min_steps: int = MIN_STEPS,
+    steps: int | None = None,
     batch_size: int = BATCH_SIZE,
+    per_image_shift: bool = False,
+    features_of: Any = None,
     device: str = "auto",
     precision: str = "auto",
-) -> tuple[float, float]:
+) -> tuple[float, float] | tuple[float, float, np.ndarray]:
     """Fine-tune a copy of ``encoder`` (+ linear head) on ``task``; ``(val %, test %)``.
 
-    Runs ``max(epochs, ceil(min_steps / steps_per_epoch))`` epochs.
+    Runs ``max(epochs, ceil(min_steps / steps_per_epoch))`` epochs, or exactly ``steps``
+    optimiser steps when given (the rebuilt protocol, :data:`PROTOCOL`).  Each batch is
+    translated by up to 2 px: by one shift for the whole batch (the first protocol) or, with
+    ``per_image_shift``, by one shift per image.  With ``features_of`` (uint8 images), the
+    fine-tuned encoder's features of those images (eval mode, float32) are returned third: the
+    features :math:`Z_T` that fine-tuning ends with.
 
     ``encoder`` is not modified.  Seeded: the same arguments give the same result on one machine.
     """
@@ -91,10 +102,10 @@ def finetune_run(
     from ped.zoo.encoder import images_to_tensor
     from ped.zoo.train import _autocast, _seed_everything, autocast_dtype
 
-    if lr <= 0 or wd < 0 or epochs < 1 or min_steps < 0:
+    if lr <= 0 or wd < 0 or epochs < 1 or min_steps < 0 or (steps is not None and steps < 1):
         raise ValueError(
-            f"need lr > 0, wd >= 0, epochs >= 1, min_steps >= 0; got {lr}, {wd}, {epochs}, "
-            f"{min_steps}"
+            f"need lr > 0, wd >= 0, epochs >= 1, min_steps >= 0, steps >= 1; got {lr}, {wd}, "
+            f"{epochs}, {min_steps}, {steps}"
         )
     dev = resolve_device(device)
     amp = autocast_dtype(dev, precision)
@@ -108,18 +119,27 @@ def finetune_run(
     y_tr = torch.as_tensor(task.y_train, device=dev)
     n = len(y_tr)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
-    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
-    total = epochs * steps_per_epoch
+    if steps is None:
+        epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+        total = epochs * steps_per_epoch
+    else:
+        total, epochs = steps, math.ceil(steps / steps_per_epoch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     gen = torch.Generator().manual_seed(seed)
+    done = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen).to(dev)
         for start in range(0, n, batch_size):
+            if done == total:
+                break
             idx = perm[start : start + batch_size]
-            xb = x_tr[idx]
-            shifts = torch.randint(-2, 3, (2,), generator=gen).tolist()  # translation <= 2 px
-            xb = torch.roll(torch.nn.functional.pad(xb, (2, 2, 2, 2)), shifts, dims=(2, 3))
-            xb = xb[:, :, 2:-2, 2:-2]
+            if per_image_shift:
+                xb = _shift_each(x_tr[idx], gen)
+            else:
+                xb = x_tr[idx]
+                shifts = torch.randint(-2, 3, (2,), generator=gen).tolist()  # translation <= 2 px
+                xb = torch.roll(torch.nn.functional.pad(xb, (2, 2, 2, 2)), shifts, dims=(2, 3))
+                xb = xb[:, :, 2:-2, 2:-2]
             with _autocast(dev, amp):
                 logits = head(model(xb))
             loss = torch.nn.functional.cross_entropy(logits.float(), y_tr[idx])
@@ -127,6 +147,7 @@ def finetune_run(
             loss.backward()
             opt.step()
             sched.step()
+            done += 1
     model.eval()
     scores = []
     with torch.inference_mode():
@@ -135,7 +156,26 @@ def finetune_run(
             logits = torch.cat([head(model(images_to_tensor(x[i : i + 512]).to(dev))).float()
                                 for i in range(0, len(x), 512)])  # fmt: skip
             scores.append(_accuracy(logits, torch.as_tensor(y, device=dev)))
+        if features_of is not None:
+            z = torch.cat([model(images_to_tensor(features_of[i : i + 512]).to(dev)).float().cpu()
+                           for i in range(0, len(features_of), 512)])  # fmt: skip
+            return scores[0], scores[1], z.numpy().astype(np.float32)
     return scores[0], scores[1]
+
+
+def _shift_each(x: Any, gen: Any, max_shift: int = 2) -> Any:
+    """Each image of ``(N, C, H, W)`` translated by its own integer shift of at most
+    ``max_shift`` px in each direction, zero-padded (one gather, no Python loop)."""
+    import torch
+
+    n, _, h, w = x.shape
+    pad = torch.nn.functional.pad(x, (max_shift,) * 4)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen)).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    chan = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return pad[batch, chan, rows, cols]
 
 
 def linear_probe_run(features: dict[str, np.ndarray], *, c: float) -> tuple[float, float]:
@@ -276,3 +316,249 @@ def selected(table: pd.DataFrame) -> pd.DataFrame:
         at_best = group[same_lr & np.isclose(group["wd"], best["wd"])]
         out.append(at_best)
     return pd.concat(out, ignore_index=True)[COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------
+# The rebuilt protocol: selection seeds apart from evaluation seeds, a grid widened until the
+# selection is interior, fine-tuned features, a manifest with sha256
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The fine-tuning ground truth of the rebuilt benchmark.
+
+    Every run takes exactly ``steps`` optimiser steps (batch ``batch_size``, SGD with momentum
+    0.9, cosine decay, per-image translations of up to 2 px).  Model selection: every
+    (lr, wd) of the grid runs with each of ``selection_seeds``; the setting with the best mean
+    validation accuracy is chosen.  When it lies on an edge of the grid, the grid grows on that
+    side (the learning rate along the half-decade ladder 0.001, 0.003, 0.01, ...; the weight
+    decay by a factor of 10), at most ``max_extensions`` times per side, and the selection is
+    repeated.  Then ``eval_seeds`` (disjoint from the
+    selection seeds) run at the chosen setting: their test accuracies are the ground truth.
+    The first evaluation seed also stores the fine-tuned encoder's features of the scored
+    images (train + val), :math:`Z_T`.
+    """
+
+    steps: int = 300
+    batch_size: int = BATCH_SIZE
+    lr_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
+    wd_grid: tuple[float, ...] = (5e-5, 5e-4, 5e-3)
+    selection_seeds: tuple[int, ...] = (100,)
+    eval_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    max_extensions: int = 2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.max_extensions < 0:
+            raise ValueError("steps and batch_size must be >= 1, max_extensions >= 0")
+        for name in ("lr_grid", "wd_grid"):
+            grid = getattr(self, name)
+            if len(grid) < 3 or list(grid) != sorted(set(grid)) or grid[0] <= 0:
+                raise ValueError(f"{name} needs >= 3 increasing positive values, got {grid}")
+        if not self.selection_seeds or len(self.eval_seeds) < 2:
+            raise ValueError("need at least one selection seed and two evaluation seeds")
+        if set(self.selection_seeds) & set(self.eval_seeds):
+            raise ValueError("selection seeds and evaluation seeds must be disjoint")
+
+    def config(self) -> dict[str, Any]:
+        """What a stored run must match to be reused (with the encoder's sha256)."""
+        return {"protocol": "finetune_v2", "steps": self.steps, "batch_size": self.batch_size,
+                "per_image_shift": True}  # fmt: skip
+
+
+#: The rebuilt benchmark's protocol.
+PROTOCOL = Protocol()
+#: Columns of the rebuilt ground-truth table (``role``: ``select`` or ``eval``).
+COLUMNS_V2 = ["model", "task", "protocol", "role", "seed", "lr", "wd", "val", "test"]
+GT_MANIFEST = "manifest.json"
+
+
+def _next_value(x: float, side: int, axis: str) -> float:
+    """The grid value after ``x`` on ``side`` (-1 below, +1 above): learning rates step along
+    the half-decade ladder 1, 3, 10, 30, ... (x 10^k), weight decays by a factor of 10."""
+    if axis == "lr":
+        k, half = divmod(round(2 * math.log10(x)) + side, 2)
+        return float(f"{(3 if half else 1)}e{k}")
+    return float(f"{x * 10.0**side:.0e}")
+
+
+def _extend(grid: list[float], side: int, axis: str) -> list[float]:
+    if side < 0:
+        return [_next_value(grid[0], -1, axis), *grid]
+    return [*grid, _next_value(grid[-1], 1, axis)]
+
+
+def _v2_path(out: Path, model: str, task: str, role: str, lr: float, wd: float, seed: int) -> Path:
+    return out / "runs" / model / task / f"{role}_lr{lr:g}_wd{wd:g}_s{seed}.json"
+
+
+def features_path(out_dir: str | os.PathLike[str], model: str, task: str) -> Path:
+    """Where the fine-tuned features :math:`Z_T` of ``model`` on ``task`` are stored."""
+    return Path(out_dir) / "features" / model / f"{task}.npz"
+
+
+def run_cell(
+    encoder: Any,
+    task: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    model: str,
+    encoder_sha256: str,
+    protocol: Protocol = PROTOCOL,
+    device: str = "auto",
+    precision: str = "auto",
+) -> list[dict[str, Any]]:
+    """Run (or resume) one model x task of ``protocol``: selection, grid growth, evaluation.
+
+    Every run is a unit stored as ``<out>/runs/<model>/<task>/<role>_lr_wd_s.json``; the fine-tuned
+    features of the first evaluation seed go to :func:`features_path`.  Returns the rows.
+    """
+    from ped.extraction import _atomic_npz
+
+    out = Path(out_dir)
+    config = {**protocol.config(), "encoder_sha256": encoder_sha256}
+    base = {"model": model, "task": task.name, "protocol": "finetune"}
+    kw = {"steps": protocol.steps, "batch_size": protocol.batch_size, "per_image_shift": True,
+          "device": device, "precision": precision}  # fmt: skip
+
+    def unit(role: str, lr: float, wd: float, seed: int) -> dict[str, Any]:
+        row = {**base, "role": role, "seed": seed, "lr": lr, "wd": wd}
+        path = _v2_path(out, model, task.name, role, lr, wd, seed)
+        return _run_unit(path, row, lambda: finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
+                                                         **kw), config)  # fmt: skip
+
+    lrs, wds = list(protocol.lr_grid), list(protocol.wd_grid)
+    grown = {("lr", -1): 0, ("lr", 1): 0, ("wd", -1): 0, ("wd", 1): 0}
+    while True:
+        rows = [unit("select", lr, wd, s) for lr in lrs for wd in wds
+                for s in protocol.selection_seeds]  # fmt: skip
+        mean_val: dict[tuple[float, float], float] = {}
+        for r in rows:
+            mean_val.setdefault((r["lr"], r["wd"]), 0.0)
+            mean_val[(r["lr"], r["wd"])] += r["val"] / len(protocol.selection_seeds)
+        best = max(mean_val, key=lambda k: (mean_val[k], -k[0], -k[1]))
+        changed = False
+        for axis, grid, value in (("lr", lrs, best[0]), ("wd", wds, best[1])):
+            for side, edge in ((-1, grid[0]), (1, grid[-1])):
+                if value == edge and grown[(axis, side)] < protocol.max_extensions:
+                    grid[:] = _extend(grid, side, axis)
+                    grown[(axis, side)] += 1
+                    changed = True
+        if not changed:
+            break
+    lr, wd = best
+    eval_rows = []
+    z_path = features_path(out, model, task.name)
+    for i, seed in enumerate(protocol.eval_seeds):
+        if i == 0:
+            path = _v2_path(out, model, task.name, "eval", lr, wd, seed)
+            row = {**base, "role": "eval", "seed": seed, "lr": lr, "wd": wd}
+            stored_ok = path.is_file() and z_path.is_file()
+            if not stored_ok and path.is_file():
+                path.unlink()  # the run is redone to produce its features
+
+            def first() -> tuple[float, float]:
+                scored = np.concatenate([task.x_train, task.x_val])
+                val, test, z = finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
+                                            features_of=scored, **kw)  # fmt: skip
+                z_path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_npz(z_path, features=z, labels=np.concatenate([task.y_train, task.y_val]))
+                return val, test
+
+            eval_rows.append(_run_unit(path, row, first, config))
+        else:
+            eval_rows.append(unit("eval", lr, wd, seed))
+    return rows + eval_rows
+
+
+def _cell_worker(args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """One model x task in a worker process (see :func:`run_protocol`)."""
+    model, task_name, out_dir, zoo_dir, cache, protocol, device, precision, threads = args
+    import torch
+
+    from ped.datasets import load_task
+    from ped.zoo.train import load_encoder, read_manifest
+
+    torch.set_num_threads(threads)
+    sha = read_manifest(zoo_dir)["encoders"][model]["sha256"]
+    return run_cell(load_encoder(model, zoo_dir), load_task(task_name, cache=cache), out_dir,
+                    model=model, encoder_sha256=sha, protocol=protocol, device=device,
+                    precision=precision)  # fmt: skip
+
+
+def run_protocol(
+    models: Sequence[str],
+    tasks: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    zoo_dir: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = None,
+    protocol: Protocol = PROTOCOL,
+    jobs: int = 1,
+    device: str = "auto",
+    precision: str = "auto",
+) -> pd.DataFrame:
+    """Every model x task of ``protocol`` (resumable), ``jobs`` cells side by side in worker
+    processes; then the table (:func:`protocol_table`) and the manifest are written."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+    from tqdm.auto import tqdm
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out = Path(out_dir)
+    threads = max(1, torch.get_num_threads() // jobs)
+    cells = [(m, t, out, Path(zoo_dir), cache, protocol, device, precision, threads)
+             for t in tasks for m in models]  # fmt: skip
+    failed = []
+    with tqdm(total=len(cells), desc="ground truth", unit="cell") as bar:
+        if jobs == 1:
+            for cell in cells:
+                _cell_worker(cell)
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as executor:
+                futures = {executor.submit(_cell_worker, c): c[:2] for c in cells}
+                for future in as_completed(futures):
+                    try:
+                        future.result()
+                    except Exception as exc:  # noqa: BLE001 - reported, the others go on
+                        logger.error("%s x %s failed: %s", *futures[future], exc)
+                        failed.append(futures[future])
+                    bar.update(1)
+    if failed:
+        raise RuntimeError(f"ground truth failed for {failed}")
+    return write_protocol_table(out)
+
+
+def protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every finished run of the rebuilt protocol under ``out_dir/runs`` (columns
+    :data:`COLUMNS_V2` and ``seconds``), sorted."""
+    files = sorted((Path(out_dir) / "runs").rglob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no finished run under {Path(out_dir) / 'runs'}")
+    table = pd.DataFrame([json.loads(f.read_text()) for f in files])[[*COLUMNS_V2, "seconds"]]
+    return table.sort_values(["task", "model", "role", "seed", "lr", "wd"]).reset_index(drop=True)
+
+
+def write_protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Write ``ground_truth.csv`` and the manifest tying it to every run and feature file
+    (sha256 of each, relative paths); return the table."""
+    from ped.extraction import _atomic_json
+    from ped.zoo.train import sha256_file
+
+    out = Path(out_dir)
+    table = protocol_table(out)
+    csv = out / "ground_truth.csv"
+    tmp = csv.with_name(csv.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+    files = sorted([*(out / "runs").rglob("*.json"), *(out / "features").rglob("*.npz")])
+    manifest = {"version": 1, "table": {"path": csv.name, "sha256": sha256_file(csv),
+                                        "rows": len(table)},
+                "files": {str(f.relative_to(out)): sha256_file(f) for f in files}}  # fmt: skip
+    _atomic_json(out / GT_MANIFEST, manifest)
+    return table
