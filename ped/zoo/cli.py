@@ -81,6 +81,27 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_groundtruth(args: argparse.Namespace) -> int:
+    from ped.datasets import REBUILT_TASK_NAMES
+    from ped.zoo.finetune import PROTOCOL, run_protocol
+    from ped.zoo.train import read_manifest
+
+    zoo = _zoo_dir(args)
+    models = args.only or list(read_manifest(zoo)["encoders"])
+    if not models:
+        raise ValueError(f"no trained encoder in {zoo}: run `ped zoo train` first")
+    tasks = args.task or list(REBUILT_TASK_NAMES)
+    out = Path(args.gt_out) if args.gt_out else zoo.parent / "ground_truth_v2"
+    start = time.perf_counter()
+    table = run_protocol(models, tasks, out, zoo_dir=zoo, cache=args.cache, protocol=PROTOCOL,
+                         jobs=args.jobs, device=args.device, precision=args.precision)  # fmt: skip
+    ev = table[table["role"] == "eval"]
+    print(ev.groupby(["task", "model"])["test"].agg(["mean", "std", "count"]).round(2).to_string())
+    print(f"wrote {out / 'ground_truth.csv'} ({len(table)} runs) and its manifest, "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    return 0
+
+
 def register_cli(subparsers: Any) -> None:
     """Add ``ped zoo {train,features}`` to the ``ped`` command line."""
     p = subparsers.add_parser(
@@ -114,7 +135,17 @@ def register_cli(subparsers: Any) -> None:
     g.add_argument("--gt-out", default=None, help="ground-truth folder (default: beside the zoo "
                    "folder, <zoo>/../ground_truth)")  # fmt: skip
     g.set_defaults(func=_cmd_finetune)
-    for q in (t, f, g):
+    r = sub.add_parser("groundtruth", help="the rebuilt benchmark's fine-tuning ground truth "
+                       "(selection seeds, 6 evaluation seeds, interior grid, Z_T; resumable)")
+    r.add_argument("--only", action="append", metavar="MODEL", help="this encoder only")
+    r.add_argument("--task", action="append", help="this task only; repeatable (default: the "
+                   "rebuilt benchmark's tasks)")  # fmt: skip
+    r.add_argument("--jobs", type=int, default=1, help="model x task cells side by side")
+    r.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    r.add_argument("--gt-out", default=None, help="ground-truth folder (default: "
+                   "<zoo>/../ground_truth_v2)")  # fmt: skip
+    r.set_defaults(func=_cmd_groundtruth)
+    for q in (t, f, g, r):
         q.add_argument("--out", default=None, help="zoo folder (default: data/zoo)")
         q.add_argument("--cache", default=None, help="data cache (default $PED_CACHE_DIR or "
                        "~/.cache/ped)")  # fmt: skip
