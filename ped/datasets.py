@@ -29,7 +29,31 @@ Licences as stated by each provider (what we could and could not verify is in
                       (``apt-get install -y               top-level category folders      (Creative
                       openclipart-png``)                 (``.../openclipart/png``)       Commons PD
                                                                                          dedication)
+    ``glyphs``        ten Debian font packages (``apt-   137 .ttf/.otf font files under  by package:
+                      get install -y`` the packages of   ``/usr/share/fonts``, rendered  the font
+                      ``GLYPH_FONT_PACKAGES``, listed    as the 62 classes 0-9, A-Z,     table below
+                      in the font table below)           a-z (132 faces kept)
     ================= ================================== =============================== ===========
+
+Font packages of ``glyphs``: the versions measured (Debian 12), how many of their font files are
+kept, and the licence of the font files as each package's ``/usr/share/doc/<pkg>/copyright``
+states it::
+
+    ======================= =========== ===== ==== ===============================================
+    package                 version     files kept licence of the fonts
+    ======================= =========== ===== ==== ===============================================
+    fonts-dejavu-core       2.37-6          6    6 bitstream-vera (Bitstream Vera licence; DejaVu
+                                                   changes in the public domain)
+    fonts-dejavu-extra      2.37-6         16   16 bitstream-vera (as fonts-dejavu-core)
+    fonts-liberation        1:1.07.4-11    16   16 GPL-2 with Red Hat's font exceptions
+    fonts-urw-base35        20200910-7     35   33 AGPL-3 with Font exception
+    fonts-freefont-ttf      20120503-10    12   12 GPL-3+ with Special Font Exception
+    fonts-crosextra-carlito 20220224-1      4    4 OFL-1.1
+    fonts-crosextra-caladea 20200211-1      4    4 OFL-1.1
+    fonts-lato              2.0-2.1        18   18 OFL-1.1
+    fonts-open-sans         1.11-2         13   13 Apache-2.0
+    fonts-linuxlibertine    5.3.0-6        13   10 GPL-2+ with Font exception and OFL-1.1
+    ======================= =========== ===== ==== ===============================================
 
 MNIST and Fashion-MNIST are read through torchvision's dataset classes: the gzipped idx files are
 unpacked into ``<cache>/torchvision/<ClassName>/raw/`` where ``torchvision.datasets.MNIST(root,
@@ -45,6 +69,21 @@ each, :data:`CLIPART_MAX_PIXELS`) are skipped; blank results (thin line art that
 32 px) and exact duplicates are dropped.  Of the 8,121 files this leaves 6,800 images (16 skipped,
 125 blank, 1,180 duplicates).  Decoding takes about 25-35 s, so the decoded arrays are cached as
 ``<cache>/clipart32_v2_<key>.npz``.
+
+Glyphs: every ``.ttf``/``.otf`` file in the folders of the font packages is a candidate face
+(found in sorted path order).  Each of the 62 characters is drawn with Pillow's FreeType (basic
+layout) at 128 px per em, cropped to its ink bounding box, scaled with Lanczos so that the box's
+longer side is 24 px (aspect ratio kept) and centred by that box on a black 32x32 canvas: a white
+glyph on black, like MNIST.  A face is kept when its cmap maps all 62 characters to glyphs named
+for them (fontTools, Adobe Glyph List names), none renders blank, and none of its renderings
+equals one already kept (so no image occurs twice).  Of the 137 files this drops five: the
+dingbats ``D050000L`` and ``StandardSymbolsPS`` (Greek) map the ASCII code points to other
+glyphs, ``LinLibertine_I`` (initials) has no lower case, ``LinBiolinum_K`` draws each character in
+a key cap (excluded by name, ``GLYPH_EXCLUDED_FACES``) and ``LinLibertine_RB``'s "6" renders
+exactly like ``LinBiolinum_RB``'s.  The 132 faces give 8,184 images (132 per class), rendered in
+about 1.5 s and cached as ``<cache>/glyphs_v1_<key>.npz`` (``key`` hashes the font files' paths
+and contents and the rendering settings).  The faces are those of the installed package
+versions: another release may bring other files, hence other images and splits.
 
 Downstream tasks (:data:`TASKS`, :func:`load_task`)
 -----------------------------------------------------
@@ -69,6 +108,19 @@ name                  source (classes)             classes   per class          
                       transportation
 ===================== ============================ ========= ================= ==================
 
+The rebuilt benchmark adds tasks that the first one lacks; they are kept in
+``REBUILT_TASKS`` (not in :data:`TASKS`, which the book's chapters and the first ground truth
+iterate over).  :func:`load_task` and ``task_spec()`` know both tables:
+
+===================== ============================ ========= ================= ==================
+name                  source (classes)             classes   per class          pool domain
+                                                             train/val/test
+===================== ============================ ========= ================= ==================
+``glyphs62``          font glyphs 0-9, A-Z, a-z    62        10 / 5 / rest      **out**: no font
+                      (one image per kept face)              (117); totals      glyph is in the
+                                                             620/310/7,254      pool
+===================== ============================ ========= ================= ==================
+
 Pretraining pool (:class:`PoolSpec`, :func:`load_pool`)
 --------------------------------------------------------
 Unlabelled RGB images (grey ones repeated over three channels): 8,000 Fashion-MNIST and 8,000 MNIST
@@ -76,9 +128,11 @@ images drawn from the *training* splits (the tasks use the test splits) plus eve
 the symbol-like folders (computer, shapes, signs_and_symbols, special, unsorted, buttons, logos,
 decorations, containers, electronics, science, education) that ``clipart_symbols3`` does not use.
 The object folders of ``clipart_objects8`` and sklearn's digits never enter the pool, which gives
-two downstream domains absent from pretraining.  Disjointness is also enforced by content: any
-pool image whose bytes (as 32x32 RGB) equal those of an image of any downstream task (all splits)
-is dropped, as are duplicates inside the pool.  With the default spec the pool holds 19,945
+two downstream domains absent from pretraining (three with the font glyphs of the rebuilt
+benchmark).  Disjointness is also enforced by content: any pool image whose bytes (as 32x32 RGB)
+equal those of an image of any downstream task of :data:`TASKS` or ``REBUILT_TASKS`` (all
+splits) is dropped, as are duplicates inside the pool (no glyph image equals a pool image: adding
+``glyphs62`` left the pool's fingerprint unchanged).  With the default spec the pool holds 19,945
 images (3,945 of them clip art): 17,945 for pretraining and a seeded held-out slice of 2,000 kept
 out of pretraining for the per-encoder feature statistics (the analogue of the paper's
 ImageNet-val statistics).
@@ -1025,7 +1079,7 @@ def load_task(
     seed: int | None = None,
     clipart: tuple[ImageSet, Any] | None = None,
 ) -> Task:
-    """Load a downstream task of :data:`TASKS` or :data:`REBUILT_TASKS` (or a custom
+    """Load a downstream task of :data:`TASKS` or ``REBUILT_TASKS`` (or a custom
     :class:`TaskSpec`).
 
     ``seed`` overrides the spec's split seed (the default splits use seed 0).  ``clipart`` may pass
@@ -1059,7 +1113,7 @@ def load_pool(
 ) -> Pool:
     """Build the pretraining pool of ``spec`` (see the module docstring), disjoint from ``tasks``.
 
-    ``tasks`` defaults to every task of :data:`TASKS` and :data:`REBUILT_TASKS`; each pool image
+    ``tasks`` defaults to every task of :data:`TASKS` and ``REBUILT_TASKS``; each pool image
     equal (as RGB bytes) to an image of any of their splits is dropped, and so are duplicates
     inside the pool.
     """
