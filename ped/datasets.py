@@ -827,7 +827,10 @@ def _render_face(path: Path) -> tuple[NDArray[np.uint8] | None, str]:
         return None, f"no glyph for {len(missing)} of the 62 characters: {missing}"
     glyphs = []
     for c in GLYPH_CHARS:
-        arr = _render_glyph(font, c)
+        try:
+            arr = _render_glyph(font, c)
+        except ValueError as exc:  # ink beyond the drawing canvas: the metrics are off
+            return None, str(exc)
         if arr is None:
             return None, f"blank glyph for {c!r}"
         glyphs.append(arr)
@@ -897,7 +900,7 @@ def load_glyphs(
             glyphs, why = _render_face(path)
         if glyphs is not None:
             hashes = [hashlib.sha1(g.tobytes()).hexdigest() for g in glyphs]
-            clash = _first_clash(hashes, seen, rel)
+            clash = _first_clash(hashes, seen)
             if clash:
                 glyphs, why = None, clash
         if glyphs is None:
@@ -919,7 +922,7 @@ def load_glyphs(
     return _glyph_set(images, faces)
 
 
-def _first_clash(hashes: Sequence[str], seen: dict[str, tuple[str, str]], face: str) -> str:
+def _first_clash(hashes: Sequence[str], seen: dict[str, tuple[str, str]]) -> str:
     """Why a face whose 62 image digests are ``hashes`` must go (``""`` if it may stay): the
     whole face equals a kept one, or one glyph equals a kept image or another of its own."""
     matches = [seen.get(h) for h in hashes]
