@@ -20,9 +20,13 @@ help:
 
 venv: $(STAMP)
 
-# Debian packages: chromium (browser test of the built book), Fashion-MNIST and Open Clip Art
-# (offline data of the embedded benchmark).  Installed with apt-get when missing (as root).
-DEBIAN_PACKAGES := chromium dataset-fashion-mnist openclipart-png
+# Debian packages: chromium (browser test of the built book), Fashion-MNIST, Open Clip Art and
+# the font packages whose glyphs ped.datasets renders (offline data of the embedded benchmark).
+# Installed with apt-get when missing (as root).
+GLYPH_FONTS     := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw-base35 \
+                   fonts-freefont-ttf fonts-crosextra-carlito fonts-crosextra-caladea fonts-lato \
+                   fonts-open-sans fonts-linuxlibertine
+DEBIAN_PACKAGES := chromium dataset-fashion-mnist openclipart-png $(GLYPH_FONTS)
 
 system-deps:
 	@dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { \

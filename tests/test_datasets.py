@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,12 @@ needs_fashion = pytest.mark.skipif(
 )
 needs_clipart = pytest.mark.skipif(
     not D.CLIPART_DIR.is_dir(), reason="Open Clip Art absent: apt-get install -y openclipart-png"
+)
+GLYPH_FONTS_ABSENT = [
+    pkg for pkg, rel in D.GLYPH_FONT_PACKAGES.items() if not (D.GLYPH_FONT_DIR / rel).is_file()
+]
+needs_glyphs = pytest.mark.skipif(
+    bool(GLYPH_FONTS_ABSENT), reason=f"font packages absent: {D._APT_HINT['glyphs']}"
 )
 
 
@@ -50,8 +57,15 @@ def tasks(cache: Path, mnist_ready: Path, clipart) -> dict[str, D.Task]:  # noqa
 
 
 @pytest.fixture(scope="session")
-def pool(cache: Path, tasks) -> D.Pool:  # noqa: ANN001
-    return D.load_pool(cache=cache)
+def glyphs(cache: Path) -> tuple[D.ImageSet, np.ndarray]:
+    if GLYPH_FONTS_ABSENT:
+        pytest.skip(f"font packages absent: {D._APT_HINT['glyphs']}")
+    return D.load_glyphs(cache=cache)
+
+
+@pytest.fixture(scope="session")
+def pool(cache: Path, tasks, glyphs) -> D.Pool:  # noqa: ANN001
+    return D.load_pool(cache=cache)  # disjoint from TASKS and REBUILT_TASKS: needs the fonts
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -165,6 +179,120 @@ def test_clipart_cache_round_trip_and_cleaning(tmp_path: Path, monkeypatch) -> N
         D.load_clipart(["birds"], root=root, cache=tmp_path / "c")
 
 
+# ---------------------------------------------------------------------------------- glyphs
+
+
+def test_glyph_images(glyphs) -> None:  # noqa: ANN001
+    data, faces = glyphs
+    kept = list(dict.fromkeys(faces.tolist()))
+    n_faces = len(kept)
+    assert n_faces >= 60
+    assert data.images.dtype == np.uint8 and data.images.shape == (62 * n_faces, 32, 32, 1)
+    assert data.labels.dtype == np.int64 and data.source == "glyphs"
+    assert data.classes == tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+    assert np.bincount(data.labels).tolist() == [n_faces] * 62
+    for c in range(62):  # one image per kept face in every class
+        assert sorted(faces[data.labels == c].tolist()) == sorted(kept)
+    assert kept == sorted(kept) and not set(kept) & set(D.GLYPH_EXCLUDED_FACES)
+    # white on black, the ink box's longer side 24 px and centred: the 4-px frame stays black
+    x = data.images[..., 0]
+    assert x[:, :4].max() == 0 and x[:, -4:].max() == 0
+    assert x[:, :, :4].max() == 0 and x[:, :, -4:].max() == 0
+    rows, cols = (x > 0).any(axis=2), (x > 0).any(axis=1)
+    height = 32 - rows.argmax(axis=1) - rows[:, ::-1].argmax(axis=1)
+    width = 32 - cols.argmax(axis=1) - cols[:, ::-1].argmax(axis=1)
+    assert (np.maximum(height, width) == D.GLYPH_BOX).all()
+    assert (x.reshape(len(x), -1).max(axis=1) > 64).all()  # even hairline faces leave ink
+    assert x.mean() < 80  # mostly black background
+    # no two faces (and in fact no two images) are identical
+    per_face = {x[faces == f].tobytes() for f in kept}
+    assert len(per_face) == n_faces
+    hashes = D.image_hashes(data.images)
+    assert len(set(hashes)) == len(hashes)
+
+
+@needs_glyphs
+def test_glyph_faces_need_every_character() -> None:
+    root = D.GLYPH_FONT_DIR
+    assert D._missing_chars(root / "truetype/dejavu/DejaVuSans.ttf") == ""
+    # symbol fonts map ASCII code points to Greek letters or dingbats: not these characters
+    assert "A" in D._missing_chars(root / "opentype/urw-base35/StandardSymbolsPS.otf")
+    assert D._missing_chars(root / "opentype/urw-base35/D050000L.otf") == D.GLYPH_CHARS
+    assert "a" in D._missing_chars(root / "opentype/linux-libertine/LinLibertine_I.otf")
+    glyph, why = D._render_face(root / "opentype/urw-base35/D050000L.otf")
+    assert glyph is None and "no glyph for 62" in why
+
+
+def test_glyph_cache_and_determinism(glyphs, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    data, faces = glyphs
+    fresh, fresh_faces = D.load_glyphs(cache=tmp_path)  # rendered anew, then cached
+    np.testing.assert_array_equal(fresh.images, data.images)  # same fonts, same bytes
+    np.testing.assert_array_equal(fresh_faces, faces)
+    written = list(tmp_path.glob("glyphs_v1_*.npz"))
+    assert len(written) == 1
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("rendered again despite the cache")
+
+    monkeypatch.setattr(D, "_render_face", refuse)
+    again, again_faces = D.load_glyphs(cache=tmp_path)
+    np.testing.assert_array_equal(again.images, data.images)
+    np.testing.assert_array_equal(again.labels, data.labels)
+    np.testing.assert_array_equal(again_faces, faces)
+    # the font list is part of the key: another list, another file
+    files = D._glyph_font_files(D.GLYPH_FONT_DIR)
+    key = D._glyphs_key(D.GLYPH_FONT_DIR, files)
+    assert written[0].name == f"glyphs_v1_{key}.npz"
+    assert D._glyphs_key(D.GLYPH_FONT_DIR, files[1:]) != key
+    assert D._glyphs_key(D.GLYPH_FONT_DIR, files[::-1]) != key
+
+
+def test_missing_fonts_name_the_command(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    empty = tmp_path / "fonts"
+    empty.mkdir()
+    monkeypatch.setattr(D, "GLYPH_FONT_DIR", empty)
+    command = re.escape(D._APT_HINT["glyphs"])
+    assert D._APT_HINT["glyphs"].startswith("apt-get install -y fonts-")
+    with pytest.raises(FileNotFoundError, match=command):
+        D.load_glyphs(cache=tmp_path)
+    with pytest.raises(FileNotFoundError, match=command):
+        D.load_task("glyphs62", cache=tmp_path)
+    with pytest.raises(FileNotFoundError, match="fonts-lato"):
+        D.load_source("glyphs", cache=tmp_path)
+
+
+def test_rebuilt_tasks_are_kept_apart_from_tasks() -> None:
+    assert list(D.REBUILT_TASKS) == ["glyphs62"]
+    assert not set(D.TASKS) & set(D.REBUILT_TASKS)
+    assert "glyphs62" not in D.TASKS  # the book and the first ground truth iterate over TASKS
+    for name, spec in [*D.TASKS.items(), *D.REBUILT_TASKS.items()]:
+        assert D.task_spec(name) is spec
+    spec = D.task_spec("glyphs62")
+    assert spec.source == "glyphs" and spec.classes is None and not spec.in_pool_domain
+    assert (spec.n_train, spec.n_val, spec.n_test) == (10, 5, None)
+    with pytest.raises(ValueError, match="unknown task 'imagenet'; known: .*glyphs62"):
+        D.task_spec("imagenet")
+
+
+def test_glyphs62_task(glyphs, cache: Path) -> None:  # noqa: ANN001
+    data, faces = glyphs
+    n_faces = len(set(faces.tolist()))
+    task = D.load_task("glyphs62", cache=cache)
+    assert task.classes == data.classes and len(task.classes) == 62
+    assert not task.spec.in_pool_domain
+    assert task.sizes() == {"train": 620, "val": 310, "test": 62 * (n_faces - 15)}
+    for split, n in (("train", 10), ("val", 5), ("test", n_faces - 15)):
+        x, y = task.split(split)
+        assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 1)
+        assert np.bincount(y, minlength=62).tolist() == [n] * 62
+    assert n_faces - 15 >= 20  # every class keeps at least 20 test images
+    hashes = [set(D.image_hashes(task.split(s)[0])) for s in ("train", "val", "test")]
+    assert sum(map(len, hashes)) == len(data)  # every image in exactly one split
+    assert not (hashes[0] & hashes[1] or hashes[0] & hashes[2] or hashes[1] & hashes[2])
+    again = D.load_task("glyphs62", cache=cache)
+    np.testing.assert_array_equal(again.x_test, task.x_test)
+
+
 # ---------------------------------------------------------------------------------- splits
 
 
@@ -241,6 +369,7 @@ def test_pool_is_disjoint_from_every_task_image(pool: D.Pool, tasks) -> None:  #
 
 
 @needs_fashion
+@needs_glyphs
 def test_cli_lists_tasks(capsys, tasks) -> None:  # noqa: ANN001
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
@@ -248,9 +377,10 @@ def test_cli_lists_tasks(capsys, tasks) -> None:  # noqa: ANN001
     args = parser.parse_args(["datasets", "tasks"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    for name in D.TASKS:
+    for name in [*D.TASKS, *D.REBUILT_TASKS]:
         assert name in out
     assert "OUT of pool" in out
+    assert "glyphs62           glyphs          62    620   310" in out
 
 
 def test_to_rgb_does_not_modify_input() -> None:

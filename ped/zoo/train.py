@@ -510,16 +510,14 @@ def task_features(
     """
     import hashlib
 
-    from ped.datasets import TASKS, cache_dir, load_task
+    from ped.datasets import cache_dir, load_task, task_spec
 
     out = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     manifest = read_manifest(out)["encoders"]
     chosen = list(names) if names is not None else list(manifest)
     if not chosen:
         raise ValueError(f"no trained encoder in {out / MANIFEST}")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    spec_hash = hashlib.sha256(repr(TASKS[task]).encode()).hexdigest()[:8]
+    spec_hash = hashlib.sha256(repr(task_spec(task)).encode()).hexdigest()[:8]
     folder = cache_dir(cache) / "features" / task
     folder.mkdir(parents=True, exist_ok=True)
     data = None
