@@ -32,7 +32,7 @@ Licences as stated by each provider (what we could and could not verify is in
     ``glyphs``        ten Debian font packages (``apt-   137 .ttf/.otf font files under  by package:
                       get install -y`` the packages of   ``/usr/share/fonts``, rendered  the font
                       ``GLYPH_FONT_PACKAGES``, listed    as the 62 classes 0-9, A-Z,     table below
-                      in the font table below)           a-z (132 faces kept)
+                      in the font table below)           a-z (133 faces kept)
     ================= ================================== =============================== ===========
 
 Font packages of ``glyphs``: the versions measured (Debian 12), how many of their font files are
@@ -71,17 +71,17 @@ each, :data:`CLIPART_MAX_PIXELS`) are skipped; blank results (thin line art that
 ``<cache>/clipart32_v2_<key>.npz``.
 
 Glyphs: every ``.ttf``/``.otf`` file in the folders of the font packages is a candidate face
-(found in sorted path order).  Each of the 62 characters is drawn with Pillow's FreeType (basic
-layout) at 128 px per em, cropped to its ink bounding box, scaled with Lanczos so that the box's
-longer side is 24 px (aspect ratio kept) and centred by that box on a black 32x32 canvas: a white
-glyph on black, like MNIST.  A face is kept when its cmap maps all 62 characters to glyphs named
+(found in sorted path order).  The 62 characters of a face are drawn with Pillow's FreeType
+(basic layout) at 128 px per em on one baseline and scaled together (Lanczos), so that the
+face's band of ink rows, or its widest character, spans 24 px; each character keeps its place
+in the band (case and descenders survive: ``o`` is smaller than ``O``, ``p`` descends) and is
+centred horizontally on a black 32x32 canvas: a white glyph on black, like MNIST.  A face is kept when its cmap maps all 62 characters to glyphs named
 for them (fontTools, Adobe Glyph List names), none renders blank, and none of its renderings
-equals one already kept (so no image occurs twice).  Of the 137 files this drops five: the
+equals one already kept (so no image occurs twice).  Of the 137 files this drops four: the
 dingbats ``D050000L`` and ``StandardSymbolsPS`` (Greek) map the ASCII code points to other
-glyphs, ``LinLibertine_I`` (initials) has no lower case, ``LinBiolinum_K`` draws each character in
-a key cap (excluded by name, ``GLYPH_EXCLUDED_FACES``) and ``LinLibertine_RB``'s "6" renders
-exactly like ``LinBiolinum_RB``'s.  The 132 faces give 8,184 images (132 per class), rendered in
-about 1.5 s and cached as ``<cache>/glyphs_v1_<key>.npz`` (``key`` hashes the font files' paths
+glyphs, ``LinLibertine_I`` (initials) has no lower case and ``LinBiolinum_K`` draws each
+character in a key cap (excluded by name, ``GLYPH_EXCLUDED_FACES``).  The 133 faces give 8,246
+images (133 per class), rendered in about 2 s and cached as ``<cache>/glyphs_v2_<key>.npz`` (``key`` hashes the font files' paths
 and contents and the rendering settings).  The faces are those of the installed package
 versions: another release may bring other files, hence other images and splits.
 
@@ -117,8 +117,8 @@ name                  source (classes)             classes   per class          
                                                              train/val/test
 ===================== ============================ ========= ================= ==================
 ``glyphs62``          font glyphs 0-9, A-Z, a-z    62        10 / 5 / rest      **out**: no font
-                      (one image per kept face)              (117); totals      glyph is in the
-                                                             620/310/7,254      pool
+                      (one image per kept face)              (118); totals      glyph is in the
+                                                             620/310/7,316      pool
 ===================== ============================ ========= ================= ==================
 
 Pretraining pool (:class:`PoolSpec`, :func:`load_pool`)
@@ -178,6 +178,7 @@ __all__ = [
     "Pool",
     "TASKS",
     "REBUILT_TASKS",
+    "REBUILT_TASK_NAMES",
     "DEFAULT_POOL",
     "cache_dir",
     "to_rgb",
@@ -262,7 +263,7 @@ GLYPH_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 GLYPH_BOX = 24
 #: Font size (pixels per em) the glyphs are drawn at before being shrunk to :data:`GLYPH_BOX`.
 _GLYPH_RENDER_SIZE = 128
-_GLYPHS_CACHE_VERSION = 1
+_GLYPHS_CACHE_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -786,31 +787,56 @@ def _missing_chars(path: Path) -> str:
     return "".join(c for c in GLYPH_CHARS if toUnicode(cmap.get(ord(c), ".notdef")) != c)
 
 
-def _render_glyph(font: Any, char: str) -> NDArray[np.uint8] | None:
-    """One character -> (32, 32) uint8, white on black, or None when it leaves no ink.
-
-    Drawn at :data:`_GLYPH_RENDER_SIZE` px per em, cropped to its ink bounding box, shrunk (or
-    grown) with Lanczos so that the box's longer side is :data:`GLYPH_BOX` px (aspect ratio kept,
-    each side rounded, at least 1 px) and pasted centred by that box on a black 32x32 canvas.
-    """
+def _draw_glyph(font: Any, char: str, size: int) -> Any:
+    """One character drawn at its pen position on a black ``size`` x ``size`` L-mode canvas:
+    the ascender line at ``size // 4``, the origin at ``size // 4`` from the left, so every
+    character of a face shares the baseline."""
     from PIL import Image, ImageDraw
 
-    left, top, right, bottom = font.getbbox(char)
-    pad = _GLYPH_RENDER_SIZE // 4  # generous: the metrics box need not hold every ink pixel
-    canvas = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
-    ImageDraw.Draw(canvas).text((pad - left, pad - top), char, fill=255, font=font)
-    box = canvas.getbbox()
-    if box is None:
-        return None
-    if box[0] == 0 or box[1] == 0 or box[2] == canvas.width or box[3] == canvas.height:
-        raise ValueError(f"glyph {char!r} of {font.path} overflows its drawing canvas")
-    ink = canvas.crop(box)
-    scale = GLYPH_BOX / max(ink.size)
-    size = (max(1, round(ink.width * scale)), max(1, round(ink.height * scale)))
-    small = ink.resize(size, Image.Resampling.LANCZOS)
-    out = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
-    out.paste(small, ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2))
-    return np.asarray(out, dtype=np.uint8)
+    canvas = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(canvas).text((size // 4, size // 4), char, fill=255, font=font)
+    return canvas
+
+
+def _render_face_glyphs(font: Any) -> list[NDArray[np.uint8] | None]:
+    """The 62 characters of one face -> (32, 32) uint8 each (white on black; None = no ink).
+
+    One scale for the whole face, so that case and position survive (``o`` stays smaller than
+    ``O``, ``p`` descends below the baseline): the characters are drawn at
+    :data:`_GLYPH_RENDER_SIZE` px per em on a common baseline; the face's band is the union of
+    their ink rows, and the scale makes the larger of that band's height and the widest
+    character :data:`GLYPH_BOX` px (Lanczos).  Each character keeps its vertical place in the
+    band and is centred horizontally by its ink; the band is centred on the 32x32 canvas.
+    Raises ``ValueError`` when a glyph's ink reaches the drawing canvas' edge (broken metrics).
+    """
+    from PIL import Image
+
+    size = 3 * _GLYPH_RENDER_SIZE
+    drawn = [_draw_glyph(font, c, size) for c in GLYPH_CHARS]
+    boxes = [d.getbbox() for d in drawn]
+    for c, box in zip(GLYPH_CHARS, boxes):
+        if box is not None and (box[0] == 0 or box[1] == 0 or box[2] == size or box[3] == size):
+            raise ValueError(f"glyph {c!r} of {font.path} overflows its drawing canvas")
+    inked = [b for b in boxes if b is not None]
+    if not inked:
+        return [None] * len(GLYPH_CHARS)
+    top, bottom = min(b[1] for b in inked), max(b[3] for b in inked)
+    widest = max(b[2] - b[0] for b in inked)
+    scale = GLYPH_BOX / max(bottom - top, widest)
+    band = max(1, round((bottom - top) * scale))
+    out: list[NDArray[np.uint8] | None] = []
+    for d, box in zip(drawn, boxes):
+        if box is None:
+            out.append(None)
+            continue
+        strip = d.crop((box[0], top, box[2], bottom))
+        w = max(1, round(strip.width * scale))
+        small = strip.resize((w, band), Image.Resampling.LANCZOS)
+        img = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
+        img.paste(small, ((IMAGE_SIZE - w) // 2, (IMAGE_SIZE - band) // 2))
+        arr = np.asarray(img, dtype=np.uint8)
+        out.append(arr if arr.any() else None)
+    return out
 
 
 def _render_face(path: Path) -> tuple[NDArray[np.uint8] | None, str]:
@@ -825,15 +851,13 @@ def _render_face(path: Path) -> tuple[NDArray[np.uint8] | None, str]:
         return None, f"unreadable ({exc.__class__.__name__}: {exc})"
     if missing:
         return None, f"no glyph for {len(missing)} of the 62 characters: {missing}"
-    glyphs = []
-    for c in GLYPH_CHARS:
-        try:
-            arr = _render_glyph(font, c)
-        except ValueError as exc:  # ink beyond the drawing canvas: the metrics are off
-            return None, str(exc)
+    try:
+        glyphs = _render_face_glyphs(font)
+    except ValueError as exc:  # ink beyond the drawing canvas: the metrics are off
+        return None, str(exc)
+    for c, arr in zip(GLYPH_CHARS, glyphs):
         if arr is None:
             return None, f"blank glyph for {c!r}"
-        glyphs.append(arr)
     return np.stack(glyphs), ""
 
 
@@ -862,7 +886,7 @@ def load_glyphs(
 ) -> tuple[ImageSet, NDArray[np.str_]]:
     """The 62 characters 0-9, A-Z, a-z of every usable font face; returns ``(images, faces)``.
 
-    Images are ``(62 F, 32, 32, 1)`` uint8 (white glyph on black, see :func:`_render_glyph`),
+    Images are ``(62 F, 32, 32, 1)`` uint8 (white glyph on black, see :func:`_render_face_glyphs`),
     face by face in sorted path order and, within a face, labelled 0..61 in :data:`GLYPH_CHARS`
     order; ``faces`` gives each image's font file relative to ``root`` (default
     :data:`GLYPH_FONT_DIR`, searched as :data:`GLYPH_FONT_PACKAGES` says).  A face is kept when it
@@ -870,7 +894,7 @@ def load_glyphs(
     :func:`_missing_chars`), none renders blank, and none of its 62 renderings equals another of
     its own or one of an already kept face (so the source holds no image twice and no two splits
     of a task can share an image; a face rendering exactly like an earlier one is the extreme
-    case).  The result is cached in ``<cache>/glyphs_v1_<key>.npz``, ``key`` hashing the font
+    case).  The result is cached in ``<cache>/glyphs_v2_<key>.npz``, ``key`` hashing the font
     files (paths and contents) and the rendering settings (see :func:`_glyphs_key`).
     """
     base = Path(root) if root is not None else GLYPH_FONT_DIR
@@ -1002,6 +1026,10 @@ REBUILT_TASKS: dict[str, TaskSpec] = {
                  "grey characters 0-9, A-Z, a-z rendered from font faces (never in the pool)"),
     )
 }  # fmt: skip
+
+
+#: The tasks of the rebuilt benchmark, in order: the first benchmark's and the new ones.
+REBUILT_TASK_NAMES: tuple[str, ...] = (*TASKS, *REBUILT_TASKS)
 
 
 def task_spec(name: str) -> TaskSpec:

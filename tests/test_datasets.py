@@ -194,14 +194,20 @@ def test_glyph_images(glyphs) -> None:  # noqa: ANN001
     for c in range(62):  # one image per kept face in every class
         assert sorted(faces[data.labels == c].tolist()) == sorted(kept)
     assert kept == sorted(kept) and not set(kept) & set(D.GLYPH_EXCLUDED_FACES)
-    # white on black, the ink box's longer side 24 px and centred: the 4-px frame stays black
+    # white on black, one scale per face: the face's band of ink rows (or its widest
+    # character) spans 24 px, centred, so the 4-px frame stays black; case survives
     x = data.images[..., 0]
     assert x[:, :4].max() == 0 and x[:, -4:].max() == 0
     assert x[:, :, :4].max() == 0 and x[:, :, -4:].max() == 0
-    rows, cols = (x > 0).any(axis=2), (x > 0).any(axis=1)
-    height = 32 - rows.argmax(axis=1) - rows[:, ::-1].argmax(axis=1)
-    width = 32 - cols.argmax(axis=1) - cols[:, ::-1].argmax(axis=1)
-    assert (np.maximum(height, width) == D.GLYPH_BOX).all()
+    o, big_o = D.GLYPH_CHARS.index("o"), D.GLYPH_CHARS.index("O")
+    for face in kept:
+        g = x[faces == face] > 0  # the face's 62 glyphs, in class order
+        rows, cols = g.any(axis=(0, 2)), g.any(axis=1)
+        band = 32 - rows.argmax() - rows[::-1].argmax()
+        width = (32 - cols.argmax(axis=1) - cols[:, ::-1].argmax(axis=1)).max()
+        assert abs(max(band, width) - D.GLYPH_BOX) <= 1, face
+        height = g.any(axis=2).sum(axis=1)
+        assert height[o] < height[big_o], face
     assert (x.reshape(len(x), -1).max(axis=1) > 64).all()  # even hairline faces leave ink
     assert x.mean() < 80  # mostly black background
     # no two faces (and in fact no two images) are identical
@@ -228,7 +234,7 @@ def test_glyph_cache_and_determinism(glyphs, tmp_path: Path, monkeypatch) -> Non
     fresh, fresh_faces = D.load_glyphs(cache=tmp_path)  # rendered anew, then cached
     np.testing.assert_array_equal(fresh.images, data.images)  # same fonts, same bytes
     np.testing.assert_array_equal(fresh_faces, faces)
-    written = list(tmp_path.glob("glyphs_v1_*.npz"))
+    written = list(tmp_path.glob("glyphs_v2_*.npz"))
     assert len(written) == 1
 
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -242,7 +248,7 @@ def test_glyph_cache_and_determinism(glyphs, tmp_path: Path, monkeypatch) -> Non
     # the font list is part of the key: another list, another file
     files = D._glyph_font_files(D.GLYPH_FONT_DIR)
     key = D._glyphs_key(D.GLYPH_FONT_DIR, files)
-    assert written[0].name == f"glyphs_v1_{key}.npz"
+    assert written[0].name == f"glyphs_v2_{key}.npz"
     assert D._glyphs_key(D.GLYPH_FONT_DIR, files[1:]) != key
     assert D._glyphs_key(D.GLYPH_FONT_DIR, files[::-1]) != key
 
