@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth ground-truth-v1 sensitivity bench clean
+.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth ground-truth-v1 verdict sensitivity bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
@@ -99,6 +99,11 @@ sensitivity: $(STAMP)
 	$(SWEEP) --out data/sweeps/sensitivity_reference $(SWEEP_ARGS) \
 		-p 'nsigma=[0.3,0.6,0.9]' -p 'variant=["official","paper"]' \
 		-p 'reference=["source","target"]'
+
+# The verdict's scores (ped.verdict): every arm of the primary endpoint, per task, on the first
+# benchmark's zoo into data/verdict/v1 (resumable per task; minutes on 2 cores).
+verdict: $(STAMP)
+	$(VENV)/bin/ped --verbose verdict --out data/verdict/v1 --zoo data/zoo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_dynamics.py

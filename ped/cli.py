@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ped.scoring",
     "ped.datasets",
     "ped.zoo.cli",
+    "ped.verdict",
 )
 
 

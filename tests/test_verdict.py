@@ -1,0 +1,100 @@
+"""Tests of ped.verdict: stored arm scores, the primary endpoint and its controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ped import potential_energy_descent
+from ped import verdict as V
+from ped.evaluation import weighted_tau
+from ped.inference import image_replicates
+from ped.metrics import METRICS
+
+
+@pytest.fixture(scope="module")
+def zoo() -> tuple[dict, dict, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    models = [f"m{i}" for i in range(6)] + ["random_init"]
+    y = np.repeat(np.arange(4), 10)
+    feats, stats, rows = {}, {}, []
+    for i, m in enumerate(models):
+        centres = np.repeat(rng.normal(0, 0.2 + 0.15 * i, (4, 8)), 10, axis=0)
+        x = (rng.normal(0, 1, (40, 8)) + centres).astype(np.float32)
+        feats[m] = (x, y)
+        stats[m] = (x.mean(0).astype(float), x.std(0).astype(float) + 0.1)
+        for s in range(4):
+            rows.append({"model": m, "task": "t", "protocol": "finetune", "role": "eval",
+                         "seed": s, "lr": 0.01, "wd": 1e-4, "val": 0.0,
+                         "test": 50 + 3 * i + rng.normal()})  # fmt: skip
+    return feats, stats, pd.DataFrame(rows)
+
+
+def test_score_task_arms_against_direct_computation(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, _ = zoo
+    before = {m: f[0].copy() for m, f in feats.items()}
+    path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=3, n_placebo=4)
+    s = V.load_task_scores(path)
+    assert s["models"] == sorted(feats) and s["config"]["n_replicates"] == 3
+    for m, f in feats.items():
+        np.testing.assert_array_equal(f[0], before[m])  # inputs untouched
+    j = s["models"].index("m3")
+    x, y = feats["m3"]
+    idx = image_replicates(y, 3, random_state=0)
+    for metric in V.PRIMARY_METRICS:
+        opts = V.PRIMARY_OPTIONS[metric]
+        assert s[f"base__{metric}"].shape == (4, 7) and s[f"placebo__{metric}"].shape == (4, 7)
+        assert s[f"base__{metric}"][0, j] == pytest.approx(METRICS[metric](x, y, **opts))
+        assert s[f"base__{metric}"][2, j] == pytest.approx(METRICS[metric](x[idx[1]], y, **opts))
+        moved = potential_energy_descent(x, y, reference=stats["m3"]).features
+        assert s[f"ped__{metric}"][0, j] == pytest.approx(METRICS[metric](moved, y, **opts))
+    # resumed: the same file, untouched; another configuration rescores
+    mtime = path.stat().st_mtime_ns
+    V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=3, n_placebo=4)
+    assert path.stat().st_mtime_ns == mtime
+    V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=2, n_placebo=4)
+    assert V.load_task_scores(path)["config"]["n_replicates"] == 2
+
+
+def test_score_task_rejects_bad_input(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, _ = zoo
+    with pytest.raises(ValueError, match="unknown metric"):
+        V.score_task("t", tmp_path, features=feats, stats=stats, metrics=("nope",))
+    with pytest.raises(ValueError, match="statistics"):
+        V.score_task("t", tmp_path, features=feats, stats={"m0": stats["m0"]})
+    other = dict(feats)
+    other["m1"] = (feats["m1"][0], feats["m1"][1][::-1].copy())
+    with pytest.raises(ValueError, match="other images"):
+        V.score_task("t", tmp_path, features=other, stats=stats, n_replicates=1, n_placebo=0)
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_endpoint_controls_and_leave_one_out(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, gt = zoo
+    path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=4, n_placebo=6)
+    scores = {"t": V.load_task_scores(path)}
+    s = scores["t"]
+    truth = gt.pivot_table(index="model", columns="seed", values="test").loc[s["models"]]
+    truth = truth.mean(axis=1).to_numpy()
+    by_hand = np.mean([weighted_tau(s[f"ped__{m}"][0], truth) - weighted_tau(s[f"base__{m}"][0],
+                       truth) for m in V.PRIMARY_METRICS])  # fmt: skip
+    result = V.endpoint(scores, gt, n_resamples=50)
+    assert result.estimate == pytest.approx(by_hand) and result.draws.shape == (50,)
+    changes = V.arm_changes(scores, gt)
+    assert set(changes["arm"]) == {"ped", "shuffled"} and len(changes) == 6
+    assert changes[changes.arm == "ped"]["change"].mean() == pytest.approx(by_hand)
+    placebo = V.placebo_percentile(scores, gt)
+    assert placebo["ped"] == pytest.approx(by_hand) and 0 <= placebo["percentile"] <= 1
+    assert placebo["n_draws"] == 6 and placebo["placebo_draws"].shape == (6,)
+    loo = V.leave_one_model_out(scores, gt)
+    assert list(loo.index) == s["models"]
+    keep = [i for i, m in enumerate(s["models"]) if m != "m2"]
+    t2 = truth[keep]
+    manual = np.mean([weighted_tau(s[f"ped__{m}"][0, keep], t2) -
+                      weighted_tau(s[f"base__{m}"][0, keep], t2) for m in V.PRIMARY_METRICS])
+    assert loo["m2"] == pytest.approx(manual)
+    with pytest.raises(ValueError, match="no ground truth"):
+        V.accuracy_table(gt, "t", ["m0", "ghost"])
