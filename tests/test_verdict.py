@@ -98,3 +98,17 @@ def test_endpoint_controls_and_leave_one_out(zoo, tmp_path: Path) -> None:  # no
     assert loo["m2"] == pytest.approx(manual)
     with pytest.raises(ValueError, match="no ground truth"):
         V.accuracy_table(gt, "t", ["m0", "ghost"])
+
+
+def test_null_parameters_describe_the_benchmark(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, gt = zoo
+    path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=4, n_placebo=1)
+    params = V.null_parameters({"t": V.load_task_scores(path)}, gt)
+    assert params["n_models"] == 7 and params["n_seeds"] == 4 and params["n_tasks"] == 1
+    acc = gt.pivot_table(index="model", columns="seed", values="test")
+    expected = np.sqrt(acc.var(axis=1, ddof=1).mean()) / acc.mean(axis=1).std(ddof=1)
+    assert params["seed_sd"] == pytest.approx(expected)
+    assert params["image_noise"] > 0 and params["metric_noise"] > 0
+    # the metric noise inverts tau = (2/pi) arcsin(1/sqrt(1 + sigma^2))
+    rho = 1 / np.sqrt(1 + params["metric_noise"] ** 2)
+    assert 2 / np.pi * np.arcsin(rho) == pytest.approx(params["mean_tau"])
