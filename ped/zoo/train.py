@@ -354,6 +354,9 @@ def pretrain(
             epoch_losses.append(float(np.mean(running)) if running else float("nan"))
             epoch_seconds.append(round(time.perf_counter() - epoch_start, 2))
             epoch += 1
+            if epoch % 10 == 0 or step >= total_steps:
+                logger.info("%s: epoch %d, step %d/%d, loss %.4f, %.1f s/epoch", entry.name,
+                            epoch, step, total_steps, epoch_losses[-1], epoch_seconds[-1])
         bar.close()
         encoder = model.encoder
     else:
