@@ -79,7 +79,7 @@ def score_task(
     stats: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
     metrics: Sequence[str] = PRIMARY_METRICS,
     metric_options: Mapping[str, Mapping[str, Any]] = PRIMARY_OPTIONS,
-    n_replicates: int = 20,
+    n_replicates: int = 10,
     n_placebo: int = 100,
     ped_options: Mapping[str, Any] | None = None,
     random_state: int = 0,
@@ -354,7 +354,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--zoo", default=None, help="zoo folder (default data/zoo)")
     p.add_argument("--task", action="append", help="this task only; repeatable (default: all)")
     p.add_argument("--split", default="trainval", choices=("train", "trainval"))
-    p.add_argument("--replicates", type=int, default=20, help="image replicates per task")
+    p.add_argument("--replicates", type=int, default=10, help="image replicates per task")
     p.add_argument("--placebo", type=int, default=100, help="placebo draws per task")
     p.add_argument("--cache", default=None, help="data cache (default ~/.cache/ped)")
     p.set_defaults(func=_cmd_verdict)
