@@ -72,8 +72,9 @@ def knn_accuracy(
     features : (N, D) floating array.
     labels : (N,) integers 0..C-1, C >= 2.  A class with a single sample is allowed (its sample
         cannot be classified correctly).
-    k : number of neighbours; default 20, the value of the k-NN evaluation of self-supervised
-        features (Wu et al., 2018; DINO).  Clipped to N - 1.
+    k : number of neighbours; default 20, the k of DINO's k-NN evaluation of self-supervised
+        features (which, unlike this plain majority vote, weights the votes by a temperature
+        softmax of the similarities).  Clipped to N - 1.
     metric : ``"cosine"`` (default; the distance :math:`1 - \cos(x_i, x_j)`, the convention of
         the self-supervised k-NN evaluation; an all-zero row is at distance 1 from every sample)
         or ``"euclidean"``.
