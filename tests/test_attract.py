@@ -172,6 +172,8 @@ def test_errors():
         spread_attract(x, y[:-1])
     with pytest.raises(ValueError, match="NaN or infinite"):
         spread_attract(np.full_like(x, np.nan), y)
+    with pytest.raises(ValueError, match="2-D"):
+        sa_gate_statistic(x[:, 0])
     twin = np.vstack([x, x])  # class 1 an exact copy of class 0
     with pytest.raises(ValueError, match="same mean"):
         spread_attract(twin, np.repeat([0, 1], len(y)), gate=False)

@@ -248,6 +248,8 @@ def test_ncti_errors():
         ncti_combine([[1.0, np.nan, 2.0]])
     with pytest.raises(ValueError, match="numeric"):
         ncti_combine([["a", "b", "c"]])
+    with pytest.raises(ValueError, match="shape"):
+        ncti_combine(np.empty((0, 3)))
 
 
 # ----------------------------------------------------------------------------------------- ETran
