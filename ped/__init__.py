@@ -4,6 +4,8 @@ The reference companion to "Exploring Model Transferability through the Lens of 
 Energy" (Li et al., ICCV 2023).  Public API:
 
 - :func:`potential_energy_descent` (module ``ped.dynamics``): move features by PED.
+- :func:`spread_attract` (module ``ped.attract``): perturb features by Spread/Attract (SA), the
+  opposite move (overlapping classes pulled together).
 - :mod:`ped.metrics`: transferability metrics (LogME, SFDA, GBC, NLEEP, ...).
 - :mod:`ped.evaluation`: weighted Kendall tau and other rank statistics.
 - :mod:`ped.data`: the published numbers of the paper.
@@ -11,6 +13,7 @@ Energy" (Li et al., ICCV 2023).  Public API:
 
 import logging
 
+from ped.attract import SAResult, spread_attract
 from ped.dynamics import PEDResult, elastic_potential, hooke_forces, potential_energy_descent
 from ped.evaluation import bootstrap_ci, kendall_tau, rank_statistics, top1_regret, weighted_tau
 
@@ -18,12 +21,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PEDResult",
+    "SAResult",
     "bootstrap_ci",
     "elastic_potential",
     "hooke_forces",
     "kendall_tau",
     "potential_energy_descent",
     "rank_statistics",
+    "spread_attract",
     "top1_regret",
     "weighted_tau",
 ]

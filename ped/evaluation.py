@@ -27,6 +27,9 @@ __all__ = [
     "rank_statistics",
     "BootstrapInterval",
     "bootstrap_ci",
+    "rel_at_k",
+    "rec_at_k",
+    "leave_one_task_out",
 ]
 
 
@@ -155,3 +158,116 @@ def bootstrap_ci(
         standard_error=float(res.standard_error),
         distribution=dist,
     )
+
+
+# ------------------------------------------------------------------------ top-k and baselines
+import typing  # noqa: E402
+
+if typing.TYPE_CHECKING:  # pandas is imported only when the baseline is computed
+    import pandas as pd  # noqa: E402
+
+
+def _top_k(s: NDArray[np.float64], t: NDArray[np.float64], k: int) -> NDArray[np.intp]:
+    """Indices of the k models ranked first by ``s``; ties at the cut are resolved against the
+    metric (lower ``t`` first), as :func:`top1_regret` does for the top score."""
+    k = check_positive_int(k, "k")
+    if k > s.shape[0]:
+        raise ValueError(f"k = {k} exceeds the number of models ({s.shape[0]})")
+    return np.lexsort((t, -s))[:k]
+
+
+def rel_at_k(scores: ArrayLike, truth: ArrayLike, k: int = 1) -> float:
+    r"""Relative accuracy of the best of the top-k models, rel@k.
+
+    .. math::
+        \mathrm{rel@}k = rac{\max_{m \in \mathrm{top}_k(s)} a_m}{\max_m a_m},
+
+    with :math:`\mathrm{top}_k(s)` the k models the scores rank first: the fraction of the best
+    achievable accuracy kept by fine-tuning only the k models the metric recommends.  This is
+    ``rel_k`` of the released SFDA code (Shao et al., ECCV 2022, ``TencentARC/SFDA``,
+    ``rank_correlation.py``), kept unchanged in the NCTI, ETran and SA repositories.  Ties in the
+    scores at the cut are resolved pessimistically (the lower-accuracy models enter first), so
+    ``rel_at_k(s, a, 1) == 1 - top1_regret(s, a) / max(a)``.  ``truth`` must be non-negative
+    (accuracies) with a positive maximum.  Range (0, 1]; 1 is best.
+    """
+    s, t = check_scores_truth(scores, truth)
+    if t.min() < 0 or t.max() <= 0:
+        raise ValueError("rel_at_k needs non-negative truth (accuracies) with a positive maximum")
+    return float(t[_top_k(s, t, k)].max() / t.max())
+
+
+def rec_at_k(scores: ArrayLike, truth: ArrayLike, k: int = 1) -> float:
+    r"""Whether the truly best model is among the top-k by the scores, rec@k (1.0 or 0.0).
+
+    .. math::
+        \mathrm{rec@}k = igl[\,rg\max_m a_m \in \mathrm{top}_k(s)\,igr],
+
+    averaged over tasks it is the fraction of tasks whose best model a top-k shortlist recovers.
+    A tie for the best accuracy counts as recovered when any of the tied models is in the
+    shortlist, and ties in the scores at the cut are resolved as in :func:`rel_at_k`, so
+    ``rec_at_k == (rel_at_k == 1)``.
+
+    The released SFDA code (``recall_k`` in ``TencentARC/SFDA``, copied by NCTI, ETran and SA;
+    as written it fails in Python 3, slicing ``dict.keys()``) defines recall@k the other way
+    round: whether the model ranked *first* by the scores is among the top-k by accuracy.  That
+    is ``rec_at_k(truth, scores, k)`` with the arguments swapped (up to the tie rule); the two
+    coincide at k = 1.
+    """
+    s, t = check_scores_truth(scores, truth)
+    return float(t[_top_k(s, t, k)].max() == t.max())
+
+
+def leave_one_task_out(accuracy: pd.DataFrame, task: object) -> pd.Series:
+    r"""The dataset-agnostic baseline: each model's mean accuracy on the *other* tasks.
+
+    .. math::
+        \hat s_m(	au) = rac{1}{|T_m \setminus \{	au\}|}
+            \sum_{	au' \in T_m \setminus \{	au\}} a_{m	au'},
+
+    with :math:`T_m` the tasks with an accuracy for model m.  It ranks the zoo for task
+    :math:`	au` without looking at :math:`	au` at all (no features, no labels): a static
+    ranking learned from the other tasks.  Singh, Hess and Vanschoren, "How NOT to benchmark
+    your SITE metric: Beyond Static Leaderboards and Towards Realistic Evaluation"
+    (arXiv 2510.06448) show that such dataset-agnostic rankings (theirs: a fixed list ordered by
+    model size) beat most published transferability metrics on the standard benchmarks; any
+    metric worth its cost should beat this one.
+
+    Parameters
+    ----------
+    accuracy : DataFrame, models as rows and tasks as columns (ground-truth accuracies; NaN
+        for a missing entry).  The project's published table, :func:`ped.data.finetune_accuracy`,
+        has tasks as rows: pass its transpose, ``finetune_accuracy().T``.
+    task : the column to leave out.
+
+    Returns
+    -------
+    Series indexed like ``accuracy`` (the models), named ``task``: the baseline's scores for
+    that task, higher is better.  Score it with any statistic of this module against
+    ``accuracy[task]``.
+    """
+    import pandas as pd
+
+    if not isinstance(accuracy, pd.DataFrame):
+        raise ValueError(
+            f"accuracy must be a pandas DataFrame (models x tasks), got {type(accuracy).__name__}"
+        )
+    if accuracy.columns.has_duplicates or accuracy.index.has_duplicates:
+        raise ValueError("accuracy must have unique model (row) and task (column) labels")
+    if task not in accuracy.columns:
+        raise ValueError(f"task {task!r} is not a column of accuracy: {list(accuracy.columns)}")
+    if accuracy.shape[1] < 2:
+        raise ValueError("the leave-one-task-out baseline needs at least 2 tasks")
+    try:
+        values = accuracy.apply(pd.to_numeric, errors="raise").astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"accuracy must hold numbers: {exc}") from exc
+    if np.isinf(values.to_numpy()).any():
+        raise ValueError("accuracy contains infinite values")
+    others = values.drop(columns=[task])
+    score = others.mean(axis=1, skipna=True)
+    missing = score.index[score.isna()]
+    if len(missing):
+        raise ValueError(
+            f"model(s) {list(missing)[:5]} have no accuracy on any task other than {task!r}"
+        )
+    return score.rename(task)

@@ -20,7 +20,17 @@ parc         separation                    Bolya et al., NeurIPS 2021
 nleep        probabilistic                 Li et al., CVPR 2021
 leep         probabilistic (source probs)  Nguyen et al., ICML 2020
 nce          probabilistic (source labels) Tran et al., ICCV 2019
+knn          neighbours                    Sorkhei et al., TMLR 2025 (arXiv 2503.18528)
+ncti         collapse (zoo-level)          Wang et al., ICCV 2023
+etran        energy (zoo-level)            Gholami et al., ICCV 2023 (arXiv 2308.02027)
 ============ ============================= =====================================================
+
+NCTI and ETran are defined relative to the zoo being ranked (each term is min-max normalised over
+the models), so they are not in :data:`METRICS`: compute one model's terms with
+:func:`ncti_terms` / :func:`etran_terms` and the zoo's scores with :func:`ncti_combine` /
+:func:`etran_combine`.  The dataset-agnostic baseline, which needs no features, is
+:func:`ped.evaluation.leave_one_task_out`; Spread/Attract, a feature perturbation like PED, is
+:func:`ped.attract.spread_attract`.
 
 Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
 ``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)
@@ -32,7 +42,10 @@ from __future__ import annotations
 from typing import Callable
 
 from ped.metrics.discriminability import hscore, sfda, transrate
+from ped.metrics.collapse import NCTITerms, ncti_combine, ncti_terms
+from ped.metrics.energy import ETranTerms, energy_score, etran_combine, etran_terms, lda_score
 from ped.metrics.evidence import logme
+from ped.metrics.neighbours import knn_accuracy
 from ped.metrics.probabilistic import leep, nce, nleep
 from ped.metrics.separation import gbc, parc
 
@@ -40,10 +53,19 @@ __all__ = [
     "DISPLAY_NAMES",
     "METRICS",
     "SOURCE_METRICS",
+    "ETranTerms",
+    "NCTITerms",
+    "energy_score",
+    "etran_combine",
+    "etran_terms",
     "gbc",
     "hscore",
+    "knn_accuracy",
+    "lda_score",
     "leep",
     "logme",
+    "ncti_combine",
+    "ncti_terms",
     "nce",
     "nleep",
     "parc",
@@ -60,6 +82,7 @@ METRICS: dict[str, Callable[..., float]] = {
     "parc": parc,
     "hscore": hscore,
     "transrate": transrate,
+    "knn": knn_accuracy,
 }
 
 #: Source-classifier metrics: ``leep(source_probs, labels)``, ``nce(source_labels, labels)``.
@@ -69,4 +92,5 @@ SOURCE_METRICS: dict[str, Callable[..., float]] = {"leep": leep, "nce": nce}
 DISPLAY_NAMES: dict[str, str] = {
     "logme": "LogME", "sfda": "SFDA", "gbc": "GBC", "nleep": "NLEEP", "parc": "PARC",
     "hscore": "H-score", "transrate": "TransRate", "leep": "LEEP", "nce": "NCE",
+    "knn": "k-NN",
 }  # fmt: skip
