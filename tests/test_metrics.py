@@ -387,7 +387,7 @@ def test_source_metric_inputs_not_modified():
 
 
 def test_registry():
-    assert set(METRICS) == {"logme", "sfda", "gbc", "nleep", "parc", "hscore", "transrate"}
+    assert set(METRICS) == {"logme", "sfda", "gbc", "nleep", "parc", "hscore", "transrate", "knn"}
     assert set(SOURCE_METRICS) == {"leep", "nce"}
     x, y = make_data()
     for name in METRICS:
