@@ -358,6 +358,75 @@ def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
     assert len(manifest["files"]) == len(rows) + 1  # every run and the features
 
 
+def test_verify_ground_truth_refuses_what_is_malformed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from ped.datasets import load_task
+    from ped.zoo import finetune as F
+
+    task = load_task("digits10")
+    protocol = F.Protocol(steps=2, lr_grid=(0.01, 0.03, 0.1), wd_grid=(1e-5, 1e-4, 1e-3),
+                          selection_seeds=(9,), eval_seeds=(0, 1), max_extensions=0)  # fmt: skip
+
+    def fake_run(encoder, task, *, lr, wd, seed, features_of=None, **kw):  # noqa: ANN001, ANN202
+        val = 50.0 + seed
+        if features_of is not None:
+            return val, val, np.zeros((len(features_of), 4), np.float32)
+        return val, val
+
+    monkeypatch.setattr(F, "finetune_run", fake_run)
+    out = tmp_path / "gt"
+    F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=protocol)
+    F.write_protocol_table(out)
+    table = F.verify_ground_truth(out)
+    assert len(table) == 9 + 2
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "manifest.json").write_text(json.dumps({"version": 1, "encoders": {
+        "m": {"sha256": "abc"}}}))  # fmt: skip
+    F.verify_ground_truth(out, zoo_dir=zoo)
+    (zoo / "manifest.json").write_text(json.dumps({"version": 1, "encoders": {
+        "m": {"sha256": "retrained"}}}))  # fmt: skip
+    with pytest.raises(ValueError, match="stale"):
+        F.verify_ground_truth(out, zoo_dir=zoo)
+
+    csv = out / "ground_truth.csv"
+    original = csv.read_text()
+    csv.write_text(original.replace("50.0", "1000000000.0", 1))
+    with pytest.raises(ValueError, match="ground_truth.csv does not match its sha256"):
+        F.verify_ground_truth(out)
+    # a malformed value with a matching manifest is refused, naming the run
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["table"]["sha256"] = hashlib.sha256(csv.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"val=.*out of range in the run of m on digits10"):
+        F.verify_ground_truth(out)
+    csv.write_text(original)
+    manifest["table"]["sha256"] = hashlib.sha256(csv.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    F.verify_ground_truth(out)
+
+    run = next((out / "runs").rglob("eval_*_s1.json"))
+    text = run.read_text()
+    run.write_text(text.replace('"test"', '"tset"'))
+    with pytest.raises(ValueError, match=f"{run.name} does not match its sha256"):
+        F.verify_ground_truth(out)
+    run.unlink()
+    with pytest.raises(ValueError, match="listed .* but missing"):
+        F.verify_ground_truth(out)
+    run.write_text(text)
+    extra = run.with_name("eval_lr9_wd9_s7.json")
+    extra.write_text(text)
+    with pytest.raises(ValueError, match="is not in"):
+        F.verify_ground_truth(out)
+    extra.unlink()
+    (out / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        F.verify_ground_truth(out)
+
+
 def test_per_image_shift_moves_each_image_by_at_most_two_pixels() -> None:
     from ped.zoo.finetune import _shift_each
 

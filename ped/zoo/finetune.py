@@ -41,7 +41,7 @@ __all__ = [
     "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
     "finetune_run", "linear_probe_run", "run_ground_truth", "ground_truth_table", "selected",
     "Protocol", "PROTOCOL", "COLUMNS_V2", "run_cell", "run_protocol", "protocol_table",
-    "write_protocol_table", "features_path",
+    "write_protocol_table", "features_path", "verify_ground_truth",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -561,4 +561,81 @@ def write_protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
                                         "rows": len(table)},
                 "files": {str(f.relative_to(out)): sha256_file(f) for f in files}}  # fmt: skip
     _atomic_json(out / GT_MANIFEST, manifest)
+    return table
+
+
+def verify_ground_truth(
+    out_dir: str | os.PathLike[str], *, zoo_dir: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """Load a rebuilt ground truth after checking it against its manifest; return the table.
+
+    Refused, with an error naming the file or run: a missing manifest or table; a table or run or
+    feature file whose sha256 differs from the manifest's (edited, truncated, corrupt); a run
+    file on disk that the manifest does not list, or listed and missing; a table whose rows are
+    not exactly the run files'; missing columns, non-numeric or out-of-range values (an accuracy
+    outside [0, 100], NaN, a non-positive learning rate); and, with ``zoo_dir``, a run whose
+    encoder sha256 is not the zoo's current one (stale: the encoder was retrained).
+    """
+    from ped.zoo.train import read_manifest, sha256_file
+
+    out = Path(out_dir)
+    mpath = out / GT_MANIFEST
+    if not mpath.is_file():
+        raise FileNotFoundError(f"no ground-truth manifest {mpath}: run `make ground-truth`")
+    try:
+        manifest = json.loads(mpath.read_text())
+        table_info, files = manifest["table"], manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{mpath} is not a ground-truth manifest ({exc})") from exc
+    csv = out / table_info["path"]
+    if not csv.is_file():
+        raise FileNotFoundError(f"{csv} is missing")
+    if sha256_file(csv) != table_info["sha256"]:
+        raise ValueError(f"{csv} does not match its sha256 in {mpath} (edited or corrupt)")
+    on_disk = {str(f.relative_to(out)) for f in
+               [*(out / "runs").rglob("*.json"), *(out / "features").rglob("*.npz")]}  # fmt: skip
+    extra = sorted(on_disk - set(files))
+    if extra:
+        raise ValueError(f"{out / extra[0]} is not in {mpath} (written after the table?)")
+    for name, digest in sorted(files.items()):
+        path = out / name
+        if not path.is_file():
+            raise ValueError(f"{path} is listed in {mpath} but missing")
+        if sha256_file(path) != digest:
+            raise ValueError(f"{path} does not match its sha256 in {mpath} (edited or corrupt)")
+    try:
+        table = pd.read_csv(csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{csv} is not a readable CSV ({exc})") from exc
+    missing = [c for c in COLUMNS_V2 if c not in table.columns]
+    if missing:
+        raise ValueError(f"{csv} lacks the column(s) {missing}")
+    for col in ("seed", "lr", "wd", "val", "test"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values)
+        if col in ("val", "test"):
+            bad |= (values < 0) | (values > 100)
+        elif col == "lr":
+            bad |= values <= 0
+        elif col == "wd":
+            bad |= values < 0
+        if bad.any():
+            row = table[bad].iloc[0]
+            raise ValueError(f"{csv}: {col}={row[col]!r} out of range in the run of "
+                             f"{row['model']} on {row['task']} ({row['role']}, seed "
+                             f"{row['seed']})")  # fmt: skip
+    n_runs = sum(1 for f in files if f.startswith("runs/"))
+    if n_runs != len(table):
+        raise ValueError(f"{csv} has {len(table)} rows for {n_runs} run files")
+    bad_role = set(table["role"]) - {"select", "eval"}
+    if bad_role:
+        raise ValueError(f"{csv}: unknown role(s) {sorted(bad_role)}")
+    if zoo_dir is not None:
+        encoders = read_manifest(zoo_dir)["encoders"]
+        for f in sorted(f for f in files if f.startswith("runs/")):
+            run = json.loads((out / f).read_text())
+            current = encoders.get(run["model"], {}).get("sha256")
+            if run.get("config", {}).get("encoder_sha256") != current:
+                raise ValueError(f"{out / f} is stale: its encoder is not the zoo's current "
+                                 f"{run['model']} (retrained?); rerun `make ground-truth`")
     return table
