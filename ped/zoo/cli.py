@@ -54,17 +54,25 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_finetune(args: argparse.Namespace) -> int:
-    from ped.datasets import TASKS
-    from ped.zoo.finetune import ground_truth_table, run_ground_truth, selected
+def _ground_truth_plan(
+    args: argparse.Namespace, default_tasks: list[str], default_out: str
+) -> tuple[Path, list[str], list[str], Path]:
+    """The zoo folder, models (``--only`` or every trained encoder), tasks and output folder."""
     from ped.zoo.train import read_manifest
 
     zoo = _zoo_dir(args)
     models = args.only or list(read_manifest(zoo)["encoders"])
     if not models:
         raise ValueError(f"no trained encoder in {zoo}: run `ped zoo train` first")
-    tasks = args.task or list(TASKS)
-    out = Path(args.gt_out) if args.gt_out else zoo.parent / "ground_truth"
+    out = Path(args.gt_out) if args.gt_out else zoo.parent / default_out
+    return zoo, models, args.task or default_tasks, out
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from ped.datasets import TASKS
+    from ped.zoo.finetune import ground_truth_table, run_ground_truth, selected
+
+    zoo, models, tasks, out = _ground_truth_plan(args, list(TASKS), "ground_truth")
     start = time.perf_counter()
     run_ground_truth(models, tasks, out, zoo_dir=zoo, cache=args.cache,
                      protocols=args.protocol or ("finetune", "linear"), epochs=args.epochs,
@@ -84,14 +92,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_groundtruth(args: argparse.Namespace) -> int:
     from ped.datasets import REBUILT_TASK_NAMES
     from ped.zoo.finetune import PROTOCOL, run_protocol
-    from ped.zoo.train import read_manifest
 
-    zoo = _zoo_dir(args)
-    models = args.only or list(read_manifest(zoo)["encoders"])
-    if not models:
-        raise ValueError(f"no trained encoder in {zoo}: run `ped zoo train` first")
-    tasks = args.task or list(REBUILT_TASK_NAMES)
-    out = Path(args.gt_out) if args.gt_out else zoo.parent / "ground_truth_v2"
+    zoo, models, tasks, out = _ground_truth_plan(args, list(REBUILT_TASK_NAMES), "ground_truth_v2")
     start = time.perf_counter()
     table = run_protocol(models, tasks, out, zoo_dir=zoo, cache=args.cache, protocol=PROTOCOL,
                          jobs=args.jobs, device=args.device, precision=args.precision)  # fmt: skip
