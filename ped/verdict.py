@@ -403,6 +403,7 @@ def null_parameters(
     agreement :math:`\bar\tau` of the extracted features' scores, from
     :math:`\tau = \tfrac{2}{\pi}\arcsin\rho` and :math:`\rho = (1 + \sigma^2)^{-1/2}`
     (:math:`\bar\tau` clipped to [0.05, 0.95]).  Also the counts: models, seeds, tasks, metrics.
+    The result is the keyword arguments of :func:`ped.inference.simulate_calls`.
     """
     from ped.evaluation import weighted_tau
 
@@ -423,4 +424,4 @@ def null_parameters(
             "n_seeds": int(min(n_seeds)), "n_tasks": len(scores), "n_metrics": len(metrics),
             "spread": 1.0, "seed_sd": float(np.mean(seed_ratio)),
             "image_noise": float(np.mean(image_ratio)) if image_ratio else 0.0,
-            "metric_noise": float(np.sqrt(1 / rho**2 - 1)), "mean_tau": tau}  # fmt: skip
+            "metric_noise": float(np.sqrt(1 / rho**2 - 1))}  # fmt: skip

@@ -109,6 +109,10 @@ def test_null_parameters_describe_the_benchmark(zoo, tmp_path: Path) -> None:  #
     expected = np.sqrt(acc.var(axis=1, ddof=1).mean()) / acc.mean(axis=1).std(ddof=1)
     assert params["seed_sd"] == pytest.approx(expected)
     assert params["image_noise"] > 0 and params["metric_noise"] > 0
-    # the metric noise inverts tau = (2/pi) arcsin(1/sqrt(1 + sigma^2))
+    # the metric noise inverts tau = (2/pi) arcsin(1/sqrt(1 + sigma^2)), tau the mean tau_w
+    s = V.load_task_scores(path)
+    truth = acc.loc[s["models"]].mean(axis=1).to_numpy()
+    tau = np.clip(np.mean([weighted_tau(s[f"base__{m}"][0], truth) for m in V.PRIMARY_METRICS]),
+                  0.05, 0.95)  # fmt: skip
     rho = 1 / np.sqrt(1 + params["metric_noise"] ** 2)
-    assert 2 / np.pi * np.arcsin(rho) == pytest.approx(params["mean_tau"])
+    assert 2 / np.pi * np.arcsin(rho) == pytest.approx(tau)
