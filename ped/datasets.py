@@ -117,8 +117,9 @@ name                  source (classes)             classes   per class          
                                                              train/val/test
 ===================== ============================ ========= ================= ==================
 ``glyphs62``          font glyphs 0-9, A-Z, a-z    62        10 / 5 / rest      **out**: no font
-                      (one image per kept face)              (118); totals      glyph is in the
-                                                             620/310/7,316      pool
+                      (one image per kept face),             (118); totals      glyph is in the
+                      each randomly distorted                620/310/7,316      pool
+                      (``distort_glyphs``)
 ===================== ============================ ========= ================= ==================
 
 Pretraining pool (:class:`PoolSpec`, :func:`load_pool`)
@@ -179,6 +180,8 @@ __all__ = [
     "TASKS",
     "REBUILT_TASKS",
     "REBUILT_TASK_NAMES",
+    "GLYPH_DISTORTION",
+    "distort_glyphs",
     "DEFAULT_POOL",
     "cache_dir",
     "to_rgb",
@@ -974,6 +977,41 @@ def _glyph_set(
     return ImageSet(images, labels, tuple(GLYPH_CHARS), "glyphs"), np.repeat(faces, n)
 
 
+#: Random affine distortion of :func:`distort_glyphs`: rotation (degrees), scale, shift (px).
+GLYPH_DISTORTION: dict[str, tuple[float, float]] = {
+    "rotation": (-15.0, 15.0), "scale": (0.7, 1.0), "shift": (-3.0, 3.0),
+}  # fmt: skip
+
+
+def distort_glyphs(images: NDArray[np.uint8], *, seed: int = 0) -> NDArray[np.uint8]:
+    """Each glyph image turned, shrunk and shifted by its own random affine map (a new array).
+
+    Image ``i`` draws, from ``np.random.default_rng([seed, i])``, a rotation, a scale and a
+    shift in each direction uniformly in the ranges of :data:`GLYPH_DISTORTION`, and is resampled
+    bilinearly about the canvas centre (black outside).  Fonts alone make the glyph task easy
+    (fine-tuning reaches 94-97 % from 10 images per class, random initialisation included); the
+    distortion gives each class the within-class variety of handwriting.
+    """
+    from PIL import Image
+
+    out = np.empty_like(images)
+    (r0, r1), (s0, s1), (t0, t1) = (GLYPH_DISTORTION[k] for k in ("rotation", "scale", "shift"))
+    c = (IMAGE_SIZE - 1) / 2
+    for i, im in enumerate(images):
+        rng = np.random.default_rng([seed, i])
+        angle, scale = np.deg2rad(rng.uniform(r0, r1)), rng.uniform(s0, s1)
+        dx, dy = rng.uniform(t0, t1, 2)
+        # PIL maps output to input: x_in = A (x_out - c - d) + c, A = R(-angle) / scale
+        cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+        a, b, d, e = cos, sin, -sin, cos
+        coeffs = (a, b, c - a * (c + dx) - b * (c + dy), d, e, c - d * (c + dx) - e * (c + dy))
+        img = Image.fromarray(im[..., 0]).transform(
+            (IMAGE_SIZE, IMAGE_SIZE), Image.Transform.AFFINE, coeffs,
+            resample=Image.Resampling.BILINEAR, fillcolor=0)  # fmt: skip
+        out[i, ..., 0] = np.asarray(img, dtype=np.uint8)
+    return out
+
+
 def load_source(
     name: str, split: str | None = None, *, cache: str | os.PathLike[str] | None = None
 ) -> ImageSet:
@@ -987,9 +1025,13 @@ def load_source(
         return load_digits32()
     if name == "clipart":
         return load_clipart(cache=cache)[0]
-    if name == "glyphs":
-        return load_glyphs(cache=cache)[0]
-    raise ValueError(f"unknown source {name!r}: fashion_mnist, mnist, digits, clipart or glyphs")
+    if name in ("glyphs", "glyphs_distorted"):
+        data = load_glyphs(cache=cache)[0]
+        if name == "glyphs":
+            return data
+        return ImageSet(distort_glyphs(data.images), data.labels, data.classes, name)
+    raise ValueError(f"unknown source {name!r}: fashion_mnist, mnist, digits, clipart, glyphs "
+                     "or glyphs_distorted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1022,8 +1064,9 @@ TASKS: dict[str, TaskSpec] = {
 REBUILT_TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        TaskSpec("glyphs62", "glyphs", None, None, 10, 5, None, False,
-                 "grey characters 0-9, A-Z, a-z rendered from font faces (never in the pool)"),
+        TaskSpec("glyphs62", "glyphs_distorted", None, None, 10, 5, None, False,
+                 "grey characters 0-9, A-Z, a-z from font faces, each turned, shrunk and "
+                 "shifted at random (never in the pool)"),
     )
 }  # fmt: skip
 

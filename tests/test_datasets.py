@@ -274,14 +274,32 @@ def test_rebuilt_tasks_are_kept_apart_from_tasks() -> None:
     for name, spec in [*D.TASKS.items(), *D.REBUILT_TASKS.items()]:
         assert D.task_spec(name) is spec
     spec = D.task_spec("glyphs62")
-    assert spec.source == "glyphs" and spec.classes is None and not spec.in_pool_domain
+    assert spec.source == "glyphs_distorted" and spec.classes is None
+    assert not spec.in_pool_domain
     assert (spec.n_train, spec.n_val, spec.n_test) == (10, 5, None)
     with pytest.raises(ValueError, match="unknown task 'imagenet'; known: .*glyphs62"):
         D.task_spec("imagenet")
 
 
+def test_distort_glyphs(glyphs) -> None:  # noqa: ANN001
+    data, _ = glyphs
+    x = data.images[:50]
+    before = x.copy()
+    a, b = D.distort_glyphs(x), D.distort_glyphs(x)
+    np.testing.assert_array_equal(x, before)  # input untouched
+    np.testing.assert_array_equal(a, b)  # deterministic
+    assert a.shape == x.shape and a.dtype == np.uint8
+    assert (a.reshape(50, -1).max(axis=1) > 64).all()  # every glyph keeps its ink
+    assert (a != x).any(axis=(1, 2, 3)).mean() > 0.9  # and almost every one moves
+    assert not np.array_equal(D.distort_glyphs(x, seed=1), a)
+    # mass is kept up to the shrinking (scale 0.7-1 keeps 49-100 % of the area)
+    ratio = a.reshape(50, -1).sum(1) / x.reshape(50, -1).sum(1)
+    assert (ratio > 0.4).all() and (ratio < 1.1).all()
+
+
 def test_glyphs62_task(glyphs, cache: Path) -> None:  # noqa: ANN001
     data, faces = glyphs
+    data = D.ImageSet(D.distort_glyphs(data.images), data.labels, data.classes, data.source)
     n_faces = len(set(faces.tolist()))
     task = D.load_task("glyphs62", cache=cache)
     assert task.classes == data.classes and len(task.classes) == 62
@@ -386,7 +404,7 @@ def test_cli_lists_tasks(capsys, tasks) -> None:  # noqa: ANN001
     for name in [*D.TASKS, *D.REBUILT_TASKS]:
         assert name in out
     assert "OUT of pool" in out
-    assert "glyphs62           glyphs          62    620   310" in out
+    assert "glyphs62           glyphs_distorted  62    620   310" in out
 
 
 def test_to_rgb_does_not_modify_input() -> None:
