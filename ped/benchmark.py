@@ -198,9 +198,14 @@ def score_zoo(
     ped: bool = False,
     reference: Reference = "source",
     zoo_dir: str | os.PathLike[str] | None = None,
+    definitions: str = "release",
     **ped_options: Any,
 ) -> pd.DataFrame:
     """Score every model's features with every metric, on the features or after PED.
+
+    ``definitions`` picks each metric's options from :data:`ped.metrics.DEFINITIONS`:
+    ``"release"`` (default) as the released SFDA/PED code computes them, which is what the
+    published Table 1 reports (SFDA and NLEEP without their log), or ``"paper"``.
 
     ``reference="source"`` standardises PED with the encoder's per-dimension mean and std on the
     held-out pool images (:func:`ped.zoo.train.load_stats`, the paper's ImageNet-val analogue);
@@ -209,9 +214,12 @@ def score_zoo(
     Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
     """
     from ped import potential_energy_descent
-    from ped.metrics import METRICS
+    from ped.metrics import DEFINITIONS, METRICS
     from ped.zoo.train import load_stats
 
+    if definitions not in DEFINITIONS:
+        raise ValueError(f"definitions must be one of {sorted(DEFINITIONS)}, got {definitions!r}")
+    options = DEFINITIONS[definitions]
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
@@ -230,7 +238,7 @@ def score_zoo(
             x, steps = result.features, result.steps
         for metric in metrics:
             start = time.perf_counter()
-            score = METRICS[metric](x, y)
+            score = METRICS[metric](x, y, **options.get(metric, {}))
             rows.append({"model": model, "metric": metric, "ped": ped, "score": float(score),
                          "seconds": time.perf_counter() - start, "ped_seconds": ped_seconds,
                          "ped_steps": steps})  # fmt: skip

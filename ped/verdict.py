@@ -37,6 +37,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ped.inference import BootstrapResult, Cell, hierarchical_bootstrap, image_replicates
+from ped.metrics import DEFINITIONS
 
 __all__ = [
     "PRIMARY_METRICS",
@@ -59,9 +60,12 @@ logger = logging.getLogger(__name__)
 
 #: The paper's three metrics (its Table 1).
 PRIMARY_METRICS: tuple[str, ...] = ("logme", "sfda", "gbc")
-#: Their definitions in the primary endpoint: SFDA as the released code computes it (no log);
-#: LogME and GBC at the package defaults (the PED release has no GBC code).
-PRIMARY_OPTIONS: dict[str, dict[str, Any]] = {"logme": {}, "sfda": {"log": False}, "gbc": {}}
+#: Their definitions in the primary endpoint: the released code's
+#: (:data:`ped.metrics.DEFINITIONS` ``["release"]``: SFDA without its log), LogME and GBC at
+#: the package defaults (the PED release has no GBC code).
+PRIMARY_OPTIONS: dict[str, dict[str, Any]] = {
+    m: dict(DEFINITIONS["release"].get(m, {})) for m in PRIMARY_METRICS
+}
 #: The arms scored per task: the features as extracted, after PED, after PED on shuffled
 #: labels; the placebo draws are stored apart (``placebo``).
 ARMS: tuple[str, ...] = ("base", "ped", "shuffled")

@@ -98,6 +98,22 @@ def test_score_zoo_and_tau_table() -> None:
     assert taus["gbc"] > 0.5  # better separated models score higher
 
 
+def test_score_zoo_definitions() -> None:
+    """The release's SFDA (no log, the published rows) by default, the paper's on request."""
+    from ped.metrics import nleep, sfda
+
+    feats = _features(2)
+    x, y = feats["m1"]
+    release = B.score_zoo(feats, ["sfda", "nleep"]).set_index(["model", "metric"])["score"]
+    paper = B.score_zoo(feats, ["sfda", "nleep"], definitions="paper")
+    paper = paper.set_index(["model", "metric"])["score"]
+    assert release["m1", "sfda"] == pytest.approx(sfda(x, y, log=False))
+    assert paper["m1", "sfda"] == pytest.approx(sfda(x, y))
+    assert release["m1", "nleep"] == pytest.approx(nleep(x, y, log=False))
+    with pytest.raises(ValueError, match="definitions"):
+        B.score_zoo(feats, ["sfda"], definitions="mine")
+
+
 def test_score_zoo_errors() -> None:
     feats = _features(2)
     with pytest.raises(ValueError, match="unknown metric"):

@@ -34,7 +34,8 @@ the models), so they are not in :data:`METRICS`: compute one model's terms with
 
 Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
 ``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)
-and ``leep(..., log=False)``.
+and ``leep(..., log=False)``.  :data:`DEFINITIONS` names both sets of options: ``"release"``
+(what produced the published Table 1 rows) and ``"paper"`` (the papers' formulas).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ped.metrics.probabilistic import leep, nce, nleep
 from ped.metrics.separation import gbc, parc
 
 __all__ = [
+    "DEFINITIONS",
     "DISPLAY_NAMES",
     "METRICS",
     "SOURCE_METRICS",
@@ -87,6 +89,15 @@ METRICS: dict[str, Callable[..., float]] = {
 
 #: Source-classifier metrics: ``leep(source_probs, labels)``, ``nce(source_labels, labels)``.
 SOURCE_METRICS: dict[str, Callable[..., float]] = {"leep": leep, "nce": nce}
+
+#: Options of each metric under the two definitions a table can use: ``"release"``, the
+#: SFDA/PED code that produced the published rows (scores without their log: mean
+#: :math:`p(y_i \mid x_i)` for SFDA, NLEEP and LEEP), and ``"paper"``, the papers' formulas
+#: (the functions' defaults).  Metrics not listed take their defaults under both.
+DEFINITIONS: dict[str, dict[str, dict[str, object]]] = {
+    "release": {"sfda": {"log": False}, "nleep": {"log": False}, "leep": {"log": False}},
+    "paper": {},
+}
 
 #: How the literature writes each metric's name (tables and figure labels).
 DISPLAY_NAMES: dict[str, str] = {
