@@ -259,3 +259,32 @@ def test_finetune_ground_truth_units(
     assert len(calls) == 3 and all(k["min_steps"] == 21 for k in calls)
     with pytest.raises(ValueError, match="protocol"):
         F.run_ground_truth(["tiny_simclr"], ["digits10"], tmp_path / "gt", protocols=("knn",))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"version": 1, "encoders": {', "is not valid JSON"),
+        ("[1, 2]", "is not a version-"),
+        ('{"version": 99, "encoders": {}}', "is not a version-"),
+        ('{"version": 1, "encoders": []}', "is not a version-"),
+        (b"\xff\xfe\x00", "is not valid JSON"),
+    ],
+)
+def test_read_manifest_errors_name_the_file(tmp_path: Path, text, message) -> None:  # noqa: ANN001
+    from ped.zoo.train import MANIFEST
+
+    path = tmp_path / MANIFEST
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text.replace('"version": 1', f'"version": {_manifest_version()}'))
+    with pytest.raises(ValueError, match=message) as info:
+        read_manifest(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def _manifest_version() -> int:
+    from ped.zoo import train
+
+    return train._MANIFEST_VERSION
