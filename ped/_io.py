@@ -79,7 +79,9 @@ def atomic_path(
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.filename is None or str(exc.filename) == tmp:  # name the file asked for
+        # name the file the caller asked for, not the temporary (only where the error has the
+        # errno/strerror form that shows a file name)
+        if exc.strerror is not None and (exc.filename is None or str(exc.filename) == tmp):
             exc.filename = str(path)
         _discard(tmp, keep_failed_as)
         raise
