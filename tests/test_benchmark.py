@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,8 +165,8 @@ def test_selected_runs_keeps_every_seed_of_the_chosen_setting() -> None:
     assert sorted(runs[runs.model == "a"]["seed"]) == [0, 1, 2]
 
 
-def _edited(tmp_path, edit) -> str:  # noqa: ANN001
-    """Write a valid ground truth, apply ``edit`` to its text or table, return the loader's error."""
+def _edited(tmp_path: Path, edit: Any) -> str:
+    """Write a valid ground truth, apply ``edit`` (to its table or text), return the error."""
     table = _gt({"a": 90.0, "b": 80.0}, noise=1.0)
     path = tmp_path / "gt.csv"
     if isinstance(edit, tuple):
@@ -204,12 +207,14 @@ def _edited(tmp_path, edit) -> str:  # noqa: ANN001
          "lr-zero", "wd-nan", "no-model", "truncated", "duplicate", "bad-quote", "empty",
          "header-only"],
 )
-def test_load_ground_truth_refuses_malformed_runs_naming_them(tmp_path, edit, message) -> None:  # noqa: ANN001
+def test_load_ground_truth_refuses_malformed_runs_naming_them(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
     text = _edited(tmp_path, edit)
     assert message in text and str(tmp_path / "gt.csv") in text, text
 
 
-def test_load_ground_truth_counts_the_bad_runs_and_accepts_linear_probes(tmp_path) -> None:  # noqa: ANN001
+def test_load_ground_truth_counts_the_bad_runs_and_accepts_linear_probes(tmp_path: Path) -> None:
     table = _gt({"a": 90.0, "b": 80.0}, noise=1.0)
     table["test"] = table["test"].astype(object)
     table.loc[[1, 4], "test"] = np.nan
@@ -227,7 +232,7 @@ def test_load_ground_truth_counts_the_bad_runs_and_accepts_linear_probes(tmp_pat
         B.load_ground_truth(tmp_path / "linear.csv")
 
 
-def test_a_run_file_without_test_is_refused(tmp_path) -> None:  # noqa: ANN001
+def test_a_run_file_without_test_is_refused(tmp_path: Path) -> None:
     """A run JSON without "test" becomes an empty cell of the gathered table: refused by name."""
     import json
 

@@ -263,7 +263,9 @@ def test_to_rgb_does_not_modify_input() -> None:
         D.to_rgb(grey[..., 0])
 
 
-def test_pip_download_has_a_timeout_and_a_clear_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_pip_download_has_a_timeout_and_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
 
     seen = {}
