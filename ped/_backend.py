@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ped._validation import check_magnitude
+
 __all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_moments",
            "torch_translate", "to_numpy"]
 
@@ -28,7 +30,8 @@ def is_torch(x: Any) -> bool:
 
 
 def check_torch_features(x: Any, *, name: str = "features") -> Any:
-    """The tensor counterpart of :func:`ped._validation.check_features`."""
+    """The tensor counterpart of :func:`ped._validation.check_features` (any floating dtype,
+    ``bfloat16`` included; a tensor that requires grad is read through ``detach``)."""
     if not x.is_floating_point() or x.is_complex():
         raise ValueError(
             f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it first, "
@@ -41,16 +44,28 @@ def check_torch_features(x: Any, *, name: str = "features") -> Any:
         )
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-    n_bad = int((~x.isfinite()).sum())
-    if n_bad:
+    xd = x.detach()
+    # min and max propagate NaN and reach +-inf: the common case costs two reductions
+    low, high = float(xd.min()), float(xd.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        n_bad = int((~xd.isfinite()).sum())
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
+    check_magnitude(max(abs(low), abs(high)), tuple(x.shape), name=name)
     return x
 
 
 def to_numpy(x: Any) -> Any:
-    """A tensor copied to a numpy array (used for small things: labels, statistics); anything
-    else is returned unchanged."""
-    return x.detach().cpu().numpy() if is_torch(x) else x
+    """A tensor copied to a numpy array (detached from autograd, on the CPU; ``bfloat16`` and
+    ``float16``, which numpy lacks or computes poorly, as float32); anything else is returned
+    unchanged."""
+    if not is_torch(x):
+        return x
+    import torch
+
+    x = x.detach()
+    if x.dtype in (torch.bfloat16, torch.float16):
+        x = x.to(torch.float32)
+    return x.cpu().numpy()
 
 
 def torch_mean_std(x: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -14,6 +14,8 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "check_features",
+    "check_magnitude",
+    "max_magnitude",
     "check_labels",
     "check_features_labels",
     "check_positive",
@@ -27,7 +29,8 @@ def check_features(features: ArrayLike, *, name: str = "features") -> NDArray[np
     """Return ``features`` as a 2-D floating-point array of finite values.
 
     Raises ``ValueError`` for a wrong dimensionality, an empty array, a non-floating dtype
-    (integers, booleans, complex or objects) and NaN or infinite entries.  The dtype is kept
+    (integers, booleans, complex or objects), NaN or infinite entries, and entries so large that
+    their sums of squares overflow float64 (:func:`check_magnitude`).  The dtype is kept
     (float32 stays float32) and no copy is made when none is needed: callers must not write to the
     result.
     """
@@ -45,10 +48,43 @@ def check_features(features: ArrayLike, *, name: str = "features") -> NDArray[np
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     # min and max propagate NaN and reach +-inf: two reductions, no N x D boolean temporary
-    if not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    low, high = arr.min(), arr.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
         n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
+    check_magnitude(max(abs(float(low)), abs(float(high))), arr.shape, name=name)
     return arr
+
+
+#: Orders of magnitude kept free between the sums of squares of the features and float64's
+#: overflow, for the products the methods form from them (TransRate divides its Gram matrix by
+#: ``n * eps``, distances double values, mixtures multiply variances...).
+_HEADROOM = 1e20
+
+
+def max_magnitude(shape: tuple[int, ...]) -> float:
+    """The largest ``|x|`` accepted in an (N, D) feature array: ``sqrt(float64 max / (1e20 N D))``.
+
+    Every method squares the features somewhere (variances, Gram matrices, distances), summing at
+    most N x D squares; below this bound such sums stay 20 orders of magnitude below float64's
+    overflow (about 1e140 for 100,000 x 2048 features: any real feature scale passes).
+    """
+    return float(np.sqrt(np.finfo(np.float64).max / (_HEADROOM * max(1, int(np.prod(shape))))))
+
+
+def check_magnitude(largest: float, shape: tuple[int, ...], *, name: str = "features") -> None:
+    """Raise ``ValueError`` when ``largest`` (the largest ``|x|`` of an array of ``shape``)
+    exceeds :func:`max_magnitude`: squaring and summing such an array overflows float64 (or
+    comes close), and the input would otherwise pass as finite and come out of the methods as
+    NaN, inf or 0 with only a warning."""
+    limit = max_magnitude(shape)
+    if largest > limit:
+        raise ValueError(
+            f"{name} contains values too large to compute with: max |x| = {largest:.3g}, above "
+            f"{limit:.3g}, where the sums of squares of a {' x '.join(map(str, shape))} array "
+            "come close to overflowing float64; rescale them (e.g. divide by their standard "
+            "deviation)"
+        )
 
 
 def check_labels(

@@ -67,20 +67,114 @@ def ground_truth_path() -> Path:
     return data_dir() / "ground_truth" / "ground_truth.csv"
 
 
+#: Protocols a ground-truth run may have (see :mod:`ped.zoo.finetune`).
+_PROTOCOLS = ("finetune", "linear")
+
+
+def _run_label(row: pd.Series, number: int) -> str:
+    """How an error names a run: its identifying columns and its row number in the CSV."""
+    lr = "-" if pd.isna(row.get("lr")) else row.get("lr")
+    return (
+        f"run {row.get('model')}/{row.get('task')}/{row.get('protocol')} seed {row.get('seed')} "
+        f"lr {lr} wd {row.get('wd')} (row {number})"
+    )
+
+
+def _shown(value: Any) -> str:
+    """A cell as an error message shows it: strings quoted, numbers plain."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _ground_truth_problems(table: pd.DataFrame) -> pd.Series:
+    """Per row of the raw table, the first problem found (``""`` when none); the numeric columns
+    of ``table`` are replaced by their numbers (NaN where there is none)."""
+    problems = pd.Series("", index=table.index, dtype=object)
+
+    def flag(mask: pd.Series, text: Any) -> None:
+        for i in table.index[mask & (problems == "")]:
+            problems[i] = text(i) if callable(text) else text
+
+    def cell(name: str) -> Any:
+        return lambda i: _shown(table.at[i, name])
+
+    for name in ("model", "task", "protocol"):
+        value = table[name]
+        flag(value.isna() | (value.astype(str).str.strip() == ""), f"{name} is empty")
+    protocol = cell("protocol")
+    flag(~table["protocol"].isin(_PROTOCOLS),
+         lambda i: f"protocol {protocol(i)} is not one of {_PROTOCOLS}")  # fmt: skip
+    numeric = {}
+    for name in ("seed", "lr", "wd", "val", "test"):
+        numeric[name] = pd.to_numeric(table[name], errors="coerce")
+        show = cell(name)
+        flag(numeric[name].isna() & table[name].notna(),
+             lambda i, n=name, show=show: f"{n} is {show(i)}, not a number")  # fmt: skip
+    seed, lr, wd = numeric["seed"], numeric["lr"], numeric["wd"]
+    flag(seed.isna(), "seed is missing")
+    flag(~np.isfinite(seed.fillna(-1)) | (seed < 0) | (seed != seed.round()),
+         lambda i: f"seed {cell('seed')(i)} is not an integer >= 0")  # fmt: skip
+    flag(wd.isna() | ~np.isfinite(wd.fillna(0)) | (wd < 0),
+         lambda i: f"wd {cell('wd')(i)} is not a finite number >= 0")  # fmt: skip
+    finetune = table["protocol"] == "finetune"
+    flag(finetune & (lr.isna() | ~np.isfinite(lr.fillna(0)) | ~(lr > 0)),
+         lambda i: f"lr {cell('lr')(i)} is not a finite number > 0")  # fmt: skip
+    flag(~finetune & lr.notna(), "a linear-probe run has an lr (it has none)")
+    for name in ("val", "test"):
+        acc, show = numeric[name], cell(name)
+        flag(acc.isna(), f"{name} accuracy is missing (empty or NaN)")
+        flag(~np.isfinite(acc.fillna(0)) | (acc < 0) | (acc > 100),
+             lambda i, n=name, show=show: f"{n} accuracy {show(i)} is not in [0, 100] %")
+    for name, values in numeric.items():
+        table[name] = values
+    return problems
+
+
 def load_ground_truth(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Every ground-truth run: columns ``model, task, protocol, seed, lr, wd, val, test`` (%).
 
-    Written by ``ped zoo finetune`` (:func:`ped.zoo.finetune.ground_truth_table`).
+    Written by ``ped zoo finetune`` (:func:`ped.zoo.finetune.ground_truth_table`).  The table is
+    checked, and anything malformed is a ``ValueError`` naming the file, the first bad run (its
+    model/task/protocol, seed, lr, wd and data row) and how many runs are bad: a file that does not
+    parse (e.g. truncated in a quoted field), missing columns, an empty name, a protocol other
+    than ``finetune``/``linear``, a seed that is not an integer >= 0, a missing, non-finite or
+    negative ``wd``, a fine-tuning ``lr`` that is not > 0 (linear probes have none), ``val`` or
+    ``test`` missing (a truncated line, or a run file without ``"test"``), not a number, NaN,
+    infinite or outside [0, 100] %, and two runs of the same setting.
     """
     from ped.zoo.finetune import COLUMNS
 
     csv = Path(path) if path is not None else ground_truth_path()
     if not csv.is_file():
         raise FileNotFoundError(f"no ground truth at {csv}: run `make ground-truth`")
-    table = pd.read_csv(csv)
-    missing = set(COLUMNS) - set(table.columns)
+    try:
+        table = pd.read_csv(csv, keep_default_na=True)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError, EmptyDataError
+        raise ValueError(f"ground truth {csv} does not parse as a CSV table: {exc}") from exc
+    missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{csv} lacks the column(s) {sorted(missing)}")
+        raise ValueError(f"ground truth {csv} lacks the column(s) {missing}")
+    if table.empty:
+        raise ValueError(f"ground truth {csv} holds no run")
+    original = table.copy()
+    problems = _ground_truth_problems(table)
+    bad = problems != ""
+    if bad.any():
+        first = problems.index[bad][0]
+        raise ValueError(
+            f"ground truth {csv}: {_run_label(original.loc[first], int(first) + 1)}: "
+            f"{problems[first]}"
+            f"{f' ({int(bad.sum())} bad runs in all)' if bad.sum() > 1 else ''}"
+        )
+    key = ["model", "task", "protocol", "seed", "lr", "wd"]
+    duplicated = table.duplicated(key, keep="first")
+    if duplicated.any():
+        first = table.index[duplicated][0]
+        raise ValueError(
+            f"ground truth {csv}: {_run_label(original.loc[first], int(first) + 1)} appears "
+            "twice (one setting, one run)"
+        )
+    table["seed"] = table["seed"].astype(np.int64)
     return table
 
 

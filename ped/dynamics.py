@@ -29,8 +29,9 @@ Gram matrix of the centres and the net displacement of every class from one :mat
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -61,6 +62,7 @@ __all__ = [
     "pairwise_overlap",
     "elastic_potential",
     "hooke_forces",
+    "check_ped_options",
     "potential_energy_descent",
 ]
 
@@ -286,6 +288,38 @@ def hooke_forces(
     return _combine(w, centers)
 
 
+def _check_variant(value: Any, name: str) -> str:
+    if value not in ("official", "paper"):
+        raise ValueError(f"{name} must be 'official' or 'paper', got {value!r}")
+    return str(value)
+
+
+#: The options of :func:`potential_energy_descent` besides the data, and their checks.
+_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "nsigma": check_positive,
+    "time_step": check_positive,
+    "k": check_positive,
+    "max_steps": check_positive_int,
+    "exit_ratio": check_nonnegative,
+    "variant": _check_variant,
+}
+
+
+def check_ped_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword options of :func:`potential_energy_descent` (``nsigma``, ``time_step``, ``k``,
+    ``max_steps``, ``exit_ratio``, ``variant``), checked and normalised, without running it.
+
+    Callers that run PED many times (``ped score``) check them once, before any work.  An unknown
+    name or a bad value (e.g. ``nsigma <= 0``, ``time_step = 0``) is a ``ValueError`` naming it.
+    """
+    unknown = sorted(set(options) - set(_OPTION_CHECKS))
+    if unknown:
+        raise ValueError(
+            f"unknown PED option(s) {unknown}; the options are {', '.join(_OPTION_CHECKS)}"
+        )
+    return {name: _OPTION_CHECKS[name](value, name) for name, value in options.items()}
+
+
 def potential_energy_descent(
     features: ArrayLike,
     labels: ArrayLike,
@@ -367,13 +401,11 @@ def potential_energy_descent(
         y, n_classes = check_labels(to_numpy(labels), n_samples=x.shape[0])
     else:
         x, y, n_classes = check_features_labels(features, labels)
-    nsigma = check_positive(nsigma, "nsigma")
-    time_step = check_positive(time_step, "time_step")
-    k = check_positive(k, "k")
-    max_steps = check_positive_int(max_steps, "max_steps")
-    exit_ratio = check_nonnegative(exit_ratio, "exit_ratio")
-    if variant not in ("official", "paper"):
-        raise ValueError(f"variant must be 'official' or 'paper', got {variant!r}")
+    opts = check_ped_options({"nsigma": nsigma, "time_step": time_step, "k": k,
+                              "max_steps": max_steps, "exit_ratio": exit_ratio,
+                              "variant": variant})  # fmt: skip
+    nsigma, time_step, k = opts["nsigma"], opts["time_step"], opts["k"]
+    max_steps, exit_ratio, variant = opts["max_steps"], opts["exit_ratio"], opts["variant"]
     if use_torch:
         stats = ClassStatistics(*torch_class_moments(x, y, n_classes))
     else:

@@ -5,12 +5,21 @@ Kendall :math:`\tau_w` between the metric's scores for a zoo of models and the m
 accuracies, computed with ``scipy.stats.weightedtau`` and its defaults: the additive hyperbolic
 weigher :math:`w(r) = 1/(r+1)` on ranks, averaged over the two lexicographic orders.  With a dozen
 models one swap near the top moves :math:`\tau_w` a lot, so :func:`bootstrap_ci` adds an interval.
+
+Constant scores or constant truth (every model tied) leave a correlation undefined.  The four
+correlation statistics (:func:`weighted_tau`, :func:`kendall_tau`, :func:`pearson_r`,
+:func:`spearman_rho`) then all raise :class:`UndefinedStatisticError`, a ``ValueError``;
+:func:`rank_statistics` reports them as NaN, and :func:`bootstrap_ci` counts the resamples where
+its statistic is undefined as *degenerate* (:attr:`BootstrapInterval.n_degenerate`).
+:func:`top1_regret` stays defined (a tie at the top counts as the worst tied model).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.stats
@@ -19,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from ped._validation import check_positive_int, check_scores_truth
 
 __all__ = [
+    "UndefinedStatisticError",
     "weighted_tau",
     "kendall_tau",
     "pearson_r",
@@ -33,6 +43,21 @@ __all__ = [
 ]
 
 
+logger = logging.getLogger(__name__)
+
+
+class UndefinedStatisticError(ValueError):
+    """A rank statistic is undefined for this input: the scores or the truth are constant."""
+
+
+def _check_varies(name: str, s: NDArray[np.float64], t: NDArray[np.float64]) -> None:
+    for what, v in (("scores", s), ("truth", t)):
+        if np.ptp(v) == 0:
+            raise UndefinedStatisticError(
+                f"{name} is undefined when the {what} are constant (every model tied)"
+            )
+
+
 def weighted_tau(scores: ArrayLike, truth: ArrayLike) -> float:
     r"""Weighted Kendall :math:`\tau_w` between predicted scores and ground truth (paper eq. 1).
 
@@ -41,30 +66,37 @@ def weighted_tau(scores: ArrayLike, truth: ArrayLike) -> float:
     weighted by :math:`w_i + w_j` with :math:`w = 1/(r+1)` and :math:`r` the rank of the model
     (0 = best), and the result is the mean of the two values obtained by ranking by ``scores``
     and by ``truth``.  A value of 1 means the scores order the zoo exactly as the ground truth.
+    Constant scores or truth raise :class:`UndefinedStatisticError` (scipy would return NaN).
     """
     s, t = check_scores_truth(scores, truth)
+    _check_varies("weighted_tau", s, t)
     return float(scipy.stats.weightedtau(s, t).statistic)
 
 
 def kendall_tau(scores: ArrayLike, truth: ArrayLike) -> float:
-    r"""Kendall's :math:`\tau_b` (unweighted, ties corrected), ``scipy.stats.kendalltau``."""
+    r"""Kendall's :math:`\tau_b` (unweighted, ties corrected), ``scipy.stats.kendalltau``.
+
+    Constant scores or truth raise :class:`UndefinedStatisticError` (scipy would return NaN)."""
     s, t = check_scores_truth(scores, truth)
+    _check_varies("kendall_tau", s, t)
     return float(scipy.stats.kendalltau(s, t).statistic)
 
 
 def pearson_r(scores: ArrayLike, truth: ArrayLike) -> float:
-    r"""Pearson's linear correlation :math:`r` between scores and ground truth."""
+    r"""Pearson's linear correlation :math:`r` between scores and ground truth.
+
+    Constant scores or truth raise :class:`UndefinedStatisticError`."""
     s, t = check_scores_truth(scores, truth)
-    if np.ptp(s) == 0 or np.ptp(t) == 0:
-        raise ValueError("pearson_r is undefined when scores or truth are constant")
+    _check_varies("pearson_r", s, t)
     return float(scipy.stats.pearsonr(s, t).statistic)
 
 
 def spearman_rho(scores: ArrayLike, truth: ArrayLike) -> float:
-    r"""Spearman's rank correlation :math:`\rho` between scores and ground truth."""
+    r"""Spearman's rank correlation :math:`\rho` between scores and ground truth.
+
+    Constant scores or truth raise :class:`UndefinedStatisticError`."""
     s, t = check_scores_truth(scores, truth)
-    if np.ptp(s) == 0 or np.ptp(t) == 0:
-        raise ValueError("spearman_rho is undefined when scores or truth are constant")
+    _check_varies("spearman_rho", s, t)
     return float(scipy.stats.spearmanr(s, t).statistic)
 
 
@@ -81,16 +113,18 @@ def top1_regret(scores: ArrayLike, truth: ArrayLike) -> float:
 
 
 def rank_statistics(scores: ArrayLike, truth: ArrayLike) -> dict[str, float]:
-    """All the statistics of this module for one (scores, truth) pair, keyed by name."""
-    out = {
-        "weighted_tau": weighted_tau(scores, truth),
-        "kendall_tau": kendall_tau(scores, truth),
-        "top1_regret": top1_regret(scores, truth),
-    }
-    for name, fn in (("pearson_r", pearson_r), ("spearman_rho", spearman_rho)):
+    """All the statistics of this module for one (scores, truth) pair, keyed by name.
+
+    Invalid input raises ``ValueError`` as each statistic does; a correlation that is undefined
+    (constant scores or truth, :class:`UndefinedStatisticError`) is NaN.
+    """
+    s, t = check_scores_truth(scores, truth)
+    out = {"top1_regret": top1_regret(s, t)}
+    for name, fn in (("weighted_tau", weighted_tau), ("kendall_tau", kendall_tau),
+                     ("pearson_r", pearson_r), ("spearman_rho", spearman_rho)):  # fmt: skip
         try:
-            out[name] = fn(scores, truth)
-        except ValueError:
+            out[name] = fn(s, t)
+        except UndefinedStatisticError:
             out[name] = float("nan")
     return out
 
@@ -101,7 +135,9 @@ class BootstrapInterval:
 
     ``estimate`` is the statistic on the original sample, ``low``/``high`` the interval's ends at
     level ``confidence``, ``standard_error`` the std of the bootstrap distribution and
-    ``distribution`` the resampled values.
+    ``distribution`` the resampled values (NaN for a degenerate resample).  ``n_degenerate``
+    resamples, on which the statistic was undefined, are left out of the interval and of the
+    standard error; ``n_resamples`` is the number drawn, degenerate ones included.
     """
 
     estimate: float
@@ -110,10 +146,19 @@ class BootstrapInterval:
     confidence: float
     standard_error: float
     distribution: NDArray[np.float64]
+    n_degenerate: int = 0
+
+    @property
+    def n_resamples(self) -> int:
+        """Resamples drawn, degenerate ones included."""
+        return int(self.distribution.shape[0])
 
     def __str__(self) -> str:
         pct = round(100 * self.confidence)
-        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}] ({pct}% CI)"
+        text = f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}] ({pct}% CI)"
+        if self.n_degenerate:
+            text += f", {self.n_degenerate} of {self.n_resamples} resamples degenerate, left out"
+        return text
 
 
 def bootstrap_ci(
@@ -132,17 +177,37 @@ def bootstrap_ci(
     evaluated once on ``arange(n)`` and ``n_resamples`` times on resamples.  The interval is
     computed by ``scipy.stats.bootstrap`` (``method`` ``"percentile"``, ``"basic"`` or ``"BCa"``;
     BCa costs ``n`` extra jackknife evaluations).
+
+    A resample on which ``statistic`` raises ``ValueError`` (e.g. a rank statistic of this
+    module on a resample where every model ties, :class:`UndefinedStatisticError`) or returns
+    NaN or infinity is *degenerate*: it is left out, and the interval (percentile or basic) and
+    the standard error come from the other resamples; :attr:`BootstrapInterval.n_degenerate`
+    says how many there were (and a warning is logged).  Raises ``ValueError`` when the statistic
+    is undefined on the original sample, when fewer than 2 resamples are not degenerate, and for
+    ``method="BCa"`` with degenerate resamples (its jackknife needs them all).
     """
     n = check_positive_int(n, "n")
     n_resamples = check_positive_int(n_resamples, "n_resamples")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if str(method).lower() not in ("percentile", "basic", "bca"):
+        raise ValueError(f"method must be 'percentile', 'basic' or 'BCa', got {method!r}")
     if n < 2:
         raise ValueError("a bootstrap needs at least 2 units to resample")
     estimate = float(statistic(np.arange(n)))
+    if not np.isfinite(estimate):
+        raise ValueError(f"the statistic is {estimate} on the original sample")
+
+    def guarded(idx: NDArray[Any]) -> float:
+        try:
+            value = float(statistic(np.asarray(idx, dtype=np.intp)))
+        except ValueError:
+            return float("nan")
+        return value if np.isfinite(value) else float("nan")
+
     res = scipy.stats.bootstrap(
         (np.arange(n),),
-        lambda idx: float(statistic(np.asarray(idx, dtype=np.intp))),
+        guarded,
         n_resamples=n_resamples,
         confidence_level=confidence,
         method=method,
@@ -150,13 +215,43 @@ def bootstrap_ci(
         rng=random_state,
     )
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    ok = np.isfinite(dist)
+    n_degenerate = int(dist.size - np.count_nonzero(ok))
+    if not n_degenerate:
+        return BootstrapInterval(
+            estimate=estimate,
+            low=float(res.confidence_interval.low),
+            high=float(res.confidence_interval.high),
+            confidence=confidence,
+            standard_error=float(res.standard_error),
+            distribution=dist,
+        )
+    logger.warning(
+        "bootstrap: %d of %d resamples are degenerate (the statistic is undefined on them) and "
+        "are left out of the interval", n_degenerate, dist.size,
+    )  # fmt: skip
+    if np.count_nonzero(ok) < 2:
+        raise ValueError(
+            f"{n_degenerate} of {dist.size} bootstrap resamples are degenerate (the statistic is "
+            "undefined on them): no interval"
+        )
+    if method.lower() == "bca":
+        raise ValueError(
+            f"{n_degenerate} of {dist.size} bootstrap resamples are degenerate; the BCa interval "
+            "needs the statistic on every resample: use method='percentile' or 'basic'"
+        )
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.percentile(dist[ok], [100.0 * alpha, 100.0 * (1.0 - alpha)])
+    if method.lower() == "basic":
+        lo, hi = 2.0 * estimate - hi, 2.0 * estimate - lo
     return BootstrapInterval(
         estimate=estimate,
-        low=float(res.confidence_interval.low),
-        high=float(res.confidence_interval.high),
+        low=float(lo),
+        high=float(hi),
         confidence=confidence,
-        standard_error=float(res.standard_error),
+        standard_error=float(np.std(dist[ok], ddof=1)),
         distribution=dist,
+        n_degenerate=n_degenerate,
     )
 
 

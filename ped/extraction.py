@@ -100,6 +100,8 @@ __all__ = [
     "extract_features",
     "extract_to_directory",
     "output_paths",
+    "record_path",
+    "check_names",
     "register_cli",
 ]
 
@@ -778,12 +780,11 @@ def output_paths(
 
 
 def _atomic_npz(path: Path, **arrays: NDArray[Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    """``np.savez`` to ``path`` through :func:`ped._io.atomic_path`."""
+    from ped._io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _write_shard(path: Path, features: NDArray[np.float32], labels: NDArray[np.int64]) -> None:
@@ -792,15 +793,117 @@ def _write_shard(path: Path, features: NDArray[np.float32], labels: NDArray[np.i
 
 
 def _atomic_json(path: Path, obj: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    """``obj`` as indented JSON with sorted keys, through :func:`ped._io.write_text_atomic`."""
+    from ped._io import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
-def _check_name(kind: str, name: str) -> str:
-    if not name or "/" in name or os.sep in name or name.startswith("."):
-        raise ValueError(f"{kind} name {name!r} must be a non-empty file-name fragment")
-    return name
+def check_names(model_name: str, dataset_name: str) -> tuple[str, str]:
+    """Check that ``<model>_<dataset>_feature.npy`` names this model and dataset, and only them.
+
+    ``ped score`` splits a file stem at its last underscore, so the dataset name must not contain
+    ``_`` (``--name my_set`` would come back as model ``<model>_my``, dataset ``set``); model
+    names may.  Neither may be empty, contain a path separator or start with a dot.  Raises
+    ``ValueError`` saying so; returns the names otherwise.
+    """
+    from ped.scoring import parse_feature_name
+
+    for kind, name in (("model", model_name), ("dataset", dataset_name)):
+        if not isinstance(name, str) or not name or "/" in name or os.sep in name or (
+            name.startswith(".")
+        ):
+            raise ValueError(
+                f"{kind} name {name!r} must be a non-empty file-name fragment (no '/', not "
+                "starting with '.')"
+            )
+    if "_" in dataset_name:
+        raise ValueError(
+            f"dataset name {dataset_name!r} must not contain '_': `ped score` splits "
+            f"{model_name}_{dataset_name}_feature.npy at its last underscore (use e.g. "
+            f"{dataset_name.replace('_', '-')!r})"
+        )
+    parsed = parse_feature_name(f"{model_name}_{dataset_name}_feature.npy")
+    if parsed != (model_name, dataset_name):
+        raise ValueError(
+            f"the file names of model {model_name!r} and dataset {dataset_name!r} would be read "
+            f"back as {parsed}; choose other names"
+        )
+    return model_name, dataset_name
+
+
+def record_path(out_dir: str | os.PathLike[str], model_name: str, dataset_name: str) -> Path:
+    """``<out>/<model>_<dataset>_extract.json``: the settings a finished extraction was made with
+    (see :func:`extract_to_directory`)."""
+    return Path(out_dir) / f"{model_name}_{dataset_name}_extract.json"
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
+
+
+def _settings(
+    model_name: str, dataset_name: str, n_samples: int, metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What determines the content of an extraction's outputs (its record), as JSON values."""
+    return json.loads(json.dumps({
+        "format": 1, "model": model_name, "dataset": dataset_name, "n_samples": n_samples,
+        "metadata": dict(metadata or {}),
+    }))  # fmt: skip
+
+
+def _reusable(
+    out_dir: str | os.PathLike[str], settings: Mapping[str, Any]
+) -> ExtractionResult | None:
+    """The finished outputs of ``settings`` in ``out_dir`` (``skipped=True``), ``None`` when
+    there are none; ``ValueError`` when outputs exist that were not made with these settings."""
+    feature_path, label_path = output_paths(out_dir, settings["model"], settings["dataset"])
+    if not (feature_path.exists() and label_path.exists()):
+        return None
+    record = record_path(out_dir, settings["model"], settings["dataset"])
+    n_done = _finished_matches(feature_path, label_path, record, settings)
+    logger.info("%s exists with these settings: nothing to do", feature_path)
+    return ExtractionResult(feature_path, label_path, n_done, 0, 0, 0.0, skipped=True)
+
+
+def _finished_matches(
+    feature_path: Path, label_path: Path, record: Path, settings: Mapping[str, Any]
+) -> int:
+    """The sample count of finished outputs that were made with ``settings``; ``ValueError``
+    saying why not otherwise."""
+    redo = "pass overwrite=True (--overwrite) to redo it"
+    try:
+        old = json.loads(record.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(
+            f"{feature_path} exists, but {record.name}, the record of its settings, does not "
+            f"(made by another tool or an older ped?): it may not match these settings; {redo}"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{record} is unreadable ({exc}); {redo}") from exc
+    if not isinstance(old, dict) or old != settings:
+        diff = _differences(old if isinstance(old, dict) else {}, settings)
+        raise ValueError(
+            f"{feature_path} exists but was extracted with other settings "
+            f"({'; '.join(diff)}); {redo}"
+        )
+    try:
+        n_done = int(np.load(label_path, mmap_mode="r", allow_pickle=False).shape[0])
+    except (ValueError, EOFError, OSError) as exc:
+        raise ValueError(f"{label_path} is unreadable ({exc}); {redo}") from exc
+    if n_done != settings["n_samples"]:
+        raise ValueError(
+            f"{label_path} holds {n_done} labels, but its record says {settings['n_samples']}; "
+            f"{redo}"
+        )
+    return n_done
 
 
 def extract_to_directory(
@@ -826,8 +929,17 @@ def extract_to_directory(
     ``manifest.json``.  A rerun reuses finished shards (after checking that the manifest, i.e.
     the sample count, shard and batch sizes and ``metadata``, matches; otherwise it raises
     ``ValueError`` and asks for ``overwrite``), then assembles ``<model>_<dataset>_feature.npy``
-    (float32) and ``_label.npy`` (int64) atomically and removes the shards.  When both outputs
-    exist already nothing is done unless ``overwrite``.
+    (float32) and ``_label.npy`` (int64) atomically and removes the shards.
+
+    Beside the outputs, ``<model>_<dataset>_extract.json`` (:func:`record_path`) records the
+    settings that determine their content: the names, the sample count and ``metadata`` (the
+    checkpoint, split, image size...; not the batch or shard size).  When both outputs exist, they
+    are reused (``skipped=True``) only if that record matches the new settings and the label file
+    holds that many samples; otherwise (other settings, e.g. another ``limit``, or no record) a
+    ``ValueError`` says what differs and asks for ``overwrite``.  ``overwrite`` redoes everything.
+
+    The names must round-trip through the file names that ``ped score`` parses
+    (:func:`check_names`: no ``_`` in ``dataset_name``).
     """
     _require_torch()
     from ped._validation import check_positive_int
@@ -840,32 +952,25 @@ def extract_to_directory(
         shard_size = -(-shard_size // batch_size) * batch_size
         logger.info("shard size rounded up to %d (a multiple of the batch size)", shard_size)
     out = Path(out_dir)
-    feature_path, label_path = output_paths(
-        out, _check_name("model", model_name), _check_name("dataset", dataset_name)
-    )
+    check_names(model_name, dataset_name)
+    feature_path, label_path = output_paths(out, model_name, dataset_name)
+    record = record_path(out, model_name, dataset_name)
     parts = out / f".{model_name}_{dataset_name}.parts"
     start_time = time.perf_counter()
+    n = _n_samples(dataset, limit)
+    settings = _settings(model_name, dataset_name, n, metadata)
     if overwrite:
-        for p in (feature_path, label_path):
+        for p in (feature_path, label_path, record):
             p.unlink(missing_ok=True)
         if parts.exists():
             shutil.rmtree(parts)
-    elif feature_path.exists() and label_path.exists():
-        n_done = int(np.load(label_path, mmap_mode="r").shape[0])
-        logger.info("%s exists: nothing to do (overwrite=True to redo)", feature_path)
-        return ExtractionResult(feature_path, label_path, n_done, 0, 0, 0.0, skipped=True)
+    else:
+        done = _reusable(out, settings)
+        if done is not None:
+            return done
 
-    n = _n_samples(dataset, limit)
     bounds = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
-    manifest = {
-        "format": 1,
-        "model": model_name,
-        "dataset": dataset_name,
-        "n_samples": n,
-        "shard_size": shard_size,
-        "batch_size": batch_size,
-        "metadata": dict(metadata or {}),
-    }
+    manifest = {**settings, "shard_size": shard_size, "batch_size": batch_size}
     parts.mkdir(parents=True, exist_ok=True)
     manifest_path = parts / "manifest.json"
     if manifest_path.exists():
@@ -906,36 +1011,49 @@ def extract_to_directory(
                 _write_shard(shard_paths[owner[j]], np.concatenate(buf_f), np.concatenate(buf_y))
                 buf_f, buf_y = [], []
 
-    _assemble(shard_paths, n, feature_path, label_path)
+    _assemble(shard_paths, n, feature_path, label_path, record, settings)
     shutil.rmtree(parts)
     seconds = time.perf_counter() - start_time
     logger.info("wrote %s (%d samples) in %.1f s", feature_path, n, seconds)
     return ExtractionResult(feature_path, label_path, n, len(bounds), reused, seconds)
 
 
-def _assemble(shards: Sequence[Path], n: int, feature_path: Path, label_path: Path) -> None:
-    """Concatenate the shards into the final files (each written to a tmp file, then renamed)."""
+def _assemble(
+    shards: Sequence[Path],
+    n: int,
+    feature_path: Path,
+    label_path: Path,
+    record: Path,
+    settings: Mapping[str, Any],
+) -> None:
+    """Concatenate the shards into the final files, each through :func:`ped._io.atomic_path`.
+
+    The record of the settings is written first, then the features are renamed into place, then
+    the labels: a label file present means this run's features are too.
+    """
+    from ped._io import atomic_path
+
     with np.load(shards[0]) as first:
         dim = int(first["features"].shape[1])
-    tmp_f = feature_path.with_name(feature_path.name + ".tmp")
-    tmp_y = label_path.with_name(label_path.name + ".tmp")
-    feats = np.lib.format.open_memmap(tmp_f, mode="w+", dtype=np.float32, shape=(n, dim))
-    labels = np.empty(n, dtype=np.int64)
-    pos = 0
-    for shard in shards:
-        with np.load(shard) as z:
-            f, y = z["features"], z["labels"]
-        feats[pos : pos + len(y)] = f
-        labels[pos : pos + len(y)] = y
-        pos += len(y)
-    if pos != n:
-        raise RuntimeError(f"shards hold {pos} samples, expected {n}: delete {shards[0].parent}")
-    feats.flush()
-    del feats
-    with open(tmp_y, "wb") as fh:
-        np.save(fh, labels)
-    os.replace(tmp_f, feature_path)
-    os.replace(tmp_y, label_path)
+    with atomic_path(label_path) as tmp_y, atomic_path(feature_path) as tmp_f:
+        feats = np.lib.format.open_memmap(tmp_f, mode="w+", dtype=np.float32, shape=(n, dim))
+        labels = np.empty(n, dtype=np.int64)
+        pos = 0
+        for shard in shards:
+            with np.load(shard) as z:
+                f, y = z["features"], z["labels"]
+            feats[pos : pos + len(y)] = f
+            labels[pos : pos + len(y)] = y
+            pos += len(y)
+        if pos != n:
+            raise ValueError(
+                f"shards hold {pos} samples, expected {n}: delete {shards[0].parent}"
+            )
+        feats.flush()
+        del feats
+        with open(tmp_y, "wb") as fh:
+            np.save(fh, labels)
+        _atomic_json(record, settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -949,32 +1067,51 @@ def _file_fingerprint(path: Path) -> str:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    if args.checkpoint is not None:
-        model = load_backbone(
-            args.checkpoint, prefix=args.key_prefix, trust_checkpoint=args.trust_checkpoint
-        )
-        source = {"checkpoint": str(Path(args.checkpoint).resolve()),
-                  "fingerprint": _file_fingerprint(Path(args.checkpoint))}  # fmt: skip
-    else:
-        logger.warning("--random-init: features of a random-weight ResNet-50 (tests/demos only)")
-        import torch
+    from ped._io import check_output_path
 
-        torch.manual_seed(args.seed)
-        model = build_backbone()
+    # everything that can be checked before the model is loaded is checked first
+    model_name, dataset_name = check_names(args.model, args.name or args.dataset)
+    check_output_path(output_paths(args.out, model_name, dataset_name)[0], what="features")
+    if args.checkpoint is not None:
+        checkpoint = Path(args.checkpoint)
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {checkpoint}")
+        source = {"checkpoint": str(checkpoint.resolve()),
+                  "fingerprint": _file_fingerprint(checkpoint)}  # fmt: skip
+    else:
         source = {"checkpoint": None, "seed": args.seed}
+    metadata = {**source, "source_dataset": args.dataset, "split": args.split or "all",
+                "image_size": args.image_size,
+                "root": None if args.root is None else str(Path(args.root).resolve())}  # fmt: skip
     dataset = build_dataset(
         args.dataset, args.root, split=args.split, transform=paper_transform(args.image_size)
     )
-    result = extract_to_directory(
-        model, dataset, args.out, model_name=args.model, dataset_name=args.name or args.dataset,
-        batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
-        num_workers=args.workers, limit=args.limit, progress=not args.no_progress,
-        overwrite=args.overwrite,
-        metadata={**source, "split": args.split or "all", "image_size": args.image_size,
-                  "root": None if args.root is None else str(Path(args.root).resolve())},
-    )  # fmt: skip
+    settings = _settings(model_name, dataset_name, _n_samples(dataset, args.limit), metadata)
+    result = None if args.overwrite else _reusable(args.out, settings)
+    if result is None:
+        if args.checkpoint is not None:
+            model = load_backbone(
+                args.checkpoint, prefix=args.key_prefix, trust_checkpoint=args.trust_checkpoint
+            )
+        else:
+            logger.warning(
+                "--random-init: features of a random-weight ResNet-50 (tests/demos only)"
+            )
+            import torch
+
+            torch.manual_seed(args.seed)
+            model = build_backbone()
+        result = extract_to_directory(
+            model, dataset, args.out, model_name=model_name, dataset_name=dataset_name,
+            batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
+            num_workers=args.workers, limit=args.limit, progress=not args.no_progress,
+            overwrite=args.overwrite, metadata=metadata,
+        )  # fmt: skip
     if result.skipped:
-        print(f"{result.feature_path} exists ({result.n_samples} samples); --overwrite to redo")
+        print(
+            f"{result.feature_path} exists ({result.n_samples} samples, same settings); "
+            "--overwrite to redo"
+        )
     else:
         rate = result.n_samples / result.seconds if result.seconds > 0 else float("nan")
         print(
@@ -993,8 +1130,10 @@ def register_cli(subparsers: Any) -> None:
         description=(
             "Extract 2048-d average-pooled ResNet-50 features with the paper's transform "
             "(Resize 224 bicubic, CenterCrop 224, ImageNet normalisation) into "
-            "OUT/<model>_<dataset>_feature.npy and _label.npy.  Interrupted runs resume from "
-            "their last finished shard.  Nothing is downloaded."
+            "OUT/<model>_<dataset>_feature.npy and _label.npy, with the settings in "
+            "OUT/<model>_<dataset>_extract.json.  Interrupted runs resume from their last "
+            "finished shard; finished outputs are reused only when their settings match "
+            "(otherwise: an error, or --overwrite).  Nothing is downloaded."
         ),
     )
     p.add_argument("--model", required=True, help="model name used in the output file names")
@@ -1014,8 +1153,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--split", default=None, help="split (default: all = every split, once)")
     p.add_argument(
         "--name", default=None,
-        help="dataset name in the output file names (default: --dataset); e.g. 'imagenet' for "
-        "the reference features that `ped score --reference` reads",
+        help="dataset name in the output file names (default: --dataset; no '_', which "
+        "`ped score` reads as the model/dataset separator); e.g. 'imagenet' for the reference "
+        "features that `ped score --reference` reads",
     )  # fmt: skip
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=64)

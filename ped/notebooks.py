@@ -9,10 +9,10 @@ tests and parameter sweeps all go through this one function.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ __all__ = [
     "notebook_sources",
     "notebook_parameters",
     "execute_notebook",
+    "failed_path",
     "glued_values",
 ]
 
@@ -78,16 +79,25 @@ def execute_notebook(
 
     ``parameters`` override the values of the cell tagged ``parameters``; a name that cell does
     not define raises ``ValueError`` (papermill would only warn, and a typo would go unnoticed).
-    The output is written to a temporary file first and renamed into place, so a killed run never
-    leaves a half-written notebook behind.  A failing cell raises ``papermill.PapermillExecutionError`` (the partially
-    executed notebook is saved beside it as ``<name>.failed.ipynb`` for inspection).
+    ``progress_bar`` shows papermill's per-cell progress bar on stderr.
+
+    The output is written to a temporary file first and renamed into place (mode ``0o666`` less
+    the umask, like any new file), so a killed run never leaves a half-written notebook behind.
+    A failing cell raises ``papermill.PapermillExecutionError``, and any failure once the
+    execution has started (an interruption included) leaves the partially executed notebook as
+    ``<name>.failed.ipynb`` for inspection and **removes** an earlier ``<name>.ipynb``: the folder
+    never shows a success older than the latest attempt.  A success removes an earlier
+    ``<name>.failed.ipynb``.
     """
     import jupytext
     import papermill
 
+    from ped._io import atomic_path
+
     source = Path(source)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if not source.is_file():
+        raise FileNotFoundError(f"notebook source {source} not found")
     notebook = jupytext.read(source, fmt="md:myst" if source.suffix == ".md" else None)
     unknown = set(parameters or {}) - set(notebook_parameters(notebook))
     if unknown:
@@ -100,27 +110,33 @@ def execute_notebook(
         "display_name": "Python 3",
         "language": "python",
     }
-    fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=output.parent, prefix=f".{output.stem}.")
-    os.close(fd)
     logger.info("executing %s -> %s with %s", source, output, dict(parameters or {}))
-    failed = output.with_name(output.stem + ".failed.ipynb")
+    failed = failed_path(output)
     try:
-        papermill.execute_notebook(
-            notebook,
-            tmp,
-            parameters=dict(parameters or {}),
-            cwd=str(cwd if cwd is not None else source.parent),
-            kernel_name=kernel_name,
-            execution_timeout=timeout,
-            progress_bar=progress_bar,
-            log_output=False,
-        )
+        with atomic_path(output, keep_failed_as=failed, suffix=".ipynb") as tmp:
+            papermill.execute_notebook(
+                notebook,
+                str(tmp),
+                parameters=dict(parameters or {}),
+                cwd=str(cwd if cwd is not None else source.parent),
+                kernel_name=kernel_name,
+                execution_timeout=timeout,
+                progress_bar=progress_bar,
+                log_output=False,
+            )
     except BaseException:
-        os.replace(tmp, failed)
+        with contextlib.suppress(OSError):
+            output.unlink(missing_ok=True)  # a stale success must not survive a failure
         raise
-    os.replace(tmp, output)
     failed.unlink(missing_ok=True)
     return output
+
+
+def failed_path(output: str | os.PathLike[str]) -> Path:
+    """Where :func:`execute_notebook` keeps the partial notebook of a failed run of ``output``:
+    ``<name>.failed.ipynb`` beside it."""
+    output = Path(output)
+    return output.with_name(output.stem + ".failed.ipynb")
 
 
 def glued_values(notebook: str | os.PathLike[str]) -> dict[str, Any]:

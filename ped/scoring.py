@@ -4,7 +4,15 @@ the scores against fine-tuning accuracies: the logic of ``ped score`` and ``ped 
 Feature directories follow the authors' naming, ``<model>_<dataset>_feature.npy`` (N x D floats)
 beside ``<model>_<dataset>_label.npy`` (N integers); :mod:`ped.extraction` writes them.  The file
 stem is split at its **last** underscore, so model names may contain underscores but dataset
-names may not (none of the paper's do).
+names may not (none of the paper's do; ``ped extract`` refuses such names).
+
+Every file is checked before anything is scored (:func:`check_feature_files`): a ``.npy`` that is
+empty, truncated, corrupt, pickled or an ``.npz``, features that are not an (N, D) floating-point
+array, and labels that are not N whole numbers of at least 2 classes are a ``ValueError`` that
+names **every** bad file and its problem; nothing is scored then (the policy is *stop*, before
+any work: fix or remove the files and rerun).  Integer labels that are not ``0..C-1`` (e.g. 3, 13,
+23) are remapped to ``0..C-1`` in order (logged); labels with fractional values are refused, as
+:func:`ped._validation.check_labels` refuses them.
 
 :func:`score_features` returns a tidy table with one row per model x dataset x metric x ped:
 
@@ -52,7 +60,11 @@ __all__ = [
     "SCORE_COLUMNS",
     "EVALUATION_COLUMNS",
     "FeatureFile",
+    "parse_feature_name",
     "find_feature_files",
+    "check_feature_files",
+    "read_npy",
+    "check_score_labels",
     "resolve_metrics",
     "score_features",
     "load_truth",
@@ -76,6 +88,13 @@ EVALUATION_COLUMNS = (
 _FEATURE_RE = re.compile(r"^(?P<model>.+)_(?P<dataset>[^_]+)_feature\.npy$")
 
 MetricFn = Callable[[NDArray[Any], NDArray[Any]], float]
+
+
+def parse_feature_name(name: str) -> tuple[str, str] | None:
+    """``(model, dataset)`` of a ``<model>_<dataset>_feature.npy`` file name (split at the last
+    underscore before ``_feature.npy``), or ``None`` when ``name`` is not one."""
+    match = _FEATURE_RE.match(name)
+    return None if match is None else (match["model"], match["dataset"])
 
 
 @dataclass(frozen=True)
@@ -104,10 +123,10 @@ def find_feature_files(
     excluded = set(exclude_datasets)
     found = []
     for path in sorted(folder.glob("*_feature.npy")):
-        match = _FEATURE_RE.match(path.name)
-        if match is None:
+        parsed = parse_feature_name(path.name)
+        if parsed is None:
             continue
-        model, dataset = match["model"], match["dataset"]
+        model, dataset = parsed
         if dataset in excluded:
             continue
         labels = folder / f"{model}_{dataset}_label.npy"
@@ -153,18 +172,135 @@ def resolve_metrics(
     return out
 
 
-def _load_pair(item: FeatureFile) -> tuple[NDArray[np.floating], NDArray[np.intp]]:
-    features = np.load(item.features)
-    labels = np.load(item.labels)
-    if features.ndim != 2 or labels.ndim != 1 or features.shape[0] != labels.shape[0]:
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def read_npy(path: str | os.PathLike[str], *, mmap: bool = False) -> NDArray[Any]:
+    """The array of one ``.npy`` file; every way it can be unreadable is a ``ValueError`` naming it.
+
+    Pickles are never loaded (``allow_pickle=False``).  ``mmap`` maps the file read-only instead
+    of reading it (the header and the file size are still checked, so a truncated file fails).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise ValueError(f"{path.name}: cannot read it ({exc.strerror or exc})") from exc
+    if not head:
+        raise ValueError(f"{path.name}: empty file (0 bytes), not a .npy array")
+    if head.startswith(_ZIP_MAGIC):
+        raise ValueError(f"{path.name}: an .npz archive, not a .npy array")
+    if head.startswith(b"\x80"):
+        raise ValueError(f"{path.name}: a pickle, not a .npy array (pickles are never loaded)")
+    if not head.startswith(_NPY_MAGIC):
+        raise ValueError(f"{path.name}: not a .npy file (no NumPy header)")
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
+            raise ValueError(
+                f"{path.name}: holds Python objects (dtype object), not numbers; pickles are never "
+                "loaded"
+            ) from exc
+        raise ValueError(f"{path.name}: truncated or corrupt .npy file ({exc})") from exc
+    except (EOFError, OSError) as exc:
         raise ValueError(
-            f"{item.features.name} {features.shape} and {item.labels.name} {labels.shape} do not "
-            f"form (N, D) features with N labels"
-        )
-    uniq, inverse = np.unique(labels, return_inverse=True)
+            f"{path.name}: truncated or corrupt .npy file ({type(exc).__name__}: {exc})"
+        ) from exc
+    return array
+
+
+def check_score_labels(labels: NDArray[Any], name: str = "labels") -> NDArray[np.intp]:
+    """Labels of a label file as ``0..C-1`` (intp), after checking them; ``ValueError`` naming
+    ``name`` otherwise.
+
+    They must be a 1-D array of whole numbers (an integer dtype, or floats holding whole numbers)
+    with at least 2 distinct values.  Values other than ``0..C-1`` are remapped in sorted order.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: labels must be a 1-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: no labels (empty array)")
+    if np.issubdtype(arr.dtype, np.floating):
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if not whole.all():
+            example = arr[~whole][0]
+            raise ValueError(
+                f"{name}: labels must be whole numbers (class ids), got {int((~whole).sum())} "
+                f"non-integer value(s), e.g. {example!r}"
+            )
+    elif arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name}: labels must be integers (class ids), got dtype {arr.dtype}")
+    uniq, inverse = np.unique(arr, return_inverse=True)
+    if len(uniq) < 2:
+        raise ValueError(f"{name}: labels hold a single class ({uniq[0]!r}); at least 2 are needed")
     if uniq[0] != 0 or uniq[-1] != len(uniq) - 1:
-        logger.info("%s: labels remapped to 0..%d", item.labels.name, len(uniq) - 1)
-    return features, inverse.astype(np.intp)
+        logger.info("%s: labels remapped to 0..%d", name, len(uniq) - 1)
+    return inverse.reshape(-1).astype(np.intp)
+
+
+def _check_pair(item: FeatureFile) -> NDArray[np.intp]:
+    """Check one feature/label pair without reading the features; return the labels."""
+    features = read_npy(item.features, mmap=True)
+    labels = check_score_labels(read_npy(item.labels), item.labels.name)
+    if not np.issubdtype(features.dtype, np.floating):
+        raise ValueError(
+            f"{item.features.name}: features must be floating-point, got dtype {features.dtype}"
+        )
+    if features.ndim != 2 or 0 in features.shape:
+        raise ValueError(
+            f"{item.features.name}: features must be a non-empty (N, D) array, got shape "
+            f"{features.shape}"
+        )
+    if features.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{item.features.name} has {features.shape[0]} rows but {item.labels.name} has "
+            f"{labels.shape[0]} labels"
+        )
+    return labels
+
+
+def check_feature_files(
+    files: Sequence[FeatureFile], reference_dir: str | os.PathLike[str] | None = None
+) -> dict[FeatureFile, NDArray[np.intp]]:
+    """Check every file before any is scored: ``{item: labels as 0..C-1}``.
+
+    The features are only mapped (header, shape, dtype and size are checked, not the values,
+    which the metrics check); the labels are read and checked by :func:`check_score_labels`;
+    the reference features ``<model>_imagenet_feature.npy`` of ``reference_dir`` that exist are
+    checked too.  One ``ValueError`` names every bad file and what is wrong with it.
+    """
+    labels: dict[FeatureFile, NDArray[np.intp]] = {}
+    problems: list[str] = []
+    for item in files:
+        try:
+            labels[item] = _check_pair(item)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if reference_dir is not None:
+        for model in sorted({item.model for item in files}):
+            path = Path(reference_dir) / f"{model}_imagenet_feature.npy"
+            if not path.is_file():
+                continue
+            try:
+                ref = read_npy(path, mmap=True)
+                if ref.ndim != 2 or 0 in ref.shape or not np.issubdtype(ref.dtype, np.floating):
+                    raise ValueError(
+                        f"{path.name}: reference features must be a non-empty (M, D) "
+                        f"floating-point array, got shape {ref.shape}, dtype {ref.dtype}"
+                    )
+            except ValueError as exc:
+                problems.append(f"reference {exc}")
+    if problems:
+        raise ValueError(
+            f"nothing scored: {len(problems)} bad file(s): {'; '.join(problems)} ({len(labels)} "
+            f"of {len(files)} feature file pair(s) are readable; fix or remove the bad files and "
+            "rerun)"
+        )
+    return labels
 
 
 def _reference_for(
@@ -175,7 +311,7 @@ def _reference_for(
     if model not in cache:
         path = reference_dir / f"{model}_imagenet_feature.npy"
         if path.is_file():
-            cache[model] = np.load(path)
+            cache[model] = read_npy(path)
         else:
             logger.warning("no reference %s: PED uses the target statistics for %s", path, model)
             cache[model] = None
@@ -202,6 +338,7 @@ def score_features(
     ped_options: Mapping[str, Any] | None = None,
     datasets: Iterable[str] | None = None,
     models: Iterable[str] | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Score every feature file of ``features_dir`` with every metric (see the module docstring
     for the table's columns).
@@ -224,13 +361,24 @@ def score_features(
         Keyword arguments for :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``...).
     datasets, models : iterables of str or None
         Restrict to these datasets / models.
+    progress : bool
+        Show a tqdm progress bar on stderr (one step per file and metric, with and without PED).
 
-    A metric (or PED) raising ``ValueError``, ``ArithmeticError``, ``LinAlgError`` or
-    ``MemoryError`` gives a NaN score with the message in ``error``; the run goes on.
+    Everything is checked before the first metric runs: the metrics, the PED options
+    (:func:`ped.dynamics.check_ped_options`, when ``ped``), the folders and every file
+    (:func:`check_feature_files`); any problem is a ``ValueError`` (``FileNotFoundError`` for a
+    missing folder) and nothing is scored.  Afterwards, a metric (or PED) raising ``ValueError``,
+    ``ArithmeticError``, ``LinAlgError`` or ``MemoryError`` on one file gives a NaN score with the
+    message in ``error``; the run goes on.
     """
-    from ped.dynamics import potential_energy_descent
+    from tqdm.auto import tqdm
+
+    from ped.dynamics import check_ped_options, potential_energy_descent
 
     fns = resolve_metrics(metrics)
+    options = check_ped_options(ped_options or {}) if ped else {}
+    if not ped and ped_options:
+        raise ValueError(f"PED options {sorted(ped_options)} given without ped=True")
     ref_dir = None if reference_dir is None else Path(reference_dir)
     if ref_dir is not None and not ref_dir.is_dir():
         raise FileNotFoundError(f"reference folder {ref_dir} not found")
@@ -243,51 +391,55 @@ def score_features(
         files = [f for f in files if f.model in wanted_m]
     if not files:
         raise ValueError("no feature file left after filtering by datasets/models")
-    options = dict(ped_options or {})
+    all_labels = check_feature_files(files, ref_dir)
     cache: dict[str, NDArray[Any] | None] = {}
     rows: list[dict[str, Any]] = []
-    for item in files:
-        x, y = _load_pair(item)
-        variants: list[tuple[bool, NDArray[Any] | None, float, str, str]] = [
-            (False, x, 0.0, "", "")
-        ]
-        if ped:
-            ref = _reference_for(item.model, ref_dir, cache)
-            result, ped_seconds, error = _timed(
-                lambda: potential_energy_descent(x, y, reference=ref, **options)
-            )
-            moved = None if result is None else result.features
-            if error:
-                logger.warning("PED failed on %s/%s: %s", item.model, item.dataset, error)
-            variants.append(
-                (True, moved, ped_seconds, "target" if ref is None else "imagenet", error)
-            )
-        for name, fn in fns.items():
-            for use_ped, feats, ped_seconds, reference, ped_error in variants:
-                if feats is None:
-                    score, seconds, error = None, 0.0, ped_error
-                else:
-                    score, seconds, error = _timed(lambda: fn(feats, y))  # noqa: B023
-                if error and not ped_error:
-                    logger.warning(
-                        "%s failed on %s/%s (ped=%s): %s",
-                        name, item.model, item.dataset, use_ped, error,
-                    )  # fmt: skip
-                rows.append(
-                    {
-                        "model": item.model,
-                        "dataset": item.dataset,
-                        "metric": name,
-                        "ped": use_ped,
-                        "score": float("nan") if score is None else float(score),
-                        "seconds": seconds,
-                        "ped_seconds": ped_seconds,
-                        "ped_reference": reference,
-                        "n_samples": int(x.shape[0]),
-                        "error": error,
-                    }
+    total = len(files) * len(fns)
+    with tqdm(total=total, desc="score", unit="metric", disable=not progress) as bar:
+        for item in files:
+            bar.set_postfix_str(f"{item.model}/{item.dataset}")
+            x, y = read_npy(item.features), all_labels[item]
+            variants: list[tuple[bool, NDArray[Any] | None, float, str, str]] = [
+                (False, x, 0.0, "", "")
+            ]
+            if ped:
+                ref = _reference_for(item.model, ref_dir, cache)
+                result, ped_seconds, error = _timed(
+                    lambda: potential_energy_descent(x, y, reference=ref, **options)
                 )
-            logger.info("%s/%s %s done", item.model, item.dataset, name)
+                moved = None if result is None else result.features
+                if error:
+                    logger.warning("PED failed on %s/%s: %s", item.model, item.dataset, error)
+                variants.append(
+                    (True, moved, ped_seconds, "target" if ref is None else "imagenet", error)
+                )
+            for name, fn in fns.items():
+                for use_ped, feats, ped_seconds, reference, ped_error in variants:
+                    if feats is None:
+                        score, seconds, error = None, 0.0, ped_error
+                    else:
+                        score, seconds, error = _timed(lambda: fn(feats, y))  # noqa: B023
+                    if error and not ped_error:
+                        logger.warning(
+                            "%s failed on %s/%s (ped=%s): %s",
+                            name, item.model, item.dataset, use_ped, error,
+                        )  # fmt: skip
+                    rows.append(
+                        {
+                            "model": item.model,
+                            "dataset": item.dataset,
+                            "metric": name,
+                            "ped": use_ped,
+                            "score": float("nan") if score is None else float(score),
+                            "seconds": seconds,
+                            "ped_seconds": ped_seconds,
+                            "ped_reference": reference,
+                            "n_samples": int(x.shape[0]),
+                            "error": error,
+                        }
+                    )
+                logger.info("%s/%s %s done", item.model, item.dataset, name)
+                bar.update(1)
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
     return table.astype({"ped": bool, "score": float, "seconds": float, "ped_seconds": float})
 
@@ -355,6 +507,12 @@ def evaluate_scores(
     """
     from ped.evaluation import rank_statistics
 
+    if isinstance(min_models, bool) or not isinstance(min_models, (int, np.integer)):
+        raise ValueError(f"min_models must be an integer >= 2, got {min_models!r}")
+    if min_models < 2:
+        raise ValueError(
+            f"min_models must be at least 2 (rank statistics need 2 models), got {min_models}"
+        )
     if isinstance(scores, pd.DataFrame):
         table = scores.copy()
     else:
@@ -418,22 +576,53 @@ def _as_bool(value: Any) -> bool:
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Write ``frame`` as CSV through :func:`ped._io.atomic_path` (no partial file, ever)."""
+    from ped._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _min_models(text: str) -> int:
+    """argparse type of ``--min-models``: an integer >= 2 (rank statistics need two models)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer >= 2 (rank statistics need at least 2 models), got {value}"
+        )
+    return value
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    options = {"nsigma": args.nsigma, "time_step": args.time_step, "variant": args.variant}
+    from ped._io import check_output_path
+
+    out = check_output_path(args.out, what="scores CSV")  # before any work
+    options = (
+        {"nsigma": args.nsigma, "time_step": args.time_step, "variant": args.variant}
+        if args.ped else None
+    )  # fmt: skip
     table = score_features(
         args.features, args.metric, ped=args.ped, reference_dir=args.reference,
-        ped_options=options,
+        ped_options=options, progress=not args.no_progress,
     )  # fmt: skip
-    _atomic_csv(table, Path(args.out))
+    _atomic_csv(table, out)
     n_err = int((table["error"] != "").sum())
     print(
-        f"wrote {args.out}: {len(table)} row(s), {table['model'].nunique()} model(s), "
+        f"wrote {out}: {len(table)} row(s), {table['model'].nunique()} model(s), "
         f"{table['dataset'].nunique()} dataset(s){f', {n_err} failed' if n_err else ''}"
     )
     if args.ped:
@@ -443,9 +632,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ped._io import check_output_path
+
+    out = check_output_path(args.out, what="evaluation CSV")  # before any work
     table = evaluate_scores(args.scores, args.truth, min_models=args.min_models)
-    _atomic_csv(table, Path(args.out))
-    print(f"wrote {args.out}: {len(table)} row(s)")
+    _atomic_csv(table, out)
+    print(f"wrote {out}: {len(table)} row(s)")
     if len(table):
         pivot = table.pivot_table(
             index=["metric", "ped"], columns="dataset", values="weighted_tau"
@@ -454,6 +646,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print("weighted tau:")
         print(pivot.round(3).to_string())
     return 0
+
+
+_SCORE_EPILOG = """\
+Every file is checked before anything is scored: an empty, truncated, corrupt or pickled .npy,
+features that are not an (N, D) float array, or labels that are not N whole numbers stop the
+command with one line naming every bad file (exit status 2; nothing is written).  Integer labels
+other than 0..C-1 are remapped in order.  A metric that fails on one file is a row with a NaN
+score and its error.  Exit status: 0 done, 2 bad input (nothing written), 130 interrupted.
+"""
 
 
 def register_cli(subparsers: Any) -> None:
@@ -466,6 +667,7 @@ def register_cli(subparsers: Any) -> None:
             "each metric (without PED and, with --ped, also with PED) into a tidy CSV with columns "
             + ", ".join(SCORE_COLUMNS) + "."
         ),
+        epilog=_SCORE_EPILOG,
     )
     s.add_argument("--features", required=True, help="folder of feature/label .npy files")
     s.add_argument(
@@ -477,10 +679,13 @@ def register_cli(subparsers: Any) -> None:
         help="folder of <model>_imagenet_feature.npy for PED's standardisation "
         "(default: the target statistics)",
     )  # fmt: skip
-    s.add_argument("--nsigma", type=float, default=0.6, help="PED radius scale (0.3 or 0.6)")
-    s.add_argument("--time-step", type=float, default=0.1, help="PED time step")
+    s.add_argument(
+        "--nsigma", type=_positive_float, default=0.6, help="PED radius scale (0.3 or 0.6)"
+    )
+    s.add_argument("--time-step", type=_positive_float, default=0.1, help="PED time step")
     s.add_argument("--variant", choices=("official", "paper"), default="official")
     s.add_argument("--out", required=True, help="output CSV")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_score)
 
     e = subparsers.add_parser(
@@ -497,6 +702,9 @@ def register_cli(subparsers: Any) -> None:
         help="accuracies CSV: tidy (model, dataset, accuracy) or wide (dataset x models); "
         "default: the published fine-tuning accuracies",
     )  # fmt: skip
-    e.add_argument("--min-models", type=int, default=3, help="skip groups with fewer models")
+    e.add_argument(
+        "--min-models", type=_min_models, default=3,
+        help="skip groups with fewer models (at least 2)",
+    )  # fmt: skip
     e.add_argument("--out", required=True, help="output CSV")
     e.set_defaults(func=_cmd_evaluate)

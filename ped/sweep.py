@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import time
 import traceback as _traceback
 import uuid
@@ -46,6 +45,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ped._io import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
@@ -75,7 +76,6 @@ MANIFEST_FILE = "sweep.json"
 ID_COLUMN = "id"
 SECONDS_COLUMN = "seconds"
 
-_TMP_PREFIX = ".tmp-"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NUMPY_SCALAR = re.compile(r"^np\.(?:float|int|uint|bool_?)\w*\((.*)\)$")
 
@@ -162,32 +162,10 @@ def expand_grid(grid: Grid) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _file_mode() -> int:
-    """The mode ``open()`` gives a new file (``0o666`` less the umask); mkstemp uses ``0o600``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o644
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename
+    (:func:`ped._io.write_text_atomic`)."""
+    write_text_atomic(path, text)
 
 
 def _jsonable(value: Any) -> Any:
@@ -338,7 +316,6 @@ def run_point(
             timeout=timeout,
             progress_bar=False,
         )
-        os.chmod(output, _file_mode())
         record["outputs"] = {k: _clean_output(v) for k, v in glued_values(output).items()}
         record["status"] = "ok"
     except Exception as exc:  # a failing point is data, not a crash of the sweep
@@ -346,8 +323,6 @@ def run_point(
         # A stale notebook from an earlier success would contradict the failed sidecar.
         with contextlib.suppress(FileNotFoundError):
             output.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(output.with_name(f"{pid}.failed.ipynb"), _file_mode())
     record["seconds"] = round(time.perf_counter() - start, 3)
     record["finished"] = _now()
     _write_json(points_dir / f"{pid}.json", record)

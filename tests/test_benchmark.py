@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -246,3 +249,95 @@ def test_split_half_ceiling_counts_and_random_splits() -> None:
     assert B.split_half_ceiling(big, n_splits=50)[1] == 50
     with pytest.raises(ValueError, match="2 seeds"):
         B.split_half_ceiling(table[[0]])
+
+
+def _edited(tmp_path: Path, edit: Any) -> str:
+    """Write a valid ground truth, apply ``edit`` (to its table or text), return the error."""
+    table = _gt({"a": 90.0, "b": 80.0}, noise=1.0)
+    path = tmp_path / "gt.csv"
+    if isinstance(edit, tuple):
+        row, column, value = edit
+        table[column] = table[column].astype(object)
+        table.loc[row, column] = value
+        table.to_csv(path, index=False)
+    else:
+        table.to_csv(path, index=False)
+        path.write_text(edit(path.read_text()))
+    with pytest.raises(ValueError) as info:
+        B.load_ground_truth(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((2, "test", np.nan), "run a/t/finetune seed 1 lr 0.01 wd 0.0005 (row 3): test accuracy "
+                              "is missing (empty or NaN)"),
+        ((2, "test", 1e9), "(row 3): test accuracy 1000000000.0 is not in [0, 100] %"),
+        ((0, "val", -3.0), "run a/t/finetune seed 0 lr 0.1 wd 0.0005 (row 1): val accuracy -3.0"),
+        ((1, "test", np.inf), "test accuracy inf is not in [0, 100] %"),
+        ((1, "test", "high"), "test is 'high', not a number"),
+        ((5, "protocol", "fine-tune"), "protocol 'fine-tune' is not one of"),
+        ((5, "seed", 1.5), "seed 1.5 is not an integer >= 0"),
+        ((5, "seed", -1), "seed -1 is not an integer >= 0"),
+        ((5, "lr", 0.0), "lr 0.0 is not a finite number > 0"),
+        ((5, "wd", np.nan), "wd nan is not a finite number >= 0"),
+        ((5, "model", np.nan), "model is empty"),
+        (lambda text: text[: text.rindex(",")], "(row 8): test accuracy is missing"),  # truncated
+        (lambda text: text + text.splitlines()[-1] + "\n", "appears twice"),
+        (lambda text: text + '"unterminated,\n', "does not parse as a CSV table"),
+        (lambda text: "", "does not parse as a CSV table"),
+        (lambda text: text.splitlines()[0] + "\n", "holds no run"),
+    ],
+    ids=["nan", "1e9", "negative", "inf", "text", "protocol", "seed-fraction", "seed-negative",
+         "lr-zero", "wd-nan", "no-model", "truncated", "duplicate", "bad-quote", "empty",
+         "header-only"],
+)
+def test_load_ground_truth_refuses_malformed_runs_naming_them(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    text = _edited(tmp_path, edit)
+    assert message in text and str(tmp_path / "gt.csv") in text, text
+
+
+def test_load_ground_truth_counts_the_bad_runs_and_accepts_linear_probes(tmp_path: Path) -> None:
+    table = _gt({"a": 90.0, "b": 80.0}, noise=1.0)
+    table["test"] = table["test"].astype(object)
+    table.loc[[1, 4], "test"] = np.nan
+    table.to_csv(tmp_path / "gt.csv", index=False)
+    with pytest.raises(ValueError, match=r"\(row 2\).* \(2 bad runs in all\)"):
+        B.load_ground_truth(tmp_path / "gt.csv")
+    linear = pd.DataFrame([["a", "t", "linear", 0, np.nan, 1.0, 50.0, 55.0],
+                           ["a", "t", "linear", 0, np.nan, 10.0, 40.0, 45.0]], columns=COLUMNS)
+    linear.to_csv(tmp_path / "linear.csv", index=False)
+    loaded = B.load_ground_truth(tmp_path / "linear.csv")
+    assert loaded["lr"].isna().all() and loaded["seed"].dtype == np.int64
+    linear.loc[0, "lr"] = 0.1
+    linear.to_csv(tmp_path / "linear.csv", index=False)
+    with pytest.raises(ValueError, match="a linear-probe run has an lr"):
+        B.load_ground_truth(tmp_path / "linear.csv")
+
+
+def test_a_run_file_without_test_is_refused(tmp_path: Path) -> None:
+    """A run JSON without "test" becomes an empty cell of the gathered table: refused by name."""
+    import json
+
+    from ped.zoo.finetune import ground_truth_table
+
+    runs = tmp_path / "runs" / "a" / "t"
+    runs.mkdir(parents=True)
+    for seed in (0, 1):
+        record = {"model": "a", "task": "t", "protocol": "finetune", "seed": seed, "lr": 0.01,
+                  "wd": 5e-4, "val": 80.0, "test": 81.0, "seconds": 1.0}  # fmt: skip
+        if seed == 1:
+            del record["test"]
+        (runs / f"finetune_lr0.01_wd0.0005_s{seed}.json").write_text(json.dumps(record))
+    ground_truth_table(tmp_path).to_csv(tmp_path / "gt.csv", index=False)
+    with pytest.raises(ValueError, match="run a/t/finetune seed 1 .*test accuracy is missing"):
+        B.load_ground_truth(tmp_path / "gt.csv")
+
+
+def test_the_committed_ground_truth_loads() -> None:
+    gt = B.load_ground_truth()
+    assert len(gt) == 780 and set(gt["protocol"]) == {"finetune", "linear"}
+    assert gt["test"].between(0, 100).all() and gt["seed"].dtype == np.int64

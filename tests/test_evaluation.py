@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ped.evaluation import (
+    UndefinedStatisticError,
     bootstrap_ci,
     kendall_tau,
     pearson_r,
@@ -132,3 +133,84 @@ def test_bad_bootstrap_options():
         bootstrap_ci(lambda i: 0.0, 1)
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci(lambda i: 0.0, 10, n_resamples=0)
+
+
+# ------------------------------------------------------------- constant input, degenerate resamples
+
+CORRELATIONS = (weighted_tau, kendall_tau, pearson_r, spearman_rho)
+
+
+@given(value=st.floats(-100, 100, allow_nan=False), n=st.integers(2, 12), seed=st.integers(0, 99))
+def test_every_correlation_raises_the_same_error_on_constant_input(value, n, seed):
+    varying = np.random.default_rng(seed).permutation(n).astype(float)
+    constant = np.full(n, value)
+    for fn in CORRELATIONS:
+        for scores, truth, what in ((constant, varying, "scores"), (varying, constant, "truth")):
+            with pytest.raises(UndefinedStatisticError, match=f"{fn.__name__} is undefined when "
+                               f"the {what} are constant"):  # fmt: skip
+                fn(scores, truth)
+    assert issubclass(UndefinedStatisticError, ValueError)
+    assert top1_regret(constant, varying) == pytest.approx(varying.max() - varying.min())
+
+
+def test_rank_statistics_reports_undefined_correlations_as_nan_and_still_rejects_bad_input():
+    stats = rank_statistics([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    assert all(np.isnan(stats[k]) for k in ("weighted_tau", "kendall_tau", "pearson_r",
+                                            "spearman_rho"))  # fmt: skip
+    assert stats["top1_regret"] == 2.0
+    with pytest.raises(ValueError, match="NaN"):
+        rank_statistics([1.0, np.nan, 3.0], [1.0, 2.0, 3.0])
+
+
+def _resampled_tau():
+    """weighted tau of 3 resampled models: a resample that draws one model three times has
+    constant scores and truth (undefined), about 1 time in 9."""
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0])
+    return lambda idx: weighted_tau(x[idx], y[idx])
+
+
+def test_bootstrap_counts_and_leaves_out_degenerate_resamples():
+    stat = _resampled_tau()
+    ci = bootstrap_ci(stat, 3, n_resamples=200, random_state=0)
+    bad = ~np.isfinite(ci.distribution)
+    assert ci.n_degenerate == int(bad.sum()) and 0 < ci.n_degenerate < 200
+    assert ci.n_resamples == 200 and ci.distribution.shape == (200,)
+    low, high = np.percentile(ci.distribution[~bad], [2.5, 97.5])
+    assert (ci.low, ci.high) == (pytest.approx(low), pytest.approx(high))
+    assert np.isfinite([ci.low, ci.high, ci.standard_error]).all()
+    assert ci.standard_error == pytest.approx(np.std(ci.distribution[~bad], ddof=1))
+    assert f"{ci.n_degenerate} of 200 resamples degenerate" in str(ci)
+    basic = bootstrap_ci(stat, 3, n_resamples=200, random_state=0, method="basic")
+    assert basic.low == pytest.approx(2 * ci.estimate - high)
+    assert basic.high == pytest.approx(2 * ci.estimate - low)
+    with pytest.raises(ValueError, match="BCa"):
+        bootstrap_ci(stat, 3, n_resamples=50, random_state=0, method="BCa")
+
+
+def test_bootstrap_without_degenerate_resamples_is_scipys(rng):
+    data = rng.normal(size=50)
+    ci = bootstrap_ci(lambda idx: data[idx].mean(), 50, n_resamples=300, random_state=3)
+    ref = scipy.stats.bootstrap((np.arange(50),), lambda idx: data[idx].mean(), n_resamples=300,
+                                rng=3, vectorized=False, method="percentile")  # fmt: skip
+    assert ci.n_degenerate == 0 and "degenerate" not in str(ci)
+    assert (ci.low, ci.high) == (pytest.approx(ref.confidence_interval.low),
+                                 pytest.approx(ref.confidence_interval.high))  # fmt: skip
+
+
+def test_bootstrap_errors_on_undefined_statistics():
+    with pytest.raises(UndefinedStatisticError):  # undefined on the sample itself
+        bootstrap_ci(lambda idx: weighted_tau([1, 1, 1], [1, 2, 3]), 5)
+    with pytest.raises(ValueError, match="is nan on the original sample"):
+        bootstrap_ci(lambda idx: float("nan"), 5)
+    calls = {"n": 0}
+
+    def only_the_first(idx):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return 0.5
+        raise ValueError("undefined")
+
+    with pytest.raises(ValueError, match="100 of 100 bootstrap resamples are degenerate"):
+        bootstrap_ci(only_the_first, 5, n_resamples=100)
+    with pytest.raises(ValueError, match="method"):
+        bootstrap_ci(lambda idx: 0.0, 5, method="studentized")

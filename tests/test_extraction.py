@@ -136,7 +136,10 @@ def test_resume_after_interruption(model, tmp_path, monkeypatch):
     result = ex.extract_to_directory(model, ds, tmp_path, **kwargs)
     assert (result.n_samples, result.n_shards, result.shards_reused) == (7, 2, 1)
     assert not parts.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [feature_path.name, label_path.name]
+    # the outputs and the record of their settings (ex.record_path), nothing else
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "rnd_fake_extract.json", feature_path.name, label_path.name
+    ]
     feats, labels = np.load(feature_path), np.load(label_path)
     assert feats.dtype == np.float32 and labels.dtype == np.int64
     np.testing.assert_array_equal(feats, expected)
@@ -144,6 +147,11 @@ def test_resume_after_interruption(model, tmp_path, monkeypatch):
 
     again = ex.extract_to_directory(model, ds, tmp_path, **kwargs)
     assert again.skipped and again.n_samples == 7
+    # finished outputs of other settings are not reused: refused unless overwrite
+    with pytest.raises(ValueError, match="n_samples 7 -> 5"):
+        ex.extract_to_directory(model, ds, tmp_path, **{**kwargs, "limit": 5})
+    with pytest.raises(ValueError, match="metadata.split None -> 'all'"):
+        ex.extract_to_directory(model, ds, tmp_path, **kwargs, metadata={"split": "all"})
     redo = ex.extract_to_directory(model, ds, tmp_path, **{**kwargs, "overwrite": True})
     assert not redo.skipped and redo.shards_reused == 0
     np.testing.assert_array_equal(np.load(feature_path), expected)

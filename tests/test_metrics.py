@@ -421,6 +421,51 @@ def test_common_errors(name):
         call(name, x, y + 0.5)
 
 
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_features_whose_squares_overflow_are_refused(name):
+    """Features x 1e200 are finite, but every metric squares them: a clear error, not NaN,
+    inf or 0 with a warning (issue 15, case 10)."""
+    from ped._validation import max_magnitude
+
+    x, y = make_data(dim=4)
+    with pytest.raises(ValueError, match=r"too large to compute with: max \|x\| = [0-9.]+e\+200"):
+        call(name, x * 1e200, y)
+    limit = max_magnitude(x.shape)
+    assert limit == pytest.approx(np.sqrt(np.finfo(np.float64).max / (1e20 * x.size)))
+    with pytest.raises(ValueError, match="too large"):
+        call(name, x / np.abs(x).max() * limit * 1.01, y)
+
+
+def test_ped_refuses_features_whose_squares_overflow():
+    import ped
+
+    x, y = make_data(dim=4)
+    with pytest.raises(ValueError, match="features contains values too large to compute with"):
+        ped.potential_energy_descent(x * 1e200, y)
+    with pytest.raises(ValueError, match="reference contains values too large"):
+        ped.potential_energy_descent(x, y, reference=x * 1e200)
+    # large but accepted: PED is scale invariant (radii in standardised units)
+    moved, plain = ped.potential_energy_descent(x * 1e30, y), ped.potential_energy_descent(x, y)
+    assert moved.steps == plain.steps >= 1
+    np.testing.assert_allclose(moved.radii, plain.radii, rtol=1e-9)
+    np.testing.assert_allclose(moved.features / 1e30, plain.features, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("scale", ["1e-3", "1e30", "half the limit"])
+def test_large_but_accepted_scales_give_finite_scores(name, scale):
+    """Below the limit of case 10 every metric computes without any overflow and gives a finite
+    score (full-rank features: TransRate's log-determinant of rank-deficient features loses its
+    precision long before any overflow)."""
+    from ped._validation import max_magnitude
+
+    x, y = make_data(dim=4)
+    factor = 0.5 * max_magnitude(x.shape) / np.abs(x).max() if scale == "half the limit" else (
+        float(scale))
+    with np.errstate(over="raise"):
+        assert np.isfinite(call(name, x * factor, y))
+
+
 @pytest.mark.parametrize("func", [gbc, transrate])
 def test_two_samples_per_class_required(func):
     x, y = make_data(dim=4)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from ped.metrics import gbc, logme, sfda
+from ped.metrics import METRICS, gbc, logme, sfda
 
 torch = pytest.importorskip("torch")
 
@@ -25,6 +25,8 @@ CASES = [
     ("gbc-sph-nopca", gbc, {"covariance": "spherical", "pca_dims": None}),
 ]
 IDS = [c[0] for c in CASES]
+#: Small, fast options for the metrics without a torch path.
+FAST_OPTIONS = {"nleep": {"component_ratio": 2, "covariance_type": "diag"}}
 METRIC_CASES = pytest.mark.parametrize("fn,kw", [c[1:] for c in CASES], ids=IDS)
 THREE = pytest.mark.parametrize("fn", [logme, sfda, gbc], ids=["logme", "sfda", "gbc"])
 
@@ -99,6 +101,45 @@ def test_requires_grad_tensor(fn):
     tx = torch.from_numpy(x).requires_grad_(True)
     assert rel(fn(tx, y), fn(x, y)) <= 1e-10
     assert tx.grad is None
+
+
+ALL_METRICS = pytest.mark.parametrize("name", sorted(METRICS))
+
+
+@ALL_METRICS
+def test_every_metric_accepts_a_tensor_that_requires_grad(name):
+    """H-score, TransRate, PARC and NLEEP have no torch path: they copy the tensor to numpy
+    (issue 15, case 11); every metric gives the numpy value and leaves autograd alone."""
+    x, y = make_data(n=120, dim=12, seed=5)
+    fn, kw = METRICS[name], FAST_OPTIONS.get(name, {})
+    tx = torch.from_numpy(x).requires_grad_(True)
+    got = fn(tx, torch.from_numpy(y), **kw)
+    assert isinstance(got, float) and rel(got, fn(x, y, **kw)) <= 1e-10
+    assert tx.grad is None and tx.requires_grad
+
+
+@ALL_METRICS
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_metric_accepts_half_precision_tensors(name, dtype):
+    x, y = make_data(n=120, dim=12, seed=7)
+    fn, kw = METRICS[name], FAST_OPTIONS.get(name, {})
+    tx = torch.from_numpy(x).to(dtype)
+    before = tx.clone()
+    exact = fn(tx.to(torch.float64).numpy(), y, **kw)  # the same (rounded) values in float64
+    assert rel(fn(tx, y, **kw), exact) <= 1e-6
+    assert torch.equal(tx, before) and tx.dtype == dtype
+
+
+@ALL_METRICS
+def test_tensor_errors_of_every_metric(name):
+    fn = METRICS[name]
+    x, y = make_data(n=40, dim=6, seed=6)
+    for tensor, match in [(torch.from_numpy(x).long(), "floating-point"),
+                          (torch.from_numpy(x) * 1e200, "too large"),
+                          (torch.from_numpy(x).to(torch.bfloat16).index_fill(
+                              1, torch.tensor([2]), float("nan")), "NaN or infinite")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            fn(tensor, y)
 
 
 # ------------------------------------------------------------------------------------ errors

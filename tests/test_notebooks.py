@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ped._io import file_mode
 from ped.notebooks import execute_notebook, glued_values, notebook_parameters, notebook_sources
 
 # Small parameters keep the suite fast; the book build runs the notebooks at their defaults.
@@ -86,10 +87,15 @@ def test_a_failing_notebook_raises_and_leaves_its_output_aside(tmp_path):
         "```{code-cell} ipython3\n:tags: [parameters]\nx = 1\n```\n\n"
         "```{code-cell} ipython3\nraise RuntimeError(f'boom {x}')\n```\n"
     )
+    # a stale success from an earlier run must not survive the failure
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "broken.ipynb").write_text("{}")
     with pytest.raises(papermill.PapermillExecutionError, match="boom 5"):
         execute_notebook(source, tmp_path / "out" / "broken.ipynb", parameters={"x": 5})
     assert not (tmp_path / "out" / "broken.ipynb").exists()
     assert (tmp_path / "out" / "broken.failed.ipynb").exists()
+    mode = (tmp_path / "out" / "broken.failed.ipynb").stat().st_mode & 0o777
+    assert mode == file_mode()  # 0o666 less the umask, not mkstemp's 0o600
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     with pytest.raises(ValueError, match=r"no parameter\(s\) \['y'\]"):
         execute_notebook(source, tmp_path / "out" / "broken.ipynb", parameters={"y": 5})

@@ -437,3 +437,32 @@ def test_per_image_shift_moves_each_image_by_at_most_two_pixels() -> None:
     assert len(pos) == 64  # the pixel survives in every image
     offsets = {(int(r) - 4, int(c) - 4) for _, r, c in pos}
     assert all(abs(a) <= 2 and abs(b) <= 2 for a, b in offsets) and len(offsets) > 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"version": 1, "encoders": {', "is not valid JSON"),
+        ("[1, 2]", "is not a version-"),
+        ('{"version": 99, "encoders": {}}', "is not a version-"),
+        ('{"version": 1, "encoders": []}', "is not a version-"),
+        (b"\xff\xfe\x00", "is not valid JSON"),
+    ],
+)
+def test_read_manifest_errors_name_the_file(tmp_path: Path, text, message) -> None:  # noqa: ANN001
+    from ped.zoo.train import MANIFEST
+
+    path = tmp_path / MANIFEST
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text.replace('"version": 1', f'"version": {_manifest_version()}'))
+    with pytest.raises(ValueError, match=message) as info:
+        read_manifest(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def _manifest_version() -> int:
+    from ped.zoo import train
+
+    return train._MANIFEST_VERSION

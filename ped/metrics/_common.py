@@ -192,6 +192,20 @@ def check_inputs(
     )
 
 
+def check_inputs_numpy(
+    features: Any, labels: Any, *, min_classes: int = 2, min_per_class: int = 1
+) -> tuple[NDArray[np.floating], NDArray[np.intp], int]:
+    """:func:`check_inputs` for the metrics that compute in numpy only (H-score, TransRate, PARC,
+    NLEEP): a tensor (any device, any floating dtype, ``bfloat16`` included, requiring grad or
+    not) is validated like one, then copied to a numpy array (:func:`ped._backend.to_numpy`);
+    the result is always numpy."""
+    if is_torch(features):
+        features = to_numpy(check_torch_features(features))
+    return check_features_labels(
+        features, to_numpy(labels), min_classes=min_classes, min_per_class=min_per_class
+    )
+
+
 def to_float64(x: Any) -> Features:
     """``x`` in float64 in its own backend (:func:`as_float64` for numpy; a detached float64
     tensor on the same device for torch).  No copy when it already is float64: never write to it."""

@@ -10,7 +10,6 @@ import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
 from ped._validation import (
-    check_features_labels,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -19,6 +18,7 @@ from ped.metrics._common import (
     Features,
     as_float64,
     check_inputs,
+    check_inputs_numpy,
     class_stats,
     eigh_descending,
     label_softmax,
@@ -44,13 +44,19 @@ def _largest_eigenvalue(a: NDArray[np.float64], power_iterations: int | None) ->
     d = a.shape[0]
     if power_iterations is None:
         return float(scipy.linalg.eigvalsh(a, subset_by_index=[d - 1, d - 1])[0])
+    # the estimate is homogeneous in a: iterate on a / max|a| so that the norms of a's rows
+    # (fourth powers of the features) cannot overflow, and scale back
+    scale = float(np.abs(a).max())
+    if scale == 0.0:
+        return 0.0
+    a = a / scale
     v = a.sum(axis=1)
     for _ in range(2 * power_iterations):
         norm = np.linalg.norm(v)
         if norm == 0.0:
             return 0.0
         v = a @ (v / norm)
-    return float(np.linalg.norm(v))
+    return float(np.linalg.norm(v)) * scale
 
 
 def _solve_spd(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -183,7 +189,7 @@ def hscore(features: ArrayLike, labels: ArrayLike, *, rcond: float | None = None
     authors used 1e-15, which amplifies round-off on rank-deficient features).  Both covariances
     use the same normalisation, so it cancels.  Higher is better.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     x = as_float64(x)
     n, d = x.shape
     if rcond is None:
@@ -224,7 +230,7 @@ def transrate(features: ArrayLike, labels: ArrayLike, *, eps: float = 1e-4) -> f
     coding rate depends on the feature scale through :math:`\epsilon`.  Every class needs at least 2
     samples.  Higher is better.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=2)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=2)
     eps = check_positive(eps, "eps")
     x = as_float64(x)
     z = x - x.mean(axis=0)

@@ -11,12 +11,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from ped._validation import (
     check_features,
-    check_features_labels,
     check_labels,
     check_positive,
     check_positive_int,
 )
-from ped.metrics._common import as_float64, leep_from_posteriors, pca_scores
+from ped.metrics._common import (
+    as_float64,
+    check_inputs_numpy,
+    leep_from_posteriors,
+    pca_scores,
+)
 
 __all__ = ["leep", "nleep", "nce"]
 
@@ -140,7 +144,7 @@ def nleep(
 
     Requires N >= K samples.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     component_ratio = check_positive_int(component_ratio, "component_ratio")
     max_iter = check_positive_int(max_iter, "max_iter")
     variance = check_positive(variance, "variance")

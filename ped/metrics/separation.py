@@ -8,10 +8,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
-from ped._validation import check_features_labels, check_nonnegative, check_positive_int
+from ped._validation import check_nonnegative, check_positive_int
 from ped.metrics._common import (
     as_float64,
     check_inputs,
+    check_inputs_numpy,
     class_stats,
     class_variances,
     max_square,
@@ -178,7 +179,7 @@ def parc(
     A sample whose standardised feature vector is constant has an undefined correlation; it is
     treated as uncorrelated (dissimilarity 1) with every other sample.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     if pca_dims is not None:
         pca_dims = check_positive_int(pca_dims, "pca_dims")
     if max_samples is not None:

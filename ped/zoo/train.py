@@ -121,12 +121,23 @@ def sha256_file(path: Path) -> str:
 
 
 def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of a zoo folder (an empty one when absent)."""
+    """The manifest of a zoo folder (an empty one when absent).
+
+    A file that is not valid JSON, or not a version-:data:`_MANIFEST_VERSION` manifest (a mapping
+    with ``version`` and an ``encoders`` mapping), is a ``ValueError`` naming the file.
+    """
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return {"version": _MANIFEST_VERSION, "encoders": {}}
-    manifest = json.loads(path.read_text())
-    if manifest.get("version") != _MANIFEST_VERSION or "encoders" not in manifest:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"zoo manifest {path} is not valid JSON ({exc})") from exc
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("version") != _MANIFEST_VERSION
+        or not isinstance(manifest.get("encoders"), dict)
+    ):
         raise ValueError(f"{path} is not a version-{_MANIFEST_VERSION} zoo manifest")
     return manifest
 

@@ -1,0 +1,148 @@
+"""Private file helpers shared by every module that writes results.
+
+One mechanism for every output file of :mod:`ped` (scores, evaluations, features, shards,
+manifests, executed notebooks, sweep sidecars):
+
+- :func:`atomic_path` hands out a unique temporary file in the destination's folder; when the
+  ``with`` block succeeds the temporary is flushed to disk (``fsync``), given the mode a new file
+  would get (``0o666`` less the umask, not ``mkstemp``'s ``0o600``) and renamed onto the
+  destination (``os.replace``), so a reader never sees a half-written file; when the block
+  raises (including ``KeyboardInterrupt``) the temporary is removed, or kept aside under a name
+  the caller chose (a failed notebook), and the destination is left as it was.
+- :func:`check_output_path` checks, before any work is done, that a file can be written at a
+  path (not a folder, no file in the way of its folder, a writable folder), so that a long
+  computation is never lost to an unwritable ``--out``.
+
+Temporaries are hidden files named ``.tmp-<name>.<random>``: no glob of results
+(``*_feature.npy``, ``*.json``) ever matches one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["TMP_PREFIX", "file_mode", "atomic_path", "write_text_atomic", "check_output_path"]
+
+#: Prefix of the temporary files of :func:`atomic_path`.
+TMP_PREFIX = ".tmp-"
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file (``0o666`` less the umask); ``mkstemp`` uses
+    ``0o600``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(
+    path: str | os.PathLike[str],
+    *,
+    keep_failed_as: str | os.PathLike[str] | None = None,
+    suffix: str = "",
+) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; publish it atomically.
+
+    The folder of ``path`` is created when missing.  The temporary exists (empty) when the block
+    starts; write it by name or reopen it.  On success it is fsynced, chmod-ed to
+    :func:`file_mode` and renamed onto ``path``.  On any exception it is deleted (or renamed to
+    ``keep_failed_as``, with the same mode) and the exception propagates; ``path`` is untouched.
+    ``suffix`` ends the temporary's name (for writers that insist on an extension).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix
+    )
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        _fsync(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        # name the file the caller asked for, not the temporary (only where the error has the
+        # errno/strerror form that shows a file name)
+        if exc.strerror is not None and (exc.filename is None or str(exc.filename) == tmp):
+            exc.filename = str(path)
+        _discard(tmp, keep_failed_as)
+        raise
+    except BaseException:
+        _discard(tmp, keep_failed_as)
+        raise
+
+
+def _discard(tmp: str, keep_failed_as: str | os.PathLike[str] | None) -> None:
+    """Remove the temporary of a failed :func:`atomic_path` (or keep it as ``keep_failed_as``)."""
+    try:
+        if keep_failed_as is not None:
+            os.chmod(tmp, file_mode())
+            os.replace(tmp, keep_failed_as)
+        else:
+            os.unlink(tmp)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
+def _nearest_existing(path: Path) -> Path:
+    current = path
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def check_output_path(path: str | os.PathLike[str], *, what: str = "output") -> Path:
+    """Check that the file ``path`` can be written, before any work is done; return it.
+
+    Raises ``IsADirectoryError`` when ``path`` is a folder, ``NotADirectoryError`` when a file
+    stands where one of its folders should be, and the ``OSError`` of a write attempt
+    (``PermissionError``, a read-only file system...) when its folder is not writable.  Each
+    message names ``what`` and the path.  The missing folders of ``path`` are created (they would
+    be anyway); a probe file is created in the folder and removed at once.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, f"{what} {path} is a folder, not a file name", str(path)
+        )
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            f"cannot write {what} {path}: {existing} is a file, not a folder",
+            str(existing),
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(exc.errno, f"cannot write {what} {path}: {reason}", str(path)) from exc
+    os.close(fd)
+    os.unlink(probe)
+    return path
