@@ -81,8 +81,15 @@ def test_degenerate_draws_are_redrawn_and_counted() -> None:
     # with 3 models, drawing one model three times (prob 1/9) gives constant scores
     assert 0 < res.degenerate < 200 and np.isfinite(res.draws).all()
     const = I.Cell(np.ones_like(cell.base), cell.treated, cell.accuracy)
-    with pytest.raises(ValueError, match="degenerate"):
+    with pytest.raises(ValueError, match="constant"):  # undefined on the full data already
         I.hierarchical_bootstrap([const], n_resamples=5, max_redraws=3)
+    # defined on the full data, but only one model's scores differ: most draws are degenerate
+    rare = cell.base.copy()
+    rare[:, :] = 1.0
+    rare[:, 0] = 2.0
+    with pytest.raises(ValueError, match="degenerate"):
+        I.hierarchical_bootstrap([I.Cell(rare, cell.treated, cell.accuracy)], n_resamples=200,
+                                 max_redraws=1)  # fmt: skip
 
 
 def test_bootstrap_pvalue() -> None:
