@@ -27,8 +27,14 @@ import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import softmax
 
-from ped._validation import check_features_labels, check_positive_int
-from ped.metrics._common import as_float64, class_stats, eigh_descending, pca_scores
+from ped._validation import check_positive_int
+from ped.metrics._common import (
+    as_float64,
+    check_inputs_numpy,
+    class_stats,
+    eigh_descending,
+    pca_scores,
+)
 from ped.metrics._zoo import minmax_columns
 
 __all__ = ["NCTITerms", "ncti_terms", "ncti_combine"]
@@ -138,7 +144,7 @@ def ncti_terms(
     of singular values of N whitened rows).  Every class needs at least 2
     samples.
     """
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=2)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=2)
     pca_dims = check_positive_int(pca_dims, "pca_dims")
     shrinkage_dims = check_positive_int(shrinkage_dims, "shrinkage_dims")
     z = pca_scores(as_float64(x), n_components=pca_dims)

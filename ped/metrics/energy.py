@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 
-from ped._validation import check_features, check_features_labels, check_positive
-from ped.metrics._common import as_float64, class_stats, label_softmax
+from ped._validation import check_features, check_positive
+from ped.metrics._common import as_float64, check_inputs_numpy, class_stats, label_softmax
 from ped.metrics._zoo import minmax_columns
 from ped.metrics.discriminability import _fda_fit
 
@@ -95,7 +95,7 @@ def lda_score(
     """
     if variant not in ("paper", "official"):
         raise ValueError(f"variant must be 'paper' or 'official', got {variant!r}")
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     x = as_float64(x)
     if variant == "paper":
         coef, intercept, _ = _fda_fit(x, y, n_classes, None, None)
@@ -114,7 +114,7 @@ def etran_terms(
     variant: Variant = "paper",
 ) -> ETranTerms:
     """Both per-model ETran terms, :func:`energy_score` and :func:`lda_score`."""
-    x, y, _ = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, _ = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     return ETranTerms(
         energy=energy_score(x, fraction=fraction, temperature=temperature),
         classification=lda_score(x, y, variant=variant),

@@ -16,8 +16,8 @@ import logging
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ped._validation import check_features_labels, check_positive_int
-from ped.metrics._common import as_float64, class_indicator
+from ped._validation import check_positive_int
+from ped.metrics._common import as_float64, check_inputs_numpy, class_indicator
 
 __all__ = ["knn_accuracy"]
 
@@ -88,7 +88,7 @@ def knn_accuracy(
     """
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    x, y, n_classes = check_features_labels(features, labels, min_classes=2, min_per_class=1)
+    x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     k = check_positive_int(k, "k")
     x = as_float64(x)
     n = x.shape[0]
