@@ -19,7 +19,7 @@ variance) and the same step constant (SA's :math:`\alpha = 0.005` equals PED's
 with :math:`n_{ij} = (\mu_i-\mu_j)/d_{ij}` and the overlap :math:`\tilde x_{ij} = \sigma(R_i+R_j) -
 d_{ij}` (PED: :math:`x_{ij}` with :math:`r_i = \lambda R_i`), so the two make a controlled pair:
 overlapping classes are pulled together by SA and pushed apart by PED.  The differences beyond the
-sign are listed in :func:`spread_attract`.
+sign are listed in :func:`ped.spread_attract`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ GATE_THRESHOLD = float(np.log(1e9) / 5.0)
 
 @dataclass(frozen=True)
 class SAResult:
-    """Outcome of :func:`spread_attract`.
+    """Outcome of :func:`ped.spread_attract`.
 
     Attributes
     ----------
@@ -103,7 +103,7 @@ def spread_attract(
     r"""Perturb target features by Spread/Attract (Khoba et al., WACV 2025).
 
     1. Gate (``gate=True``, the released code): perturb only if the mean of the two largest
-       covariance eigenvalues exceeds :data:`GATE_THRESHOLD` (:math:`\ln 10^9 / 5 \approx 4.14`);
+       covariance eigenvalues exceeds ``GATE_THRESHOLD`` (:math:`\ln 10^9 / 5 \approx 4.14`);
        otherwise return the features unchanged (``applied=False``).
     2. PCA: project on the top ``pca_dims`` = 64 principal components (exact PCA, clipped to
        min(N, D); the released code uses a randomized PCA with a fixed seed).  The result lives

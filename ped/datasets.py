@@ -224,7 +224,7 @@ _FASHION_UNZIPPED_MD5 = {
 #: Where Debian's font packages install their files.
 GLYPH_FONT_DIR = Path("/usr/share/fonts")
 #: The Debian font packages of the ``glyphs`` source, each with one file (relative to
-#: :data:`GLYPH_FONT_DIR`) that shows it is installed.  Every ``.ttf``/``.otf`` file in the folders
+#: ``GLYPH_FONT_DIR``) that shows it is installed.  Every ``.ttf``/``.otf`` file in the folders
 #: of these files is a candidate face (two pairs of packages share a folder).
 GLYPH_FONT_PACKAGES: dict[str, str] = {
     "fonts-dejavu-core": "truetype/dejavu/DejaVuSans.ttf",
@@ -908,16 +908,16 @@ def load_glyphs(
 ) -> tuple[ImageSet, NDArray[np.str_]]:
     """The 62 characters 0-9, A-Z, a-z of every usable font face; returns ``(images, faces)``.
 
-    Images are ``(62 F, 32, 32, 1)`` uint8 (white glyph on black, see :func:`_render_face_glyphs`),
+    Images are ``(62 F, 32, 32, 1)`` uint8 (white glyph on black, see ``_render_face_glyphs``),
     face by face in sorted path order and, within a face, labelled 0..61 in :data:`GLYPH_CHARS`
     order; ``faces`` gives each image's font file relative to ``root`` (default
-    :data:`GLYPH_FONT_DIR`, searched as :data:`GLYPH_FONT_PACKAGES` says).  A face is kept when it
+    ``GLYPH_FONT_DIR``, searched as :data:`GLYPH_FONT_PACKAGES` says).  A face is kept when it
     is not in :data:`GLYPH_EXCLUDED_FACES`, has a glyph for all 62 characters (see
-    :func:`_missing_chars`), none renders blank, and none of its 62 renderings equals another of
+    ``_missing_chars``), none renders blank, and none of its 62 renderings equals another of
     its own or one of an already kept face (so the source holds no image twice and no two splits
     of a task can share an image; a face rendering exactly like an earlier one is the extreme
     case).  The result is cached in ``<cache>/glyphs_v2_<key>.npz``, ``key`` hashing the font
-    files (paths and contents) and the rendering settings (see :func:`_glyphs_key`).
+    files (paths and contents) and the rendering settings (see ``_glyphs_key``).
     """
     base = Path(root) if root is not None else GLYPH_FONT_DIR
     files = _glyph_font_files(base)

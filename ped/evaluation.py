@@ -10,7 +10,7 @@ Constant scores or constant truth (every model tied) leave a correlation undefin
 correlation statistics (:func:`weighted_tau`, :func:`kendall_tau`, :func:`pearson_r`,
 :func:`spearman_rho`) then all raise :class:`UndefinedStatisticError`, a ``ValueError``;
 :func:`rank_statistics` reports them as NaN, and :func:`bootstrap_ci` counts the resamples where
-its statistic is undefined as *degenerate* (:attr:`BootstrapInterval.n_degenerate`).
+its statistic is undefined as *degenerate* (``BootstrapInterval.n_degenerate``).
 :func:`top1_regret` stays defined (a tie at the top counts as the worst tied model).
 """
 
@@ -181,7 +181,7 @@ def bootstrap_ci(
     A resample on which ``statistic`` raises ``ValueError`` (e.g. a rank statistic of this
     module on a resample where every model ties, :class:`UndefinedStatisticError`) or returns
     NaN or infinity is *degenerate*: it is left out, and the interval (percentile or basic) and
-    the standard error come from the other resamples; :attr:`BootstrapInterval.n_degenerate`
+    the standard error come from the other resamples; ``BootstrapInterval.n_degenerate``
     says how many there were (and a warning is logged).  Raises ``ValueError`` when the statistic
     is undefined on the original sample, when fewer than 2 resamples are not degenerate, and for
     ``method="BCa"`` with degenerate resamples (its jackknife needs them all).
@@ -275,7 +275,7 @@ def rel_at_k(scores: ArrayLike, truth: ArrayLike, k: int = 1) -> float:
     r"""Relative accuracy of the best of the top-k models, rel@k.
 
     .. math::
-        \mathrm{rel@}k = rac{\max_{m \in \mathrm{top}_k(s)} a_m}{\max_m a_m},
+        \mathrm{rel@}k = \frac{\max_{m \in \mathrm{top}_k(s)} a_m}{\max_m a_m},
 
     with :math:`\mathrm{top}_k(s)` the k models the scores rank first: the fraction of the best
     achievable accuracy kept by fine-tuning only the k models the metric recommends.  This is
@@ -316,11 +316,11 @@ def leave_one_task_out(accuracy: pd.DataFrame, task: object) -> pd.Series:
     r"""The dataset-agnostic baseline: each model's mean accuracy on the *other* tasks.
 
     .. math::
-        \hat s_m(	au) = rac{1}{|T_m \setminus \{	au\}|}
-            \sum_{	au' \in T_m \setminus \{	au\}} a_{m	au'},
+        \hat s_m(\tau) = \frac{1}{|T_m \setminus \{\tau\}|}
+            \sum_{\tau' \in T_m \setminus \{\tau\}} a_{m\tau'},
 
     with :math:`T_m` the tasks with an accuracy for model m.  It ranks the zoo for task
-    :math:`	au` without looking at :math:`	au` at all (no features, no labels): a static
+    :math:`\tau` without looking at :math:`\tau` at all (no features, no labels): a static
     ranking learned from the other tasks.  Singh, Hess and Vanschoren, "How NOT to benchmark
     your SITE metric: Beyond Static Leaderboards and Towards Realistic Evaluation"
     (arXiv 2510.06448) show that such dataset-agnostic rankings (theirs: a fixed list ordered by

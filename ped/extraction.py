@@ -931,7 +931,7 @@ def extract_to_directory(
     ``ValueError`` and asks for ``overwrite``), then assembles ``<model>_<dataset>_feature.npy``
     (float32) and ``_label.npy`` (int64) atomically and removes the shards.
 
-    Beside the outputs, ``<model>_<dataset>_extract.json`` (:func:`record_path`) records the
+    Beside the outputs, ``<model>_<dataset>_extract.json`` (``record_path``) records the
     settings that determine their content: the names, the sample count and ``metadata`` (the
     checkpoint, split, image size...; not the batch or shard size).  When both outputs exist, they
     are reused (``skipped=True``) only if that record matches the new settings and the label file
@@ -939,7 +939,7 @@ def extract_to_directory(
     ``ValueError`` says what differs and asks for ``overwrite``.  ``overwrite`` redoes everything.
 
     The names must round-trip through the file names that ``ped score`` parses
-    (:func:`check_names`: no ``_`` in ``dataset_name``).
+    (``check_names``: no ``_`` in ``dataset_name``).
     """
     _require_torch()
     from ped._validation import check_positive_int

@@ -303,7 +303,7 @@ def placebo_shift(
 ) -> NDArray[np.floating]:
     """Move each class rigidly by the length of its PED shift, in a uniformly random direction.
 
-    ``shift`` is PED's ``(C, D)`` class translation (:attr:`ped.dynamics.PEDResult.shift`, in
+    ``shift`` is PED's ``(C, D)`` class translation (:class:`ped.PEDResult`'s ``shift``, in
     the features' units).  With ``scale`` (the per-dimension standard deviation PED standardised
     with), lengths and directions are taken in the standardised space where PED acts, then mapped
     back; otherwise in the features' own units.  A new array of the features' dtype is returned.

@@ -6,13 +6,13 @@ beside ``<model>_<dataset>_label.npy`` (N integers); :mod:`ped.extraction` write
 stem is split at its **last** underscore, so model names may contain underscores but dataset
 names may not (none of the paper's do; ``ped extract`` refuses such names).
 
-Every file is checked before anything is scored (:func:`check_feature_files`): a ``.npy`` that is
+Every file is checked before anything is scored (``check_feature_files``): a ``.npy`` that is
 empty, truncated, corrupt, pickled or an ``.npz``, features that are not an (N, D) floating-point
 array, and labels that are not N whole numbers of at least 2 classes are a ``ValueError`` that
 names **every** bad file and its problem; nothing is scored then (the policy is *stop*, before
 any work: fix or remove the files and rerun).  Integer labels that are not ``0..C-1`` (e.g. 3, 13,
 23) are remapped to ``0..C-1`` in order (logged); labels with fractional values are refused, as
-:func:`ped._validation.check_labels` refuses them.
+``ped._validation.check_labels`` refuses them.
 
 :func:`score_features` returns a tidy table with one row per model x dataset x metric x ped:
 
@@ -364,9 +364,11 @@ def score_features(
     progress : bool
         Show a tqdm progress bar on stderr (one step per file and metric, with and without PED).
 
+    Notes
+    -----
     Everything is checked before the first metric runs: the metrics, the PED options
-    (:func:`ped.dynamics.check_ped_options`, when ``ped``), the folders and every file
-    (:func:`check_feature_files`); any problem is a ``ValueError`` (``FileNotFoundError`` for a
+    (``ped.dynamics.check_ped_options``, when ``ped``), the folders and every file
+    (``check_feature_files``); any problem is a ``ValueError`` (``FileNotFoundError`` for a
     missing folder) and nothing is scored.  Afterwards, a metric (or PED) raising ``ValueError``,
     ``ArithmeticError``, ``LinAlgError`` or ``MemoryError`` on one file gives a NaN score with the
     message in ``error``; the run goes on.

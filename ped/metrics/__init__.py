@@ -30,13 +30,13 @@ the models), so they are not in :data:`METRICS`: compute one model's terms with
 :func:`ncti_terms` / :func:`etran_terms` and the zoo's scores with :func:`ncti_combine` /
 :func:`etran_combine`.  The dataset-agnostic baseline, which needs no features, is
 :func:`ped.evaluation.leave_one_task_out`; Spread/Attract, a feature perturbation like PED, is
-:func:`ped.attract.spread_attract`.
+:func:`ped.spread_attract`.
 
 Features may also be a ``torch.Tensor`` of any floating dtype (``bfloat16`` included, requiring
 grad or not): LogME, SFDA and GBC compute on it on its device; H-score, TransRate, PARC and NLEEP
 validate it the same way and copy it to a numpy array first (they have no torch path).  Features
 so large that their sums of squares would overflow float64 are refused with a ``ValueError``
-(:func:`ped._validation.check_magnitude`) instead of giving NaN, inf or 0.
+(``ped._validation.check_magnitude``) instead of giving NaN, inf or 0.
 
 Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
 ``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)

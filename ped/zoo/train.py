@@ -123,7 +123,7 @@ def sha256_file(path: Path) -> str:
 def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a zoo folder (an empty one when absent).
 
-    A file that is not valid JSON, or not a version-:data:`_MANIFEST_VERSION` manifest (a mapping
+    A file that is not valid JSON, or not a version-``_MANIFEST_VERSION`` manifest (a mapping
     with ``version`` and an ``encoders`` mapping), is a ``ValueError`` naming the file.
     """
     path = Path(out_dir) / MANIFEST
