@@ -58,12 +58,15 @@ class Cell:
     ``base`` and ``treated`` are ``(R, M)`` score arrays of the ``M`` models: row 0 scores all
     the task's labelled images, rows 1..R-1 image replicates (:func:`image_replicates`), the same
     replicates in both arms.  ``accuracy`` is ``(M, S)``: the models' test accuracies over the
-    ``S`` evaluation seeds.
+    ``S`` evaluation seeds.  Cells of one ``group`` (the metrics of one task) share every
+    bootstrap draw of models, seeds and images (:func:`hierarchical_bootstrap`); ``None`` puts
+    the cell in a group of its own.
     """
 
     base: NDArray[np.floating]
     treated: NDArray[np.floating]
     accuracy: NDArray[np.floating]
+    group: str | None = None
 
     def __post_init__(self) -> None:
         base, treated, acc = (np.asarray(a, dtype=float) for a in
@@ -160,10 +163,11 @@ def hierarchical_bootstrap(
 ) -> BootstrapResult:
     r"""Percentile interval of the mean paired change in :math:`\tau_w` over ``cells``.
 
-    For each resample and each cell independently: draw the models (``"models"``, with
-    replacement), the evaluation seeds (``"seeds"``, with replacement) and one image replicate
-    (``"images"``: a row 1..R-1 of the cell's score arrays, uniformly); the ground truth is the
-    drawn models' mean accuracy over the drawn seeds; the cell's change is
+    For each resample and each group of cells (a task: its metrics share the draw) independently:
+    draw the models (``"models"``, with replacement), the evaluation seeds (``"seeds"``, with
+    replacement) and one image replicate (``"images"``: a row 1..R-1 of the score arrays,
+    uniformly); the ground truth is the drawn models' mean accuracy over the drawn seeds; a cell's
+    change is
     :math:`\tau_w(\text{treated}) - \tau_w(\text{base})` on that draw.  The resample's statistic
     is the mean over cells (the primary endpoint averages tasks and metrics alike).  A draw whose
     ranking is undefined (constant scores or truth among the drawn models) is redrawn, at most
@@ -184,26 +188,39 @@ def hierarchical_bootstrap(
     per_cell = np.array([c.change() for c in cells])
     cell_draws = np.empty((n_resamples, len(cells)))
     degenerate = 0
+    groups: dict[Any, list[int]] = {}
+    for j, cell in enumerate(cells):
+        groups.setdefault(("cell", j) if cell.group is None else cell.group, []).append(j)
+    for key, members in groups.items():
+        shapes = {(cells[j].base.shape, cells[j].accuracy.shape) for j in members}
+        if len(shapes) != 1:
+            raise ValueError(f"the cells of group {key!r} must share models, seeds and image "
+                             f"replicates, got shapes {sorted(shapes)}")  # fmt: skip
     for b in range(n_resamples):
-        for j, cell in enumerate(cells):
-            n_rep, n_models = cell.base.shape
-            n_seeds = cell.accuracy.shape[1]
+        for key, members in groups.items():
+            n_rep, n_models = cells[members[0]].base.shape
+            n_seeds = cells[members[0]].accuracy.shape[1]
             for _ in range(max_redraws):
                 m = rng.integers(0, n_models, n_models) if "models" in resample else \
                     np.arange(n_models)  # fmt: skip
                 s = rng.integers(0, n_seeds, n_seeds) if "seeds" in resample else \
                     np.arange(n_seeds)  # fmt: skip
                 r = int(rng.integers(1, n_rep)) if "images" in resample else 0
-                truth = cell.accuracy[np.ix_(m, s)].mean(axis=1)
-                t1 = _tau_or_none(cell.treated[r, m], truth)
-                t0 = _tau_or_none(cell.base[r, m], truth)
-                if t1 is not None and t0 is not None:
-                    cell_draws[b, j] = t1 - t0
+                changes = []
+                for j in members:
+                    truth = cells[j].accuracy[np.ix_(m, s)].mean(axis=1)
+                    t1 = _tau_or_none(cells[j].treated[r, m], truth)
+                    t0 = _tau_or_none(cells[j].base[r, m], truth)
+                    if t1 is None or t0 is None:
+                        break
+                    changes.append(t1 - t0)
+                if len(changes) == len(members):
+                    cell_draws[b, members] = changes
                     break
                 degenerate += 1
             else:
-                raise ValueError(f"cell {j}: {max_redraws} degenerate draws in a row (constant "
-                                 "scores or accuracies)")  # fmt: skip
+                raise ValueError(f"group {key!r}: {max_redraws} degenerate draws in a row "
+                                 "(constant scores or accuracies)")  # fmt: skip
     draws = cell_draws.mean(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(draws, [alpha, 1 - alpha])
@@ -275,7 +292,7 @@ def simulate_calls(
     clear = any_cell = 0
     for _ in range(n_simulations):
         cells = []
-        for _ in range(n_tasks):
+        for task in range(n_tasks):
             mu = rng.normal(0, spread, n_models)
             acc = mu[:, None] + rng.normal(0, seed_sd, (n_models, n_seeds))
             for _ in range(n_metrics):
@@ -284,7 +301,7 @@ def simulate_calls(
                 noise = [np.vstack([np.zeros(n_models),
                                     rng.normal(0, image_noise, (n_replicates, n_models))])
                          for _ in range(2)]  # fmt: skip
-                cells.append(Cell(arms[0] + noise[0], arms[1] + noise[1], acc))
+                cells.append(Cell(arms[0] + noise[0], arms[1] + noise[1], acc, group=f"t{task}"))
         res = hierarchical_bootstrap(cells, n_resamples=n_resamples, confidence=confidence,
                                      random_state=int(rng.integers(2**31)))  # fmt: skip
         clear += res.clear

@@ -250,7 +250,8 @@ def endpoint_cells(
         models = [m for m, k in zip(s["models"], mask) if k]
         acc = accuracy_table(gt, task, models)
         for metric in metrics:
-            cells.append(Cell(s[f"base__{metric}"][:, mask], s[f"{arm}__{metric}"][:, mask], acc))
+            cells.append(Cell(s[f"base__{metric}"][:, mask], s[f"{arm}__{metric}"][:, mask], acc,
+                              group=task))  # the metrics of a task share every draw
     return cells
 
 

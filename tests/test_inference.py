@@ -74,6 +74,20 @@ def test_hierarchical_bootstrap_levels() -> None:
         I.hierarchical_bootstrap([])
 
 
+def test_cells_of_a_group_share_their_draws() -> None:
+    """The metrics of one task see the same models, seeds and images in every resample."""
+    cell = _cell(np.random.default_rng(7))
+    twin = I.Cell(cell.base, cell.treated, cell.accuracy, group="task")
+    shared = I.hierarchical_bootstrap([twin, twin], n_resamples=100, random_state=1)
+    np.testing.assert_array_equal(shared.cell_draws[:, 0], shared.cell_draws[:, 1])
+    apart = I.hierarchical_bootstrap([cell, cell], n_resamples=100, random_state=1)
+    assert not np.array_equal(apart.cell_draws[:, 0], apart.cell_draws[:, 1])
+    small = _cell(np.random.default_rng(8), n_models=5)
+    with pytest.raises(ValueError, match="share"):
+        I.hierarchical_bootstrap([twin, I.Cell(small.base, small.treated, small.accuracy,
+                                               group="task")])  # fmt: skip
+
+
 def test_degenerate_draws_are_redrawn_and_counted() -> None:
     rng = np.random.default_rng(2)
     cell = _cell(rng, n_models=3)
