@@ -598,15 +598,9 @@ def _positive_float(text: str) -> float:
 
 def _min_models(text: str) -> int:
     """argparse type of ``--min-models``: an integer >= 2 (rank statistics need two models)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer >= 2 (rank statistics need at least 2 models), got {value}"
-        )
-    return value
+    from ped.cli import int_at_least
+
+    return int_at_least(2, " (rank statistics need at least 2 models)")(text)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

@@ -37,7 +37,6 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ped.inference import BootstrapResult, Cell, hierarchical_bootstrap, image_replicates
-from ped.metrics import DEFINITIONS
 
 __all__ = [
     "PRIMARY_METRICS",
@@ -63,9 +62,7 @@ PRIMARY_METRICS: tuple[str, ...] = ("logme", "sfda", "gbc")
 #: Their definitions in the primary endpoint: the released code's
 #: (:data:`ped.metrics.DEFINITIONS` ``["release"]``: SFDA without its log), LogME and GBC at
 #: the package defaults (the PED release has no GBC code).
-PRIMARY_OPTIONS: dict[str, dict[str, Any]] = {
-    m: dict(DEFINITIONS["release"].get(m, {})) for m in PRIMARY_METRICS
-}
+PRIMARY_OPTIONS: dict[str, dict[str, Any]] = {"logme": {}, "sfda": {"log": False}, "gbc": {}}
 #: The arms scored per task: the features as extracted, after PED, after PED on shuffled
 #: labels; the placebo draws are stored apart (``placebo``).
 ARMS: tuple[str, ...] = ("base", "ped", "shuffled")

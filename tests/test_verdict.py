@@ -116,3 +116,9 @@ def test_null_parameters_describe_the_benchmark(zoo, tmp_path: Path) -> None:  #
                   0.05, 0.95)  # fmt: skip
     rho = 1 / np.sqrt(1 + params["metric_noise"] ** 2)
     assert 2 / np.pi * np.arcsin(rho) == pytest.approx(tau)
+
+
+def test_primary_options_are_the_release_definitions() -> None:
+    from ped.metrics import DEFINITIONS
+
+    assert V.PRIMARY_OPTIONS == {m: DEFINITIONS["release"].get(m, {}) for m in V.PRIMARY_METRICS}
