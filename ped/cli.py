@@ -84,7 +84,7 @@ def _notebook_failure(exc: BaseException) -> str:
 
 
 def _cmd_execute(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     from ped._io import check_output_path
     from ped.notebooks import execute_notebook, failed_path, notebook_parameters, notebook_sources

@@ -707,7 +707,7 @@ def load_clipart(
     arrays are cached in ``<cache>/clipart32_v2_<key>.npz`` where ``key`` hashes the file list
     (decoding everything takes about 30-60 s; a cache hit well under a second).
     """
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     base = Path(root) if root is not None else CLIPART_DIR
     files = _clipart_files(base, categories)

@@ -683,7 +683,7 @@ def _iter_batches(
     """Yield ``(features, labels)`` per batch of indices, in order."""
     import torch
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     loader = DataLoader(
         dataset,

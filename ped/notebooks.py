@@ -33,8 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
-def notebook_sources(directory: str | os.PathLike[str] = NOTEBOOK_DIR) -> list[Path]:
-    """The jupytext notebook sources (``*.md``) of ``directory``, sorted by name."""
+def notebook_sources(directory: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The jupytext notebook sources (``*.md``) of ``directory`` (default: the checkout's
+    ``notebooks/``, :data:`NOTEBOOK_DIR`), sorted by name."""
+    directory = NOTEBOOK_DIR if directory is None else directory
     paths = sorted(Path(directory).glob("*.md"))
     if not paths:
         raise FileNotFoundError(f"no notebook sources (*.md) in {directory}")

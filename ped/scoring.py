@@ -373,7 +373,7 @@ def score_features(
     ``ArithmeticError``, ``LinAlgError`` or ``MemoryError`` on one file gives a NaN score with the
     message in ``error``; the run goes on.
     """
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     from ped.dynamics import check_ped_options, potential_energy_descent
 

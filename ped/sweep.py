@@ -598,7 +598,7 @@ def run_sweep(
         parameters and traceback (and logged as they fail); call
         :meth:`SweepResult.raise_for_failures` to turn them into an exception.
     """
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     notebook = Path(notebook).resolve()
     out_dir = Path(out_dir).resolve()

@@ -163,7 +163,7 @@ def _score_models(
     ped_opts: Mapping[str, Any],
 ) -> None:
     """Fill ``arrays`` and ``steps`` for :func:`score_task` (see there)."""
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     from ped.dynamics import potential_energy_descent
     from ped.inference import placebo_shift, shuffled_label_ped

@@ -3,7 +3,9 @@
 Run with ``make test-book`` after ``make book``.  Serves ``_build/html`` on localhost, opens every
 page at 1280 px and 390 px width, and checks: no request leaves localhost, MathJax typeset every
 formula (no raw TeX delimiters left), every image loaded and has a meaningful alt text, no console
-errors, no broken internal link or anchor, legible body text on a phone.  Screenshots go to
+errors, no broken internal link or anchor, legible body text on a phone, every Markdown table
+rendered as an HTML table (no raw ``| a | b |`` rows), no warning or traceback in an output cell
+and no path of the build machine anywhere on the page.  Screenshots go to
 ``_build/screenshots`` and a per-page summary to ``_build/screenshots/summary.json``.
 """
 
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -63,6 +66,25 @@ IMAGES_JS = """() => [...document.querySelectorAll('article img')].map(img => ({
   src: img.getAttribute('src'), complete: img.complete, width: img.naturalWidth,
   alt: img.getAttribute('alt') || '',
   caption: !!(img.closest('figure') && img.closest('figure').querySelector('figcaption'))}))"""
+
+# Text of the article outside code and tables: a Markdown table that did not render as a table
+# leaves its rows here (Sphinx's smart quotes turn the separator's dashes into em dashes).
+UNTABLED_TEXT_JS = """() => {
+  const main = document.querySelector('article') || document.body;
+  const clone = main.cloneNode(true);
+  clone.querySelectorAll('pre, code, .highlight, table, mjx-container, script, style')
+       .forEach(e => e.remove());
+  return clone.innerText;
+}"""
+RAW_TABLE = re.compile(r"\|\s*:?[-\u2013\u2014]+:?\s*\||^[ \t]*\|[^\n|]*\|[^\n|]*\|", re.M)
+
+OUTPUTS_JS = "() => [...document.querySelectorAll('.cell_output')].map(e => e.textContent)"
+WARNING = re.compile(r"\w*Warning:|\bWARNING\b|Traceback \(most recent call last\)")
+PAGE_TEXT_JS = "() => (document.querySelector('article') || document.body).textContent"
+# Absolute paths of the machine that built the book: its checkout, temporary folder, home
+# folders and installed packages.  A reader's machine has none of them.
+MACHINE_PATHS = sorted({str(ROOT), tempfile.gettempdir().rstrip("/") + "/", "/tmp/", "/root/",
+                        "/home/", "site-packages"})  # fmt: skip
 
 LINKS_JS = "() => [...document.querySelectorAll('a[href]')].map(a => a.href)"
 
@@ -145,6 +167,9 @@ def test_page_renders_offline(page_path, server, browser, summary):
         if width == 1280:
             prose = page.evaluate(PROSE_TEXT_JS)
             links = page.evaluate(LINKS_JS)
+            untabled = page.evaluate(UNTABLED_TEXT_JS)
+            outputs = page.evaluate(OUTPUTS_JS)
+            text = page.evaluate(PAGE_TEXT_JS)
         else:
             font_px = page.evaluate(FONT_JS)
         context.close()
@@ -155,6 +180,12 @@ def test_page_renders_offline(page_path, server, browser, summary):
     assert math["typeset"] == math["total"], f"untypeset formulas: {math}"
     for raw in ("\\(", "\\[", "$$", "$"):
         assert raw not in prose, f"raw TeX {raw!r} left in the prose"
+    raw_rows = [m.group(0) for m in RAW_TABLE.finditer(untabled)]
+    assert not raw_rows, f"a table rendered as text: {raw_rows[:3]}"
+    warned = [o.strip()[:200] for o in outputs if WARNING.search(o)]
+    assert not warned, f"an output cell shows a warning or traceback: {warned[:2]}"
+    leaked = sorted({p for p in MACHINE_PATHS if p in text})
+    assert not leaked, f"the page shows paths of the build machine: {leaked}"
     for img in images:
         assert img["complete"] and img["width"] > 0, f"image failed to load: {img['src']}"
         meaningful_alt = img["alt"] and not img["alt"].endswith((".png", ".svg", ".jpg"))

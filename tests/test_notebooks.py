@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
+import tempfile
+
 import numpy as np
 import pytest
 
 from ped._io import file_mode
-from ped.notebooks import execute_notebook, glued_values, notebook_parameters, notebook_sources
+from ped.notebooks import (
+    REPO_ROOT,
+    execute_notebook,
+    glued_values,
+    notebook_parameters,
+    notebook_sources,
+)
 
 # Small parameters keep the suite fast; the book build runs the notebooks at their defaults.
 FAST = {
@@ -64,6 +74,38 @@ CHECKS = {
 }
 
 
+WARNING = re.compile(r"\w*Warning:|\bWARNING\b|Traceback \(most recent call last\)")
+MACHINE_PATHS = (str(REPO_ROOT), tempfile.gettempdir().rstrip("/") + "/", "site-packages")
+
+
+def output_problems(notebook: str | object) -> list[str]:
+    """Warnings, tracebacks and paths of this machine in the outputs of an executed notebook:
+    what a reader of the book must never see."""
+    problems = []
+    for i, cell in enumerate(json.loads(open(notebook).read())["cells"]):  # noqa: PTH123
+        for output in cell.get("outputs", []):
+            texts = [output.get("text", "")] + [v for k, v in output.get("data", {}).items()
+                                                if k.startswith("text/")]  # fmt: skip
+            text = "".join("".join(t) if isinstance(t, list) else t for t in texts)
+            if output.get("output_type") == "error" or WARNING.search(text):
+                problems.append(f"cell {i}: {text.strip()[:120]!r}")
+            problems += [f"cell {i}: shows {p!r}" for p in MACHINE_PATHS if p in text]
+    return problems
+
+
+def test_output_problems_finds_warnings_and_paths(tmp_path):
+    cell = {"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": ["x.py:21: TqdmWarning: no\n"]},
+        {"output_type": "display_data", "data": {"text/plain": f"wrote {tmp_path}/a.npy"}}]}
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text(json.dumps({"cells": [cell, {"cell_type": "markdown"}]}))
+    problems = output_problems(nb)
+    assert len(problems) == 2 and "TqdmWarning" in problems[0] and "shows" in problems[1]
+    cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "wrote features/a"}]
+    nb.write_text(json.dumps({"cells": [cell]}))
+    assert output_problems(nb) == []
+
+
 def test_every_notebook_is_covered():
     assert {p.stem for p in notebook_sources()} == set(FAST) == set(CHECKS)
 
@@ -75,6 +117,7 @@ def test_notebook_executes(source, tmp_path):
     glued = glued_values(out)
     assert glued, "the notebook glued no values"
     assert CHECKS[source.stem](glued), glued
+    assert not output_problems(out), output_problems(out)
 
 
 def test_a_failing_notebook_raises_and_leaves_its_output_aside(tmp_path):

@@ -242,7 +242,7 @@ def run_ground_truth(
     precision: str = "auto",
 ) -> pd.DataFrame:
     """Run (or resume) every unit; return the tidy table of all runs (see the module docstring)."""
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     from ped.datasets import load_task
     from ped.zoo.train import default_zoo_dir, load_encoder, read_manifest, task_features
@@ -504,7 +504,7 @@ def run_protocol(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import torch
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")

@@ -282,7 +282,7 @@ def pretrain(
     already done.
     """
     import torch
-    from tqdm.auto import tqdm
+    from ped._progress import tqdm
 
     from ped.zoo.methods import build_method
 
