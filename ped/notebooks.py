@@ -35,7 +35,7 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 def notebook_sources(directory: str | os.PathLike[str] | None = None) -> list[Path]:
     """The jupytext notebook sources (``*.md``) of ``directory`` (default: the checkout's
-    ``notebooks/``, :data:`NOTEBOOK_DIR`), sorted by name."""
+    ``notebooks/``), sorted by name."""
     directory = NOTEBOOK_DIR if directory is None else directory
     paths = sorted(Path(directory).glob("*.md"))
     if not paths:
