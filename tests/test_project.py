@@ -82,11 +82,12 @@ def test_cli_reports_bad_input_in_one_line(capsys, tmp_path):
 
 
 def test_notebooks_use_colour_blind_safe_colours():
-    """Every chapter that plots sets the colour-blind-safe style and avoids rainbow colour maps."""
+    """Every chapter that plots sets the book's colour-blind-safe style (ped.plot) and avoids
+    rainbow colour maps."""
     for source in sorted((ROOT / "notebooks").glob("*.md")):
         text = source.read_text()
         if "matplotlib" not in text:
             continue
-        assert 'plt.style.use("tableau-colorblind10")' in text, source.name
+        assert "use_book_style()" in text and "plt.style.use" not in text, source.name
         bad = re.findall(r"""["'](jet|rainbow|hsv|gist_rainbow|nipy_spectral|tab10|tab20)["']""", text)
         assert not bad, f"{source.name} uses colour maps {bad}"

@@ -1,0 +1,108 @@
+"""The digits zoo of the metric chapters (ped.examples) and the book's figures (ped.plot)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import ped
+from ped.examples import PED_SUFFIX, digits_zoo, linear_probe, score_before_after
+from ped.metrics import gbc, logme
+from ped.plot import BOOK_STYLE, before_after_figure, use_book_style
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return digits_zoo([2, 8, 32], seed=3)
+
+
+def test_digits_zoo_is_tanh_of_a_scaled_gaussian_projection(zoo):
+    digits, labels = load_digits(return_X_y=True)
+    assert np.array_equal(zoo.labels, labels) and zoo.widths == (2, 8, 32)
+    assert list(zoo.features) == ["width 2", "width 8", "width 32"]
+    # independent derivation: the same generator, drawn in width order
+    rng = np.random.default_rng(3)
+    sd = digits.std(axis=0)
+    pixels = np.where(sd > 0, (digits - digits.mean(axis=0)) / np.where(sd > 0, sd, 1), 0.0)
+    for width in (2, 8, 32):
+        projection = rng.normal(scale=1 / 8, size=(64, width))
+        np.testing.assert_allclose(zoo.features[f"width {width}"], np.tanh(pixels @ projection),
+                                   atol=1e-12)  # fmt: skip
+    assert all(np.abs(f).max() < 1 for f in zoo.features.values())
+
+
+def test_linear_probe_orders_the_zoo_by_width(zoo):
+    acc = zoo.probe
+    assert set(acc) == set(zoo.features) and all(0 < a <= 1 for a in acc.values())
+    assert acc["width 2"] < acc["width 8"] < acc["width 32"]
+    assert linear_probe(zoo.features, zoo.labels, seed=3) == acc  # deterministic
+    assert digits_zoo([2], seed=3, probe=False).probe == {}
+
+
+@pytest.mark.parametrize("widths", [[], [0, 4], [4, 4]])
+def test_digits_zoo_rejects_bad_widths(widths):
+    with pytest.raises(ValueError, match="widths"):
+        digits_zoo(widths)
+
+
+def test_score_before_after_matches_direct_calls(zoo):
+    labels = zoo.labels
+    calls = []
+
+    def score(name, f):
+        calls.append(name)
+        return {"LogME": logme(f, labels), "GBC": gbc(f, labels)}
+
+    features = {k: v for k, v in zoo.features.items() if k != "width 32"}
+    before = {k: v.copy() for k, v in features.items()}
+    table = score_before_after(features, labels, score, probe=zoo.probe)
+    assert list(table.columns) == ["linear-probe accuracy", "LogME", "LogME" + PED_SUFFIX,
+                                   "GBC", "GBC" + PED_SUFFIX]  # fmt: skip
+    assert calls == ["width 2", "width 2", "width 8", "width 8"]
+    for name, f in features.items():
+        np.testing.assert_array_equal(f, before[name])  # nothing passed in is modified
+        moved = ped.potential_energy_descent(f, labels).features
+        assert table.loc[name, "LogME"] == logme(f, labels)
+        assert table.loc[name, "GBC+PED"] == gbc(moved, labels)
+        assert table.loc[name, "linear-probe accuracy"] == zoo.probe[name]
+    # reference statistics: PED standardised by the given features, not the target's own
+    ref = {k: 3.0 * v[:500] + 1.0 for k, v in features.items()}
+    with_ref = score_before_after(features, labels, score, reference=ref)
+    moved = ped.potential_energy_descent(features["width 8"], labels, reference=ref["width 8"])
+    assert with_ref.loc["width 8", "LogME+PED"] == logme(moved.features, labels)
+    assert "linear-probe accuracy" not in with_ref
+
+
+def test_before_after_figure_has_one_labelled_panel_per_metric(zoo):
+    table = score_before_after(zoo.features, zoo.labels,
+                               lambda n, f: {"GBC": gbc(f, zoo.labels)}, probe=zoo.probe)
+    table["X"], table["X+PED"] = 1.0, 2.0
+    fig = before_after_figure(table, zoo.widths, {"GBC": "GBC", "X": "units of X"})
+    axes = [ax for ax in fig.axes]
+    assert len(axes) == 2
+    assert [ax.get_title() for ax in axes] == ["GBC", "X"]
+    assert axes[1].get_ylabel() == "units of X" and "width" in axes[0].get_xlabel()
+    np.testing.assert_array_equal(axes[1].lines[1].get_ydata(), [2.0, 2.0, 2.0])
+    fig = before_after_figure(table, zoo.widths, {"GBC": "GBC"}, probe=True, title="T")
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "T"  # the probe's right axis
+    assert fig.axes[1].get_ylabel() == "linear-probe accuracy"
+    with pytest.raises(ValueError, match="single-panel"):
+        before_after_figure(table, zoo.widths, {"GBC": "a", "X": "b"}, title="T")
+    with pytest.raises(ValueError, match="no metric"):
+        before_after_figure(table, zoo.widths, {})
+
+
+def test_use_book_style_sets_the_palette_and_grid():
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context():
+        use_book_style()
+        for key, value in BOOK_STYLE.items():
+            assert plt.rcParams[key] == value
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        assert colours[0].lower() == "#006ba4"  # tableau-colorblind10's first colour
