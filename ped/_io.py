@@ -9,6 +9,8 @@ manifests, executed notebooks, sweep sidecars):
   destination (``os.replace``), so a reader never sees a half-written file; when the block
   raises (including ``KeyboardInterrupt``) the temporary is removed, or kept aside under a name
   the caller chose (a failed notebook), and the destination is left as it was.
+- :func:`write_text_atomic`, :func:`write_bytes_atomic`, :func:`write_json_atomic`,
+  :func:`write_npz_atomic` and :func:`write_csv_atomic` write one kind of content through it.
 - :func:`check_output_path` checks, before any work is done, that a file can be written at a
   path (not a folder, no file in the way of its folder, a writable folder), so that a long
   computation is never lost to an unwritable ``--out``.
@@ -21,12 +23,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TMP_PREFIX", "file_mode", "atomic_path", "write_text_atomic", "check_output_path"]
+__all__ = [
+    "TMP_PREFIX",
+    "file_mode",
+    "atomic_path",
+    "write_text_atomic",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_npz_atomic",
+    "write_csv_atomic",
+    "check_output_path",
+]
 
 #: Prefix of the temporary files of :func:`atomic_path`.
 TMP_PREFIX = ".tmp-"
@@ -107,6 +121,35 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` through :func:`atomic_path`."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json_atomic(
+    path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = True, end: str = ""
+) -> None:
+    """``obj`` as JSON indented by 2 (keys sorted unless ``sort_keys=False``), followed by
+    ``end``, through :func:`atomic_path`."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + end)
+
+
+def write_npz_atomic(path: str | os.PathLike[str], **arrays: Any) -> None:
+    """``numpy.savez(path, **arrays)`` through :func:`atomic_path` (the name is kept as given:
+    no ``.npz`` is appended)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def write_csv_atomic(frame: Any, path: str | os.PathLike[str]) -> None:
+    """A pandas DataFrame as CSV without its index, through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -148,7 +148,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -159,6 +158,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ped._io import write_bytes_atomic, write_npz_atomic
 
 __all__ = [
     "FASHION_MNIST_DIR",
@@ -405,18 +406,6 @@ def image_hashes(images: NDArray[np.uint8]) -> list[str]:
     return [hashlib.sha1(img.tobytes()).hexdigest() for img in rgb]
 
 
-def _atomic_savez(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _pad28(images: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """(N, 28, 28) -> (N, 32, 32, 1) with a 2-pixel black border."""
     return np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None]
@@ -430,13 +419,8 @@ def _pad28(images: NDArray[np.uint8]) -> NDArray[np.uint8]:
 def _write_raw(raw: Path, name: str, data: bytes) -> None:
     """Write the unzipped idx file ``raw/<name>`` atomically (kept when already there)."""
     target = raw / name
-    if target.is_file():
-        return
-    raw.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, target)
+    if not target.is_file():
+        write_bytes_atomic(target, data)
 
 
 def _expected_md5(class_name: str) -> dict[str, str]:
@@ -742,7 +726,7 @@ def load_clipart(
         len(paths), len(files) - len(paths), time.perf_counter() - start,
     )  # fmt: skip
     if use_cache:
-        _atomic_savez(cache_file, images=images, categories=cats, paths=paths)
+        write_npz_atomic(cache_file, images=images, categories=cats, paths=paths)
     return _clean_clipart(images, cats, paths, classes)
 
 
@@ -963,7 +947,7 @@ def load_glyphs(
     logger.info("rendered %d faces of %d font files (%d dropped) in %.1f s", len(faces),
                 len(files), len(dropped), time.perf_counter() - start)  # fmt: skip
     if use_cache:
-        _atomic_savez(cache_file, images=images, faces=faces,
+        write_npz_atomic(cache_file, images=images, faces=faces,
                       dropped=np.asarray(dropped, dtype=str))  # fmt: skip
     return _glyph_set(images, faces)
 

@@ -74,6 +74,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ped._io import write_json_atomic, write_npz_atomic
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
@@ -779,24 +781,9 @@ def output_paths(
     return out / f"{stem}_feature.npy", out / f"{stem}_label.npy"
 
 
-def _atomic_npz(path: Path, **arrays: NDArray[Any]) -> None:
-    """``np.savez`` to ``path`` through :func:`ped._io.atomic_path`."""
-    from ped._io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
 def _write_shard(path: Path, features: NDArray[np.float32], labels: NDArray[np.int64]) -> None:
-    """Write one finished shard atomically (tmp file + ``os.replace``)."""
-    _atomic_npz(path, features=features, labels=labels)
-
-
-def _atomic_json(path: Path, obj: Mapping[str, Any]) -> None:
-    """``obj`` as indented JSON with sorted keys, through :func:`ped._io.write_text_atomic`."""
-    from ped._io import write_text_atomic
-
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
+    """Write one finished shard atomically (:func:`ped._io.write_npz_atomic`)."""
+    write_npz_atomic(path, features=features, labels=labels)
 
 
 def check_names(model_name: str, dataset_name: str) -> tuple[str, str]:
@@ -982,7 +969,7 @@ def extract_to_directory(
                 f"(differences: {diff}); delete that folder or pass overwrite=True (--overwrite)"
             )
     else:
-        _atomic_json(manifest_path, manifest)
+        write_json_atomic(manifest_path, manifest)
 
     shard_paths = [parts / f"shard_{i:05d}.npz" for i in range(len(bounds))]
     pending = [i for i, p in enumerate(shard_paths) if not p.exists()]
@@ -1053,7 +1040,7 @@ def _assemble(
         del feats
         with open(tmp_y, "wb") as fh:
             np.save(fh, labels)
-        _atomic_json(record, settings)
+        write_json_atomic(record, settings)
 
 
 # --------------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped._io import write_csv_atomic
+
 __all__ = [
     "SCORE_COLUMNS",
     "EVALUATION_COLUMNS",
@@ -577,14 +579,6 @@ def _as_bool(value: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as CSV through :func:`ped._io.atomic_path` (no partial file, ever)."""
-    from ped._io import atomic_path
-
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
 def _positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (a usage error otherwise)."""
     try:
@@ -615,7 +609,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         args.features, args.metric, ped=args.ped, reference_dir=args.reference,
         ped_options=options, progress=not args.no_progress,
     )  # fmt: skip
-    _atomic_csv(table, out)
+    write_csv_atomic(table, out)
     n_err = int((table["error"] != "").sum())
     print(
         f"wrote {out}: {len(table)} row(s), {table['model'].nunique()} model(s), "
@@ -632,7 +626,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out, what="evaluation CSV")  # before any work
     table = evaluate_scores(args.scores, args.truth, min_models=args.min_models)
-    _atomic_csv(table, out)
+    write_csv_atomic(table, out)
     print(f"wrote {out}: {len(table)} row(s)")
     if len(table):
         pivot = table.pivot_table(

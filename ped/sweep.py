@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ped._io import write_text_atomic
+from ped._io import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
@@ -162,12 +162,6 @@ def expand_grid(grid: Grid) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename
-    (:func:`ped._io.write_text_atomic`)."""
-    write_text_atomic(path, text)
-
-
 def _jsonable(value: Any) -> Any:
     """``value`` with tuples/sets as lists and anything JSON cannot hold as its ``repr``."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -192,7 +186,7 @@ def _clean_output(value: Any) -> Any:
 
 
 def _write_json(path: Path, record: Mapping[str, Any]) -> None:
-    _atomic_write_text(path, json.dumps(record, indent=2, allow_nan=True) + "\n")
+    write_json_atomic(path, record, sort_keys=False, end="\n")
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -652,7 +646,7 @@ def run_sweep(
                 )
         ordered = [records[point_id(p)] for p in points]
         table = _table(ordered)
-        _atomic_write_text(out_dir / RESULTS_FILE, table.to_csv(index=False))
+        write_text_atomic(out_dir / RESULTS_FILE, table.to_csv(index=False))
         result = SweepResult(
             out_dir=out_dir,
             notebook=notebook,
@@ -727,7 +721,7 @@ def collect_results(
     records = [read_sidecar(p) for p in sorted((out_dir / POINTS_DIR).glob("*.json"))]
     table = _table([r for r in records if r is not None])
     if write:
-        _atomic_write_text(out_dir / RESULTS_FILE, table.to_csv(index=False))
+        write_text_atomic(out_dir / RESULTS_FILE, table.to_csv(index=False))
     return table
 
 

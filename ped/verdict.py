@@ -97,7 +97,7 @@ def score_task(
     reused when its configuration (task, models, metrics and their options, PED options, counts,
     seed, the features' digest) is unchanged.
     """
-    from ped.extraction import _atomic_npz
+    from ped._io import write_npz_atomic
     from ped.metrics import METRICS
 
     unknown = [m for m in metrics if m not in METRICS]
@@ -143,7 +143,7 @@ def score_task(
         _score_models(task, models, features, stats, reps, arrays, steps, metrics, metric_options,
                       n_placebo, random_state, ped_opts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_npz(path, models=np.asarray(models), steps=steps,
+    write_npz_atomic(path, models=np.asarray(models), steps=steps,
                 config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
     return path
 

@@ -17,12 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ped import cli
+from ped._io import write_text_atomic
 from ped.sweep import (
     MANIFEST_FILE,
     POINTS_DIR,
     RESULTS_FILE,
     SweepError,
-    _atomic_write_text,
     _clean_output,
     collect_results,
     expand_grid,
@@ -314,14 +314,14 @@ def test_point_id_is_fixed():
 
 def test_atomic_write_leaves_old_file_and_no_temporary_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "r.json"
-    _atomic_write_text(target, "old\n")
+    write_text_atomic(target, "old\n")
 
     def crash(fd):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
-        _atomic_write_text(target, "new\n")
+        write_text_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 

@@ -6,10 +6,11 @@ See :mod:`ped.zoo.train` (pretraining, features) and :mod:`ped.zoo.finetune` (gr
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from ped._io import write_csv_atomic
 
 __all__ = ["register_cli"]
 
@@ -80,9 +81,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
                      device=args.device, precision=args.precision)  # fmt: skip
     table = ground_truth_table(out)
     csv = out / "ground_truth.csv"
-    tmp = csv.with_name(csv.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv)
+    write_csv_atomic(table, csv)
     summary = selected(table).groupby(["task", "protocol", "model"])["test"].agg(["mean", "std"])
     print(summary.round(2).to_string())
     print(f"wrote {csv} ({len(table)} runs), {time.perf_counter() - start:.1f} s")

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ped.extraction import _atomic_json, resolve_device
+from ped._io import write_csv_atomic, write_json_atomic, write_npz_atomic
+from ped.extraction import resolve_device
 
 __all__ = [
     "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
@@ -221,7 +222,7 @@ def _run_unit(path: Path, row: dict[str, Any], fn: Any, config: dict[str, Any]) 
     result = {**row, "val": round(val, 4), "test": round(test, 4),
               "seconds": round(time.perf_counter() - start, 2), "config": config}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_json(path, result)
+    write_json_atomic(path, result)
     return result
 
 
@@ -413,8 +414,6 @@ def run_cell(
     Every run is a unit stored as ``<out>/runs/<model>/<task>/<role>_lr_wd_s.json``; the fine-tuned
     features of the first evaluation seed go to :func:`features_path`.  Returns the rows.
     """
-    from ped.extraction import _atomic_npz
-
     out = Path(out_dir)
     config = {**protocol.config(), "encoder_sha256": encoder_sha256}
     base = {"model": model, "task": task.name, "protocol": "finetune"}
@@ -462,7 +461,7 @@ def run_cell(
                 val, test, z = finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
                                             features_of=scored, **kw)  # fmt: skip
                 z_path.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_npz(z_path, features=z, labels=np.concatenate([task.y_train, task.y_val]))
+                write_npz_atomic(z_path, features=z, labels=np.concatenate([task.y_train, task.y_val]))
                 return val, test
 
             eval_rows.append(_run_unit(path, row, first, config))
@@ -547,20 +546,17 @@ def protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def write_protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Write ``ground_truth.csv`` and the manifest tying it to every run and feature file
     (sha256 of each, relative paths); return the table."""
-    from ped.extraction import _atomic_json
     from ped.zoo.train import sha256_file
 
     out = Path(out_dir)
     table = protocol_table(out)
     csv = out / "ground_truth.csv"
-    tmp = csv.with_name(csv.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv)
+    write_csv_atomic(table, csv)
     files = sorted([*(out / "runs").rglob("*.json"), *(out / "features").rglob("*.npz")])
     manifest = {"version": 1, "table": {"path": csv.name, "sha256": sha256_file(csv),
                                         "rows": len(table)},
                 "files": {str(f.relative_to(out)): sha256_file(f) for f in files}}  # fmt: skip
-    _atomic_json(out / GT_MANIFEST, manifest)
+    write_json_atomic(out / GT_MANIFEST, manifest)
     return table
 
 

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ped.extraction import _atomic_json, _atomic_npz, resolve_device
+from ped._io import write_json_atomic, write_npz_atomic
+from ped.extraction import resolve_device
 from ped.zoo.augment import to_unit_float
 from ped.zoo.encoder import LEGACY_ARCH, build_encoder, count_parameters, images_to_tensor
 from ped.zoo.spec import ZooEntry
@@ -161,7 +162,7 @@ def _write_manifest_entry(out_dir: Path, name: str, entry: dict[str, Any]) -> No
         manifest = read_manifest(out_dir)
         encoders = dict(manifest["encoders"])
         encoders[name] = entry
-        _atomic_json(out_dir / MANIFEST, {"version": _MANIFEST_VERSION,
+        write_json_atomic(out_dir / MANIFEST, {"version": _MANIFEST_VERSION,
                                           "encoders": dict(sorted(encoders.items()))})  # fmt: skip
 
 
@@ -381,7 +382,7 @@ def pretrain(
 
     with atomic_path(ckpt_path) as tmp:
         torch.save({k: v.detach().clone() for k, v in encoder.state_dict().items()}, tmp)
-    _atomic_npz(stats_path, mean=mean, std=std, n=np.int64(len(feats)))
+    write_npz_atomic(stats_path, mean=mean, std=std, n=np.int64(len(feats)))
     record: dict[str, Any] = {
         "name": entry.name,
         "method": entry.method,
@@ -408,7 +409,7 @@ def pretrain(
         "torch_threads": torch.get_num_threads(),
     }
     extra = {"loss_curve": curve, "epoch_losses": epoch_losses, "epoch_seconds": epoch_seconds}
-    _atomic_json(record_path, {**record, **extra})
+    write_json_atomic(record_path, {**record, **extra})
     _write_manifest_entry(out, entry.name, record)
     logger.info("%s: %d steps in %.1f s, final loss %s", entry.name, total_steps,
                 train_seconds, record["final_loss"])  # fmt: skip
@@ -554,6 +555,6 @@ def task_features(
             x, y = data.split(split)
             arrays[f"x_{split}"] = encode(encoder, x, device=device)
             arrays[f"y_{split}"] = y
-        _atomic_npz(path, **arrays)
+        write_npz_atomic(path, **arrays)
         result[name] = arrays
     return result
