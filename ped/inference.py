@@ -26,7 +26,7 @@ labels; :func:`leave_one_out` recomputes a statistic without each model in turn.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -138,7 +138,7 @@ def test_page_renders_offline(page_path, server, browser, summary):
     page_file = HTML / page_path
     redirect = re.search(r'http-equiv="refresh"[^>]*url=([^"]+)"', page_file.read_text(), re.I)
     if redirect:  # index.html only forwards to the landing page
-        assert (page_file.parent / redirect.group(1)).exists(), f"redirect to a missing page"
+        assert (page_file.parent / redirect.group(1)).exists(), "redirect to a missing page"
         return
     external, console_errors, missing = [], [], []
     for width, height in ((1280, 900), (390, 844)):

@@ -157,7 +157,7 @@ def test_pretrain_unit_manifest_and_resume(tiny_pool: Pool, tmp_path: Path) -> N
     rec = pretrain(_entry(), tiny_pool, tmp_path, **kw)
     assert not rec["skipped"] and rec["steps"] == 2 and len(rec["loss_curve"]) == 2
     ckpt, stats = tmp_path / "tiny_simclr.pt", tmp_path / "tiny_simclr.stats.npz"
-    assert ckpt.stat().st_size <= 3 * 1024 * 1024
+    assert ckpt.stat().st_size <= 3 * 1024 * 1024 and stats.is_file()
     manifest = read_manifest(tmp_path)["encoders"]["tiny_simclr"]
     for key in ("method", "hyperparameters", "epochs", "seed", "final_loss", "wall_time_s",
                 "sha256", "stats_sha256"):  # fmt: skip
