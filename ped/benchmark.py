@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +32,6 @@ from numpy.typing import NDArray
 from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
 
 __all__ = [
-    "FEATURE_METRICS",
     "ground_truth_path",
     "load_ground_truth",
     "selected_runs",
@@ -51,11 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The metrics that need only features and target labels (every metric of Table 1 of the paper
-#: and the other feature-based ones); LEEP and NCE need a source classifier, which
-#: self-supervised encoders do not have.
-FEATURE_METRICS: tuple[str, ...] = ("logme", "sfda", "gbc", "nleep", "parc", "hscore", "transrate")
 
 Reference = Literal["source", "target"]
 
@@ -287,7 +280,7 @@ def zoo_features(
 
 def score_zoo(
     features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
-    metrics: Sequence[str] = FEATURE_METRICS,
+    metrics: Sequence[str] | None = None,
     *,
     ped: bool = False,
     reference: Reference = "source",
@@ -296,6 +289,10 @@ def score_zoo(
     **ped_options: Any,
 ) -> pd.DataFrame:
     """Score every model's features with every metric, on the features or after PED.
+
+    ``metrics`` are names of :data:`ped.metrics.METRICS`, the metrics that need only features
+    and target labels (default: all of them; LEEP and NCE need a source classifier, which
+    self-supervised encoders do not have).
 
     ``definitions`` picks each metric's options from :data:`ped.metrics.DEFINITIONS`:
     ``"release"`` (default) as the released SFDA/PED code computes them, which is what the
@@ -307,36 +304,25 @@ def score_zoo(
     :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``, ``max_steps``, ``variant``...).
     Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
     """
-    from ped import potential_energy_descent
-    from ped.metrics import DEFINITIONS, METRICS
+    from ped.scoring import ScoreItem, resolve_metrics, score_items
     from ped.zoo.train import load_stats
 
-    if definitions not in DEFINITIONS:
-        raise ValueError(f"definitions must be one of {sorted(DEFINITIONS)}, got {definitions!r}")
-    options = DEFINITIONS[definitions]
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
+    if metrics is None:
+        from ped.metrics import METRICS
+
+        metrics = list(METRICS)
+    fns = resolve_metrics(metrics, definitions)
     if reference not in ("source", "target"):
         raise ValueError(f"reference must be 'source' or 'target', got {reference!r}")
     if not ped and ped_options:
         raise ValueError(f"PED options {sorted(ped_options)} given with ped=False")
-    rows = []
-    for model, (x, y) in features.items():
-        ped_seconds, steps = 0.0, 0
-        if ped:
-            ref = load_stats(model, zoo_dir) if reference == "source" else None
-            start = time.perf_counter()
-            result = potential_energy_descent(x, y, reference=ref, **ped_options)
-            ped_seconds = time.perf_counter() - start
-            x, steps = result.features, result.steps
-        for metric in metrics:
-            start = time.perf_counter()
-            score = METRICS[metric](x, y, **options.get(metric, {}))
-            rows.append({"model": model, "metric": metric, "ped": ped, "score": float(score),
-                         "seconds": time.perf_counter() - start, "ped_seconds": ped_seconds,
-                         "ped_steps": steps})  # fmt: skip
-    return pd.DataFrame(rows)
+    items = (ScoreItem(model, "", x, y, load_stats(model, zoo_dir)
+                       if ped and reference == "source" else None, reference)
+             for model, (x, y) in features.items())  # fmt: skip
+    rows = score_items(items, fns, static=not ped, ped=ped, ped_options=ped_options,
+                       record_errors=False)  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "metric", "ped", "score", "seconds",
+                                       "ped_seconds", "ped_steps"])  # fmt: skip
 
 
 def tau_table(scores: pd.DataFrame, accuracy: pd.Series) -> pd.Series:

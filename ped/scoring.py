@@ -43,11 +43,12 @@ accuracies (:func:`ped.data.finetune_accuracy`) or any truth table.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ __all__ = [
     "read_npy",
     "check_score_labels",
     "resolve_metrics",
+    "SCORING_ERRORS",
+    "ScoreItem",
+    "score_items",
     "score_features",
     "load_truth",
     "evaluate_scores",
@@ -145,27 +149,36 @@ def find_feature_files(
 
 def resolve_metrics(
     metrics: Sequence[str] | Mapping[str, MetricFn],
+    definitions: str = "paper",
 ) -> dict[str, MetricFn]:
     """Metric functions by name.
 
     A mapping is used as given (name -> ``f(features, labels) -> float``); names are looked up in
-    :data:`ped.metrics.METRICS` (imported only then).  Unknown names are a ``ValueError`` listing
-    the known ones.
+    :data:`ped.metrics.METRICS` (imported only then) and bound to the options of
+    ``definitions`` in :data:`ped.metrics.DEFINITIONS` (``"paper"``: the functions' defaults,
+    the papers' formulas; ``"release"``: the released code's, which produced the published
+    Table 1).  Unknown names are a ``ValueError`` listing the known ones.
     """
     if isinstance(metrics, Mapping):
         out = dict(metrics)
     else:
         names = list(metrics)
         try:
-            from ped.metrics import METRICS
+            from ped.metrics import DEFINITIONS, METRICS
         except ImportError as exc:  # pragma: no cover - depends on the metrics package
             raise ImportError(f"the metrics package ped.metrics is not available: {exc}") from exc
+        if definitions not in DEFINITIONS:
+            raise ValueError(
+                f"definitions must be one of {sorted(DEFINITIONS)}, got {definitions!r}"
+            )
         unknown = [n for n in names if n not in METRICS]
         if unknown:
             raise ValueError(
                 f"unknown metric(s) {unknown}; known metrics: {', '.join(sorted(METRICS))}"
             )
-        out = {n: METRICS[n] for n in names}
+        options = DEFINITIONS[definitions]
+        out = {n: functools.partial(METRICS[n], **options[n]) if options.get(n) else METRICS[n]
+               for n in names}  # fmt: skip
     if not out:
         raise ValueError("no metric given")
     for name, fn in out.items():
@@ -320,15 +333,103 @@ def _reference_for(
     return cache[model]
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float, str]:
+#: The failures of a metric or of PED on one input that :func:`score_items` records as a NaN
+#: score (with the message) when asked to, instead of stopping.
+SCORING_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError, MemoryError)
+
+
+def _timed(fn: Callable[[], Any], record: bool = True) -> tuple[Any, float, str]:
+    """``(value, seconds, error)`` of ``fn()``; with ``record`` a :data:`SCORING_ERRORS` failure
+    gives ``(None, seconds, "Type: message")``, else it propagates."""
     start = time.perf_counter()
     try:
         value = fn()
         error = ""
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError, MemoryError) as exc:
+    except SCORING_ERRORS as exc:
+        if not record:
+            raise
         value = None
         error = f"{type(exc).__name__}: {exc}"
     return value, time.perf_counter() - start, error
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One model's features on one dataset, as :func:`score_items` scores them.
+
+    ``reference`` standardises PED (``None``: the target features' own statistics);
+    ``reference_name`` says which, for the ``ped_reference`` column.
+    """
+
+    model: str
+    dataset: str
+    features: NDArray[Any]
+    labels: NDArray[Any]
+    reference: Any = None
+    reference_name: str = "target"
+
+
+def score_items(
+    items: Iterable[ScoreItem],
+    metrics: Mapping[str, MetricFn],
+    *,
+    static: bool = True,
+    ped: bool = False,
+    ped_options: Mapping[str, Any] | None = None,
+    record_errors: bool = True,
+    bar: Any = None,
+) -> list[dict[str, Any]]:
+    """The one scoring loop of :mod:`ped`: every metric on every item, on the static features
+    (``static``) and on the features moved by :func:`ped.potential_energy_descent` (``ped``; one
+    PED run per item, shared by the metrics).
+
+    Returns one row per item x metric x variant with the keys of :data:`SCORE_COLUMNS` and
+    ``ped_steps``.  With ``record_errors`` a :data:`SCORING_ERRORS` failure of a metric (or of
+    PED) gives a NaN score with the message in ``error`` and the loop goes on; without it the
+    failure propagates.  ``bar`` (a tqdm bar) advances once per item and metric.  Items are
+    consumed one at a time, so a generator that reads files keeps one in memory.
+    """
+    from ped.dynamics import potential_energy_descent
+
+    if not (static or ped):
+        raise ValueError("nothing to score: static and ped are both False")
+    options = dict(ped_options or {})
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        if bar is not None:
+            bar.set_postfix_str(f"{item.model}/{item.dataset}" if item.dataset else item.model)
+        x, y = item.features, item.labels
+        variants: list[tuple[bool, Any, float, int, str, str]] = []
+        if static:
+            variants.append((False, x, 0.0, 0, "", ""))
+        if ped:
+            result, ped_seconds, error = _timed(
+                lambda: potential_energy_descent(x, y, reference=item.reference, **options),  # noqa: B023
+                record_errors,
+            )
+            if error:
+                logger.warning("PED failed on %s/%s: %s", item.model, item.dataset, error)
+            moved, steps = (None, 0) if result is None else (result.features, result.steps)
+            variants.append((True, moved, ped_seconds, steps, item.reference_name, error))
+        for name, fn in metrics.items():
+            for use_ped, feats, ped_seconds, steps, reference, ped_error in variants:
+                if feats is None:
+                    score, seconds, error = None, 0.0, ped_error
+                else:
+                    score, seconds, error = _timed(lambda: fn(feats, y), record_errors)  # noqa: B023
+                if error and not ped_error:
+                    logger.warning("%s failed on %s/%s (ped=%s): %s",
+                                   name, item.model, item.dataset, use_ped, error)  # fmt: skip
+                rows.append({
+                    "model": item.model, "dataset": item.dataset, "metric": name, "ped": use_ped,
+                    "score": float("nan") if score is None else float(score),
+                    "seconds": seconds, "ped_seconds": ped_seconds, "ped_steps": steps,
+                    "ped_reference": reference, "n_samples": int(x.shape[0]), "error": error,
+                })  # fmt: skip
+            logger.info("%s/%s %s done", item.model, item.dataset, name)
+            if bar is not None:
+                bar.update(1)
+    return rows
 
 
 def score_features(
@@ -340,6 +441,7 @@ def score_features(
     ped_options: Mapping[str, Any] | None = None,
     datasets: Iterable[str] | None = None,
     models: Iterable[str] | None = None,
+    definitions: str = "paper",
     progress: bool = False,
 ) -> pd.DataFrame:
     """Score every feature file of ``features_dir`` with every metric (see the module docstring
@@ -351,6 +453,10 @@ def score_features(
         Folder of ``<model>_<dataset>_feature.npy`` / ``_label.npy`` pairs.
     metrics : names or mapping
         Metric names of :data:`ped.metrics.METRICS`, or a mapping name -> function.
+    definitions : {"paper", "release"}
+        The metrics' options (:func:`resolve_metrics`): the papers' formulas (default) or the
+        released code's (SFDA, NLEEP and LEEP without their log), which the published Table 1
+        reports.
     ped : bool
         Also score the features moved by :func:`ped.potential_energy_descent` (rows with
         ``ped=True``); PED runs once per file and its result is shared by the metrics.
@@ -379,7 +485,7 @@ def score_features(
 
     from ped.dynamics import check_ped_options, potential_energy_descent
 
-    fns = resolve_metrics(metrics)
+    fns = resolve_metrics(metrics, definitions)
     options = check_ped_options(ped_options or {}) if ped else {}
     if not ped and ped_options:
         raise ValueError(f"PED options {sorted(ped_options)} given without ped=True")
@@ -397,53 +503,16 @@ def score_features(
         raise ValueError("no feature file left after filtering by datasets/models")
     all_labels = check_feature_files(files, ref_dir)
     cache: dict[str, NDArray[Any] | None] = {}
-    rows: list[dict[str, Any]] = []
-    total = len(files) * len(fns)
-    with tqdm(total=total, desc="score", unit="metric", disable=not progress) as bar:
+
+    def items() -> Iterator[ScoreItem]:
         for item in files:
-            bar.set_postfix_str(f"{item.model}/{item.dataset}")
-            x, y = read_npy(item.features), all_labels[item]
-            variants: list[tuple[bool, NDArray[Any] | None, float, str, str]] = [
-                (False, x, 0.0, "", "")
-            ]
-            if ped:
-                ref = _reference_for(item.model, ref_dir, cache)
-                result, ped_seconds, error = _timed(
-                    lambda: potential_energy_descent(x, y, reference=ref, **options)
-                )
-                moved = None if result is None else result.features
-                if error:
-                    logger.warning("PED failed on %s/%s: %s", item.model, item.dataset, error)
-                variants.append(
-                    (True, moved, ped_seconds, "target" if ref is None else "imagenet", error)
-                )
-            for name, fn in fns.items():
-                for use_ped, feats, ped_seconds, reference, ped_error in variants:
-                    if feats is None:
-                        score, seconds, error = None, 0.0, ped_error
-                    else:
-                        score, seconds, error = _timed(lambda: fn(feats, y))  # noqa: B023
-                    if error and not ped_error:
-                        logger.warning(
-                            "%s failed on %s/%s (ped=%s): %s",
-                            name, item.model, item.dataset, use_ped, error,
-                        )  # fmt: skip
-                    rows.append(
-                        {
-                            "model": item.model,
-                            "dataset": item.dataset,
-                            "metric": name,
-                            "ped": use_ped,
-                            "score": float("nan") if score is None else float(score),
-                            "seconds": seconds,
-                            "ped_seconds": ped_seconds,
-                            "ped_reference": reference,
-                            "n_samples": int(x.shape[0]),
-                            "error": error,
-                        }
-                    )
-                logger.info("%s/%s %s done", item.model, item.dataset, name)
-                bar.update(1)
+            ref = _reference_for(item.model, ref_dir, cache) if ped else None
+            yield ScoreItem(item.model, item.dataset, read_npy(item.features), all_labels[item],
+                            ref, "target" if ref is None else "imagenet")  # fmt: skip
+
+    with tqdm(total=len(files) * len(fns), desc="score", unit="metric",
+              disable=not progress) as bar:  # fmt: skip
+        rows = score_items(items(), fns, ped=ped, ped_options=options, bar=bar)
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
     return table.astype({"ped": bool, "score": float, "seconds": float, "ped_seconds": float})
 
@@ -607,7 +676,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     )  # fmt: skip
     table = score_features(
         args.features, args.metric, ped=args.ped, reference_dir=args.reference,
-        ped_options=options, progress=not args.no_progress,
+        ped_options=options, definitions=args.definitions, progress=not args.no_progress,
     )  # fmt: skip
     write_csv_atomic(table, out)
     n_err = int((table["error"] != "").sum())
@@ -674,6 +743,9 @@ def register_cli(subparsers: Any) -> None:
     )
     s.add_argument("--time-step", type=_positive_float, default=0.1, help="PED time step")
     s.add_argument("--variant", choices=("official", "paper"), default="official")
+    s.add_argument("--definitions", choices=("paper", "release"), default="paper",
+                   help="metric definitions: the papers' formulas (default) or the released "
+                   "code's (SFDA, NLEEP and LEEP without their log, as in the published Table 1)")
     s.add_argument("--out", required=True, help="output CSV")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_score)

@@ -144,7 +144,7 @@ def score_task(
                       n_placebo, random_state, ped_opts)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(path, models=np.asarray(models), steps=steps,
-                config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
+                     config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
     return path
 
 

@@ -69,6 +69,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recorder]:
     metrics = {"rec": Recorder()}
     module = types.ModuleType("ped.metrics")
     module.METRICS = metrics
+    module.DEFINITIONS = {"paper": {}, "release": {}}
     monkeypatch.setitem(sys.modules, "ped.metrics", module)
     return metrics
 

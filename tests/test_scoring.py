@@ -18,10 +18,12 @@ from ped.evaluation import rank_statistics
 from ped.scoring import (
     EVALUATION_COLUMNS,
     SCORE_COLUMNS,
+    ScoreItem,
     evaluate_scores,
     find_feature_files,
     load_truth,
     score_features,
+    score_items,
 )
 
 MODELS = ("alpha", "beta_v2", "gamma", "delta")  # one name with an underscore
@@ -220,6 +222,7 @@ def fake_registry(monkeypatch):
     """A stand-in ``ped.metrics`` so the CLI test does not depend on the metrics package."""
     module = types.ModuleType("ped.metrics")
     module.METRICS = {"sep": separation, "norm": mean_norm}
+    module.DEFINITIONS = {"paper": {}, "release": {}}
     monkeypatch.setitem(sys.modules, "ped.metrics", module)
     return module
 
@@ -254,3 +257,62 @@ def test_cli_score_and_evaluate(features_dir, tmp_path, fake_registry, capsys):
               str(tmp_path / "x.csv")])  # fmt: skip
     assert exc.value.code == 2
     assert "unknown metric(s) ['nope']" in capsys.readouterr().err
+
+
+def test_definitions_bind_the_released_options(features_dir):
+    pytest.importorskip("ped.metrics")
+    from ped.metrics import sfda
+
+    paper = score_features(features_dir, ["sfda"])
+    release = score_features(features_dir, ["sfda"], definitions="release")
+    for (_, p), (_, r) in zip(paper.iterrows(), release.iterrows()):
+        x = np.load(features_dir / f"{p.model}_{p.dataset}_feature.npy")
+        y = np.load(features_dir / f"{p.model}_{p.dataset}_label.npy")
+        assert p.score == sfda(x, y) < 0 < r.score == sfda(x, y, log=False) < 1
+    with pytest.raises(ValueError, match="definitions must be one of"):
+        score_features(features_dir, ["sfda"], definitions="latest")
+
+
+def test_score_items_records_or_raises_failures():
+    rng = np.random.default_rng(0)
+    x, y = gaussian_classes(rng, n_classes=3, dim=4, n_per_class=10, spread=2.0)
+    items = [ScoreItem("m", "d", x, y)]
+    rows = score_items(items, {"sep": separation, "bad": failing}, ped=True)
+    assert [(r["metric"], r["ped"]) for r in rows] == [("sep", False), ("sep", True),
+                                                       ("bad", False), ("bad", True)]  # fmt: skip
+    sep_ped = rows[1]
+    moved = potential_energy_descent(x, y)
+    assert sep_ped["score"] == separation(moved.features, y)
+    assert sep_ped["ped_steps"] == moved.steps and sep_ped["ped_reference"] == "target"
+    assert np.isnan(rows[2]["score"]) and rows[2]["error"].startswith("ValueError: this metric")
+    with pytest.raises(ValueError, match="always fails"):
+        score_items(items, {"bad": failing}, record_errors=False)
+    only_ped = score_items(items, {"sep": separation}, static=False, ped=True)
+    assert [r["ped"] for r in only_ped] == [True]
+    with pytest.raises(ValueError, match="nothing to score"):
+        score_items(items, {"sep": separation}, static=False)
+
+
+def test_score_zoo_and_score_features_are_one_loop(features_dir):
+    """The embedded benchmark's scorer and the feature-folder scorer give the same numbers."""
+    pytest.importorskip("ped.metrics")
+    from ped.benchmark import score_zoo
+
+    files = score_features(features_dir, ["logme", "gbc"], ped=True, datasets=["toyA"],
+                           definitions="release")  # fmt: skip
+    feats = {m: (np.load(features_dir / f"{m}_toyA_feature.npy"),
+                 np.load(features_dir / f"{m}_toyA_label.npy")) for m in MODELS}  # fmt: skip
+    for moved in (False, True):
+        zoo = score_zoo(feats, ["logme", "gbc"], ped=moved, reference="target")
+        ours = files[files["ped"] == moved].set_index(["model", "metric"])["score"]
+        theirs = zoo.set_index(["model", "metric"])["score"]
+        pd.testing.assert_series_equal(ours.sort_index(), theirs.sort_index())
+
+
+def test_cli_score_takes_the_definitions(features_dir, tmp_path, fake_registry, capsys):
+    out = tmp_path / "s.csv"
+    base = ["score", "--features", str(features_dir), "--metric", "sep", "--out", str(out)]
+    assert main([*base, "--definitions", "release"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--definitions", "latest"])
+    assert exc.value.code == 2 and "invalid choice: 'latest'" in capsys.readouterr().err

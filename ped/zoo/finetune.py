@@ -461,7 +461,8 @@ def run_cell(
                 val, test, z = finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
                                             features_of=scored, **kw)  # fmt: skip
                 z_path.parent.mkdir(parents=True, exist_ok=True)
-                write_npz_atomic(z_path, features=z, labels=np.concatenate([task.y_train, task.y_val]))
+                labels = np.concatenate([task.y_train, task.y_val])
+                write_npz_atomic(z_path, features=z, labels=labels)
                 return val, test
 
             eval_rows.append(_run_unit(path, row, first, config))

@@ -163,7 +163,7 @@ def _write_manifest_entry(out_dir: Path, name: str, entry: dict[str, Any]) -> No
         encoders = dict(manifest["encoders"])
         encoders[name] = entry
         write_json_atomic(out_dir / MANIFEST, {"version": _MANIFEST_VERSION,
-                                          "encoders": dict(sorted(encoders.items()))})  # fmt: skip
+                                               "encoders": dict(sorted(encoders.items()))})  # fmt: skip
 
 
 def unit_config(
