@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ped._validation import check_magnitude
+from ped._validation import check_matrix_rules
 
 __all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_moments",
            "torch_translate", "to_numpy"]
@@ -32,25 +32,14 @@ def is_torch(x: Any) -> bool:
 def check_torch_features(x: Any, *, name: str = "features") -> Any:
     """The tensor counterpart of :func:`ped._validation.check_features` (any floating dtype,
     ``bfloat16`` included; a tensor that requires grad is read through ``detach``)."""
-    if not x.is_floating_point() or x.is_complex():
-        raise ValueError(
-            f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it first, "
-            f"e.g. {name}.double()"
-        )
-    if x.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D tensor of shape (n_samples, n_dims), got {x.ndim}-D tensor "
-            f"of shape {tuple(x.shape)}"
-        )
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     xd = x.detach()
-    # min and max propagate NaN and reach +-inf: the common case costs two reductions
-    low, high = float(xd.min()), float(xd.max())
-    if not (np.isfinite(low) and np.isfinite(high)):
-        n_bad = int((~xd.isfinite()).sum())
-        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
-    check_magnitude(max(abs(low), abs(high)), tuple(x.shape), name=name)
+    check_matrix_rules(
+        name, "tensor", floating=x.is_floating_point() and not x.is_complex(), dtype=x.dtype,
+        cast=".double()", shape=tuple(x.shape),
+        # min and max propagate NaN and reach +-inf: the common case costs two reductions
+        extremes=lambda: (float(xd.min()), float(xd.max())),
+        n_not_finite=lambda: int((~xd.isfinite()).sum()),
+    )  # fmt: skip
     return x
 
 

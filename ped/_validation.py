@@ -8,15 +8,19 @@ written to), so nothing a user passes in is modified in place.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "check_features",
+    "check_matrix_rules",
     "check_magnitude",
     "max_magnitude",
     "check_labels",
+    "whole_numbers",
     "check_features_labels",
     "check_positive",
     "check_nonnegative",
@@ -35,25 +39,50 @@ def check_features(features: ArrayLike, *, name: str = "features") -> NDArray[np
     result.
     """
     arr = np.asarray(features)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(
-            f"{name} must be a floating-point array, got dtype {arr.dtype}; "
-            f"convert it first, e.g. {name}.astype(np.float64)"
-        )
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array of shape (n_samples, n_dims), got {arr.ndim}-D array "
-            f"of shape {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    # min and max propagate NaN and reach +-inf: two reductions, no N x D boolean temporary
-    low, high = arr.min(), arr.max()
-    if not (np.isfinite(low) and np.isfinite(high)):
-        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
-    check_magnitude(max(abs(float(low)), abs(float(high))), arr.shape, name=name)
+    floating = arr.dtype != object and np.issubdtype(arr.dtype, np.floating)
+    check_matrix_rules(
+        name, "array", floating=floating, dtype=arr.dtype, cast=".astype(np.float64)",
+        shape=arr.shape,
+        # min and max propagate NaN and reach +-inf: two reductions, no N x D boolean temporary
+        extremes=lambda: (float(arr.min()), float(arr.max())),
+        n_not_finite=lambda: int(arr.size - np.count_nonzero(np.isfinite(arr))),
+    )  # fmt: skip
     return arr
+
+
+def check_matrix_rules(
+    name: str,
+    kind: str,
+    *,
+    floating: bool,
+    dtype: object,
+    cast: str,
+    shape: tuple[int, ...],
+    extremes: Callable[[], tuple[float, float]],
+    n_not_finite: Callable[[], int],
+) -> None:
+    """The rules every feature matrix obeys, for either backend (numpy ``kind="array"``, torch
+    ``"tensor"``): floating dtype, 2-D, not empty, finite, within :func:`max_magnitude`.
+
+    ``extremes`` returns the smallest and largest entry and is called once the shape is
+    checked; ``n_not_finite`` counts NaN and infinite entries and is called only when one of the
+    extremes is not finite.  Raises ``ValueError`` naming ``name`` and the problem."""
+    if not floating:
+        raise ValueError(
+            f"{name} must be a floating-point {kind}, got dtype {dtype}; convert it first, "
+            f"e.g. {name}{cast}"
+        )
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} must be a 2-D {kind} of shape (n_samples, n_dims), got {len(shape)}-D "
+            f"{kind} of shape {tuple(shape)}"
+        )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(shape)})")
+    low, high = extremes()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} contains {n_not_finite()} NaN or infinite value(s)")
+    check_magnitude(max(abs(low), abs(high)), tuple(shape), name=name)
 
 
 #: Orders of magnitude kept free between the sums of squares of the features and float64's
@@ -112,14 +141,7 @@ def check_labels(
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty")
-    if arr.dtype == bool or arr.dtype == object:
-        raise ValueError(f"{name} must be integers 0..C-1, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name} must be whole numbers 0..C-1, got non-integer values")
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be integers 0..C-1, got dtype {arr.dtype}")
-    out = arr.astype(np.intp)
+    out = whole_numbers(arr, name=name, values=" 0..C-1")
     if out.min() < 0:
         raise ValueError(f"{name} must be integers 0..C-1, got negative value {out.min()}")
     counts = np.bincount(out)
@@ -142,6 +164,20 @@ def check_labels(
             f"least {min_per_class} per class ({small.size} class(es) are too small)"
         )
     return out, n_classes
+
+
+def whole_numbers(arr: NDArray[Any], *, name: str, values: str = "") -> NDArray[np.intp]:
+    """``arr`` as an intp array when it holds integers: an integer dtype, or floats that are all
+    finite whole numbers; booleans, objects and other dtypes are refused.  ``values`` completes
+    the messages (e.g. ``" 0..C-1"``)."""
+    if arr.dtype == bool or arr.dtype == object:
+        raise ValueError(f"{name} must be integers{values}, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must be whole numbers{values}, got non-integer values")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integers{values}, got dtype {arr.dtype}")
+    return arr.astype(np.intp)
 
 
 def check_features_labels(

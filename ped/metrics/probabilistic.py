@@ -14,6 +14,7 @@ from ped._validation import (
     check_labels,
     check_positive,
     check_positive_int,
+    whole_numbers,
 )
 from ped.metrics._common import (
     as_float64,
@@ -70,15 +71,9 @@ def _check_source_labels(source_labels: ArrayLike, n_samples: int) -> NDArray[np
         raise ValueError(
             f"source_labels and labels have mismatched lengths: {arr.shape[0]} and {n_samples}"
         )
-    if arr.dtype == bool or arr.dtype == object:
-        raise ValueError(f"source_labels must be integers, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
-            raise ValueError("source_labels must be whole numbers, got non-integer values")
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"source_labels must be integers, got dtype {arr.dtype}")
+    whole = whole_numbers(arr, name="source_labels")
     # source classes that never occur are irrelevant to H(Y | Z): remapping is exact here
-    return np.unique(arr, return_inverse=True)[1].reshape(-1).astype(np.intp)
+    return np.unique(whole, return_inverse=True)[1].reshape(-1).astype(np.intp)
 
 
 def nce(source_labels: ArrayLike, labels: ArrayLike) -> float:
