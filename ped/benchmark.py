@@ -43,6 +43,11 @@ __all__ = [
     "tau_table",
     "seed_bootstrap_tau",
     "synthetic_task",
+    "zoo_records",
+    "zoo_table",
+    "task_table",
+    "ground_truth_summary",
+    "compute_cost",
     "CHECK_THRESHOLDS",
     "split_half_ceiling",
     "ground_truth_checks",
@@ -172,13 +177,22 @@ def load_ground_truth(path: str | os.PathLike[str] | None = None) -> pd.DataFram
 
 
 def selected_runs(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
-    """The runs of ``protocol`` at each model and task's validation-selected setting (all seeds),
-    see :func:`ped.zoo.finetune.selected`."""
-    from ped.zoo.finetune import selected
+    """The runs of ``protocol`` at each model and task's validation-selected setting (all seeds).
+
+    For the first benchmark's table, the setting is chosen on the seed-0 grid
+    (:func:`ped.zoo.finetune.selected`); for the rebuilt protocol's (a ``role`` column,
+    :data:`ped.zoo.finetune.COLUMNS_V2`), the selection is already made: its ``eval`` runs, on
+    seeds disjoint from the selection's, are returned (``select`` runs are left out).
+    """
+    from ped.zoo.finetune import COLUMNS, selected
 
     if protocol not in set(gt["protocol"]):
-        raise ValueError(f"no {protocol!r} run in the ground truth; it has {sorted(set(gt['protocol']))}")
-    return selected(gt[gt["protocol"] == protocol])
+        raise ValueError(f"no {protocol!r} run in the ground truth; it has "
+                         f"{sorted(set(gt['protocol']))}")  # fmt: skip
+    runs = gt[gt["protocol"] == protocol]
+    if "role" in runs.columns:
+        return runs[runs["role"] == "eval"][COLUMNS].reset_index(drop=True)
+    return selected(runs)
 
 
 def model_accuracy(
@@ -521,3 +535,78 @@ def ground_truth_checks(
         row["ok"] = all(row[k] for k in ("ok_pretrain", "ok_separable", "ok_crisp", "ok_interior"))
         rows.append(row)
     return pd.DataFrame(rows).set_index("task")
+
+
+# --------------------------------------------------------------------------------------------
+# What the benchmark is made of: the zoo, the tasks, the ground truth's quality and its cost
+# --------------------------------------------------------------------------------------------
+
+
+def zoo_records(zoo_dir: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``{encoder: record}`` of every trained encoder of a zoo folder (default: the committed
+    ``data/zoo``), in the manifest's order; a record is ``<name>.json`` as
+    :func:`ped.zoo.train.pretrain` writes it (method, hyperparameters, epochs, steps, loss curve,
+    wall time...)."""
+    import json
+
+    from ped.zoo.train import default_zoo_dir, read_manifest
+
+    zoo = Path(zoo_dir) if zoo_dir else default_zoo_dir()
+    names = list(read_manifest(zoo)["encoders"])
+    if not names:
+        raise ValueError(f"no trained encoder in {zoo}")
+    return {name: json.loads((zoo / f"{name}.json").read_text()) for name in names}
+
+
+def zoo_table(records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per encoder: method, epochs, optimiser steps, batch size, final loss, wall time
+    (minutes), parameters and checkpoint size (MB)."""
+    return pd.DataFrame([
+        {"model": name, "method": r["method"], "epochs": r["epochs"], "steps": r["steps"],
+         "batch size": r.get("hyperparameters", {}).get("batch_size"),
+         "final loss": r["final_loss"], "wall time (min)": r["wall_time_s"] / 60,
+         "parameters": r["n_parameters"], "checkpoint (MB)": r["checkpoint_bytes"] / 1e6}
+        for name, r in records.items()
+    ]).set_index("model")  # fmt: skip
+
+
+def task_table(names: Sequence[str], *, cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """One row per task: classes, images per split, whether its domain is in the pretraining
+    pool, and what its images are."""
+    from ped.datasets import load_task
+
+    rows = []
+    for name in names:
+        t = load_task(name, cache=cache)
+        rows.append({"task": name, "classes": len(t.classes), **t.sizes(),
+                     "pool domain": "in" if t.spec.in_pool_domain else "out",
+                     "images": t.spec.domain})  # fmt: skip
+    return pd.DataFrame(rows).set_index("task")
+
+
+def ground_truth_summary(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
+    r"""Per task, can its ground truth rank the zoo: :func:`spread_vs_noise` beside the
+    :func:`noise_ceiling` and its range, and, when the table has linear-probe runs, the
+    agreement :math:`\tau_w` (linear probe, fine-tuning) of the two ground truths."""
+    spread = spread_vs_noise(gt, protocol)
+    ceiling = noise_ceiling(gt, protocol)[["ceiling", "low", "high"]]
+    summary = spread.join(ceiling)
+    if protocol == "finetune" and "linear" in set(gt["protocol"]):
+        finetune, linear = model_accuracy(gt, "finetune"), model_accuracy(gt, "linear")
+        summary["τ_w(linear, fine-tune)"] = pd.Series({
+            t: weighted_tau(linear.loc[finetune.index, t], finetune[t]) for t in finetune.columns})
+    return summary
+
+
+def compute_cost(gt: pd.DataFrame, zoo: pd.DataFrame) -> pd.DataFrame:
+    """Machine time of the benchmark: runs, total and median seconds, and hours, per
+    ground-truth protocol (and role, for the rebuilt protocol: ``finetune/select``,
+    ``finetune/eval``) and for the pretraining of the zoo's self-supervised encoders
+    (``zoo``: :func:`zoo_table`)."""
+    keys = gt["protocol"] + ("/" + gt["role"] if "role" in gt.columns else "")
+    cost = gt.groupby(keys)["seconds"].agg(["count", "sum", "median"])
+    ssl = zoo[zoo["method"] != "random"]
+    seconds = ssl["wall time (min)"] * 60
+    cost.loc["pretraining"] = [len(ssl), seconds.sum(), seconds.median()]
+    cost["hours"] = cost["sum"] / 3600
+    return cost

@@ -3,6 +3,10 @@
 - :func:`use_book_style`: the colour-blind-safe palette, resolution and grid every chapter uses.
 - :func:`before_after_figure`: a metric on static features and after PED against the width of
   the digits zoo's models (:func:`ped.examples.digits_zoo`), one panel per metric.
+- :func:`rank_scatter`: the paper's Figure 7, each model's rank by a metric against its rank by
+  fine-tuning accuracy, with and without PED, one panel per task.
+- The embedded benchmark's figures: :func:`pretraining_curves`, :func:`task_samples`,
+  :func:`accuracy_matrix` and :func:`spread_noise`.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
 """
@@ -16,7 +20,16 @@ import numpy as np
 
 from ped.examples import PED_SUFFIX
 
-__all__ = ["BOOK_STYLE", "use_book_style", "before_after_figure"]
+__all__ = [
+    "BOOK_STYLE",
+    "use_book_style",
+    "before_after_figure",
+    "rank_scatter",
+    "pretraining_curves",
+    "task_samples",
+    "accuracy_matrix",
+    "spread_noise",
+]
 
 #: matplotlib settings of every figure of the book, on top of the colour-blind-safe
 #: ``tableau-colorblind10`` style.
@@ -67,5 +80,125 @@ def before_after_figure(
             right.set_ylabel("linear-probe accuracy")
             right.grid(False)
     axes[0][0].legend(loc="lower right" if probe else "best")
+    fig.tight_layout()
+    return fig
+
+
+def rank_scatter(
+    scores: Any, accuracy: Any, tau: Any, metric: str, tasks: Sequence[str], *,
+    label: str | None = None,
+) -> Any:
+    r"""The paper's Figure 7: on each task of ``tasks``, every model's rank by ``metric`` (1 =
+    highest score) against its rank by accuracy (1 = most accurate), on the extracted features
+    (circles) and after PED (crosses), with the dashed diagonal of a perfect ranking.
+
+    ``scores`` is the tidy table of :func:`ped.table1.score_tasks`; ``accuracy`` models x tasks;
+    ``tau`` the :math:`\tau_w` table of :func:`ped.table1.tau_cells` (rows ``label`` and
+    ``label+PED``), quoted in the legend; ``label`` is the metric's display name (default:
+    ``metric``).  Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if not tasks:
+        raise ValueError("no task to plot")
+    label = label or metric
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        truth_rank = accuracy[task].rank(ascending=False)
+        for moved, marker in ((False, "o"), (True, "x")):
+            cell = scores[(scores.task == task) & (scores.metric == metric)
+                          & (scores.ped == moved)].set_index("model")["score"]  # fmt: skip
+            row = label + (PED_SUFFIX if moved else "")
+            ax.scatter(truth_rank.loc[cell.index], cell.rank(ascending=False), marker=marker,
+                       label=f"{row} (τ_w = {tau.loc[row, task]:.2f})")  # fmt: skip
+        n = len(truth_rank)
+        ax.plot([1, n], [1, n], "--", color="grey", lw=1)
+        ax.set(xlabel="ground-truth rank", ylabel=f"rank by {label}", title=task,
+               xlim=(0.5, n + 0.5), ylim=(0.5, n + 0.5))  # fmt: skip
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def pretraining_curves(records: Mapping[str, Mapping[str, Any]], *, window: int = 10) -> Any:
+    """Each self-supervised encoder's pretraining loss against the optimiser step, divided by
+    the loss of the first step (a ``window``-step running mean); ``records`` as
+    :func:`ped.benchmark.zoo_records` returns them (random-init entries are skipped)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, r in records.items():
+        if r["method"] == "random":
+            continue
+        curve = pd.Series(r["loss_curve"]).rolling(window, min_periods=1).mean()
+        ax.plot(np.arange(1, len(curve) + 1), curve / abs(curve.iloc[0]), label=name, lw=1.2)
+    ax.set(xlabel="optimiser step", ylabel="loss / first loss",
+           title="Self-supervised pretraining of the zoo")  # fmt: skip
+    ax.legend(ncol=3, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def task_samples(tasks: Mapping[str, Any], samples_per_class: int = 6) -> Any:
+    """One strip per task of a few training images per class (classes in order, separated by
+    white gaps; at most 4 per class for tasks of more than 8 classes)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(9, 1.3 * len(tasks)), squeeze=False)
+    for ax, (name, t) in zip(axes[:, 0], tasks.items()):
+        per_class = min(samples_per_class, 4 if len(t.classes) > 8 else samples_per_class)
+        images = []
+        for c in range(len(t.classes)):
+            idx = np.flatnonzero(t.y_train == c)[:per_class]
+            images.extend([*t.x_train[idx], np.full_like(t.x_train[0], 255)])
+        strip = np.concatenate(images[:-1], axis=1)
+        ax.imshow(strip.squeeze(), cmap="gray" if strip.shape[-1] == 1 else None)
+        ax.set_title(f"{name}: {', '.join(map(str, t.classes))}", fontsize=8, loc="left")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_matrix(panels: Mapping[str, Any]) -> Any:
+    """Heat maps of accuracy (%) per model (rows, in the first panel's order) and task
+    (columns), one panel per ground truth (``{title: models x tasks}``); colours are
+    standardised per column, so they compare models within a task."""
+    import matplotlib.pyplot as plt
+
+    first = next(iter(panels.values()))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, (title, acc) in zip(axes[0], panels.items()):
+        order = acc.loc[first.index]
+        z = (order - order.mean()) / order.std()
+        ax.imshow(z.to_numpy(), cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(order.to_numpy()):
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if z.iat[i, j] < 0 else "black")  # fmt: skip
+        ax.set_xticks(range(order.shape[1]), order.columns, rotation=30, ha="right")
+        ax.set_yticks(range(order.shape[0]), order.index)
+        ax.set(title=f"{title} accuracy (%)", xlabel="task")
+        ax.grid(False)
+    axes[0][0].set_ylabel("model")
+    fig.tight_layout()
+    return fig
+
+
+def spread_noise(runs: Any) -> Any:
+    """Per task, every model's mean accuracy minus the task's mean over models, with an error
+    bar of one standard deviation over its seeds; ``runs`` are the selected runs
+    (:func:`ped.benchmark.selected_runs`)."""
+    import matplotlib.pyplot as plt
+
+    stats = runs.groupby(["task", "model"])["test"].agg(["mean", "std"]).reset_index()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (_, group) in enumerate(stats.groupby("task")):
+        offset = np.linspace(-0.3, 0.3, len(group))
+        ax.errorbar(i + offset, group["mean"] - group["mean"].mean(), yerr=group["std"], fmt="o",
+                    ms=3, capsize=2)  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(stats["task"].nunique()), sorted(stats["task"].unique()), rotation=20)
+    ax.set(ylabel="accuracy − task mean (percentage points)", xlabel="task",
+           title="Differences between models versus seed noise")  # fmt: skip
     fig.tight_layout()
     return fig

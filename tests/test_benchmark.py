@@ -341,3 +341,16 @@ def test_the_committed_ground_truth_loads() -> None:
     gt = B.load_ground_truth()
     assert len(gt) == 780 and set(gt["protocol"]) == {"finetune", "linear"}
     assert gt["test"].between(0, 100).all() and gt["seed"].dtype == np.int64
+
+
+def test_selected_runs_of_the_rebuilt_protocol_are_its_evaluation_runs() -> None:
+    from ped.zoo.finetune import COLUMNS_V2
+
+    rows = [["a", "t", "finetune", "select", 100, lr, 5e-4, val, val - 1]
+            for lr, val in ((0.01, 80.0), (0.03, 85.0))]
+    rows += [["a", "t", "finetune", "eval", s, 0.03, 5e-4, 84.0, 80.0 + s] for s in range(6)]
+    gt = pd.DataFrame(rows, columns=COLUMNS_V2)
+    runs = B.selected_runs(gt)
+    assert list(runs.columns) == list(COLUMNS) and len(runs) == 6
+    assert set(runs["seed"]) == set(range(6)) and (runs["lr"] == 0.03).all()
+    assert B.model_accuracy(gt).loc["a", "t"] == pytest.approx(82.5)

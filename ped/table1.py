@@ -1,0 +1,225 @@
+r"""The paper's Table 1 on the embedded benchmark: scores, :math:`\tau_w` cells, gains, claims.
+
+The chapter that replicates Table 1 calls these in order:
+
+1. :func:`score_tasks` scores every zoo encoder on every task with every metric, on the
+   extracted features and after PED (one tidy table, :func:`ped.benchmark.score_zoo` per task).
+2. :func:`tau_cells` turns the scores into the table's cells: :math:`\tau_w` (paper eq. 1) of
+   each metric (row; ``+PED`` rows after PED) against each task's fine-tuning accuracies
+   (column), with a bootstrap interval over the ground-truth seeds
+   (:func:`ped.benchmark.seed_bootstrap_tau`), and the mean over tasks.
+3. :func:`table1` lays the cells out as the paper does (intervals in brackets, the noise ceiling
+   as the last row, a raised mean in bold).
+4. :func:`paired_gains` gives each metric's change with PED per task and counts the cells whose
+   paired bootstrap interval of the change excludes zero.
+5. :func:`claims` confronts the paper's two claims about Table 1 with the replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+__all__ = [
+    "PED_SUFFIX",
+    "SUPPORT_FRACTION",
+    "TauCells",
+    "score_tasks",
+    "tau_cells",
+    "table1",
+    "paired_gains",
+    "claims",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Suffix of a metric's row after PED.
+PED_SUFFIX = "+PED"
+#: Share of improved cells from which "PED helps on (almost) every dataset" is called supported.
+SUPPORT_FRACTION = 0.8
+
+
+def _label(metric: str, ped: bool) -> str:
+    from ped.metrics import DISPLAY_NAMES
+
+    return DISPLAY_NAMES.get(metric, metric) + (PED_SUFFIX if ped else "")
+
+
+def score_tasks(
+    tasks: Sequence[str],
+    metrics: Sequence[str],
+    ped_options: Mapping[str, Any],
+    *,
+    models: Sequence[str],
+    reference: str = "source",
+    split: str = "trainval",
+    definitions: str = "release",
+    zoo_dir: str | os.PathLike[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model x task x metric, on the features and after PED (``ped_options``).
+
+    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.benchmark.score_zoo` with a
+    ``task`` column (static rows first, then PED's, per task), and per task the number of scored
+    images, of classes and the feature dimension.
+    """
+    from ped.benchmark import score_zoo, zoo_features
+
+    scores, shapes = [], {}
+    for task in tasks:
+        feats = zoo_features(task, split=split, models=list(models), zoo_dir=zoo_dir)
+        x0, y0 = next(iter(feats.values()))
+        shapes[task] = {"images": len(y0), "classes": len(np.unique(y0)), "dim": x0.shape[1]}
+        for moved in (False, True):
+            table = score_zoo(feats, metrics, ped=moved, reference=reference,  # type: ignore[arg-type]
+                              zoo_dir=zoo_dir, definitions=definitions,
+                              **(dict(ped_options) if moved else {}))  # fmt: skip
+            scores.append(table.assign(task=task))
+    return pd.concat(scores, ignore_index=True), pd.DataFrame(shapes).T
+
+
+@dataclass
+class TauCells:
+    r""":math:`\tau_w` cells of Table 1: rows ``LogME``, ``LogME+PED``, ...; columns the tasks
+    and ``mean`` (``tau`` only).  ``low``/``high`` are the bounds of the seed-bootstrap interval
+    (NaN without resamples); ``draws[(row, task)]`` its bootstrap distribution."""
+
+    tau: pd.DataFrame
+    low: pd.DataFrame
+    high: pd.DataFrame
+    draws: dict[tuple[str, str], NDArray[np.float64]] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [c for c in self.tau.columns if c != "mean"]
+
+
+def tau_cells(
+    scores: pd.DataFrame,
+    gt: pd.DataFrame,
+    protocol: str = "finetune",
+    *,
+    n_resamples: int = 1000,
+    tasks: Sequence[str] | None = None,
+) -> TauCells:
+    r""":math:`\tau_w` of every metric (with and without PED) on every task against the
+    accuracies of ``protocol``, with a bootstrap interval over the ground-truth seeds when
+    ``n_resamples`` > 0 (:func:`ped.benchmark.seed_bootstrap_tau`).  Rows are ordered as the
+    metrics appear in ``scores``, each followed by its ``+PED`` row; columns are ``tasks``
+    (default: as they appear) and their ``mean``."""
+    from ped.benchmark import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
+
+    runs = selected_runs(gt, protocol)
+    accuracy = model_accuracy(gt, protocol)
+    tasks = list(tasks) if tasks is not None else list(dict.fromkeys(scores["task"]))
+    est: dict[str, dict[str, float]] = {}
+    low: dict[str, dict[str, float]] = {}
+    high: dict[str, dict[str, float]] = {}
+    draws: dict[tuple[str, str], NDArray[np.float64]] = {}
+    for (metric, moved), group in scores.groupby(["metric", "ped"], sort=False):
+        label = _label(metric, bool(moved))
+        for task, cell in group.groupby("task", sort=False):
+            if task not in tasks:
+                continue
+            if n_resamples:
+                s = cell.set_index("model")["score"]
+                seeds = runs[runs["task"] == task].pivot_table(index="model", columns="seed",
+                                                               values="test")  # fmt: skip
+                ci = seed_bootstrap_tau(s, seeds, n_resamples=n_resamples)
+                value, lo, hi = ci.estimate, ci.low, ci.high
+                draws[label, task] = ci.distribution
+            else:
+                value, lo, hi = tau_table(cell, accuracy[task]).iloc[0], np.nan, np.nan
+            est.setdefault(label, {})[task] = value
+            low.setdefault(label, {})[task] = lo
+            high.setdefault(label, {})[task] = hi
+    order = [label for m in dict.fromkeys(scores["metric"]) for moved in (False, True)
+             if (label := _label(m, moved)) in est]  # fmt: skip
+    tau = pd.DataFrame(est).T.loc[order, tasks]
+    tau["mean"] = tau.mean(axis=1)
+    return TauCells(tau, pd.DataFrame(low).T.loc[order, tasks],
+                    pd.DataFrame(high).T.loc[order, tasks], draws)  # fmt: skip
+
+
+def table1(cells: TauCells, ceiling: pd.Series | None = None) -> Any:
+    r"""Table 1 as the paper lays it out, as a pandas ``Styler``: one row per metric and per
+    metric + PED, one column per task (:math:`\tau_w` with its interval in brackets when there
+    is one) and the mean; the noise ceiling of each task as the last row when ``ceiling`` is
+    given; a ``+PED`` row's mean in bold when it exceeds the metric's own."""
+    tasks = cells.tasks
+
+    def cell(label: str, task: str) -> str:
+        est, lo, hi = (cells.tau.loc[label, task], cells.low.loc[label, task],
+                       cells.high.loc[label, task])  # fmt: skip
+        return f"{est:.3f}" if np.isnan(lo) else f"{est:.3f} [{lo:.2f}, {hi:.2f}]"
+
+    order = list(cells.tau.index)
+    frame = pd.DataFrame({t: [cell(label, t) for label in order] for t in tasks}, index=order)
+    frame["mean"] = [f"{cells.tau.loc[label, 'mean']:.3f}" for label in order]
+    if ceiling is not None:
+        frame.loc["noise ceiling"] = [f"{ceiling[t]:.3f}" for t in tasks] + [
+            f"{ceiling[tasks].mean():.3f}"]
+    raised = {label for label in order if label.endswith(PED_SUFFIX)
+              and label.removesuffix(PED_SUFFIX) in cells.tau.index
+              and cells.tau.loc[label, "mean"]
+              > cells.tau.loc[label.removesuffix(PED_SUFFIX), "mean"]}  # fmt: skip
+    return frame.style.apply(lambda col: ["font-weight: bold" if col.name == "mean"
+                                          and i in raised else "" for i in col.index])  # fmt: skip
+
+
+def paired_gains(cells: TauCells, metrics: Sequence[str]) -> tuple[pd.DataFrame, int, int]:
+    r"""Each metric's change of :math:`\tau_w` with PED, per task and on the mean (rows: the
+    metrics' display names), and the number of task cells whose paired change is clearly up
+    and clearly down: the 95 % percentile interval of ``draws[+PED] - draws[static]`` (the same
+    seed resamples) above or below zero.  Without draws both counts are 0."""
+    rows = {_label(m, False): cells.tau.loc[_label(m, True)] - cells.tau.loc[_label(m, False)]
+            for m in metrics}  # fmt: skip
+    gain = pd.DataFrame(rows).T
+    up = down = 0
+    for m in metrics:
+        for t in cells.tasks:
+            key_ped, key = (_label(m, True), t), (_label(m, False), t)
+            if key_ped in cells.draws and key in cells.draws:
+                low, high = np.nanpercentile(cells.draws[key_ped] - cells.draws[key], [2.5, 97.5])
+                up += int(low > 0)
+                down += int(high < 0)
+    return gain, up, down
+
+
+def claims(gain: pd.DataFrame, published: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The paper's claims about Table 1 against the replica, one row per claim.
+
+    For each of the paper's three metrics in ``metrics`` (LogME, SFDA, GBC), "PED raises the mean
+    :math:`\\tau_w`": supported when the replica's mean change is positive.  Then "PED helps on
+    (almost) every dataset": supported when at least :data:`SUPPORT_FRACTION` of the replica's
+    task cells improve.  ``gain`` is :func:`paired_gains`' table; ``published`` the paper's
+    Table 1 (:func:`ped.data.published_tau_w`, rows ``LogME``, ``LogME+PED``...).  Columns:
+    ``claim``, ``published``, ``replica``, ``verdict``.
+    """
+    tasks = [c for c in gain.columns if c != "mean"]
+    published = published.drop(columns="mean", errors="ignore")
+    pub_gain = {}
+    rows = []
+    for m in [m for m in ("logme", "sfda", "gbc") if m in metrics]:
+        name = _label(m, False)
+        pub_gain[name] = published.loc[name + PED_SUFFIX] - published.loc[name]
+        ours = float(gain.loc[name, "mean"])
+        improved = int((gain.loc[name, tasks] > 0).sum())
+        rows.append({"claim": f"PED raises the mean τ_w of {name}",
+                     "published": f"{pub_gain[name].mean():+.3f}",
+                     "replica": f"{ours:+.3f} ({improved} of {len(tasks)} tasks improve)",
+                     "verdict": "supported" if ours > 0 else "not supported"})  # fmt: skip
+    share = float((gain[tasks] > 0).to_numpy().mean())
+    n_up = sum(int((g > 0).sum()) for g in pub_gain.values())
+    n_all = sum(g.size for g in pub_gain.values())
+    rows.append({"claim": "PED helps on (almost) every dataset",
+                 "published": f"{n_up} of {n_all} cells improve",
+                 "replica": f"{share:.0%} of the cells improve",
+                 "verdict": "supported" if share >= SUPPORT_FRACTION else "not supported"})
+    return pd.DataFrame(rows).set_index("claim")

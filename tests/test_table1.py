@@ -1,0 +1,117 @@
+"""ped.table1: Table 1's cells, layout, paired gains and claims on hand-made scores."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ped import benchmark as B
+from ped.evaluation import weighted_tau
+from ped.plot import rank_scatter
+from ped.table1 import SUPPORT_FRACTION, claims, paired_gains, table1, tau_cells
+from ped.zoo.finetune import COLUMNS
+
+MODELS = ["m0", "m1", "m2", "m3", "m4"]
+TASKS = ["t1", "t2"]
+ACC = {"t1": [60.0, 65.0, 70.0, 75.0, 80.0], "t2": [80.0, 70.0, 75.0, 60.0, 65.0]}
+
+
+def _gt(seeds: int = 4, noise: float = 1.0) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for task, accs in ACC.items():
+        for model, a in zip(MODELS, accs):
+            rows += [[model, task, "finetune", s, 0.01, 5e-4, a, a + noise * rng.standard_normal()]
+                     for s in range(seeds)]  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _scores() -> pd.DataFrame:
+    """LogME orders t1 right and t2 wrong; with PED it orders both right. GBC is the reverse."""
+    rows = []
+    for task in TASKS:
+        for ped in (False, True):
+            for metric in ("logme", "gbc"):
+                good = (metric == "logme") == ped or task == "t1"
+                for model, a in zip(MODELS, ACC[task]):
+                    rows.append({"model": model, "metric": metric, "ped": ped, "task": task,
+                                 "score": a if good else -a})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_tau_cells_match_weighted_tau_and_order_rows():
+    gt = _gt()
+    cells = tau_cells(_scores(), gt, n_resamples=0)
+    assert list(cells.tau.index) == ["LogME", "LogME+PED", "GBC", "GBC+PED"]
+    assert list(cells.tau.columns) == [*TASKS, "mean"] and cells.tasks == TASKS
+    acc = B.model_accuracy(gt)
+    for task in TASKS:
+        truth = acc.loc[MODELS, task].to_numpy()
+        assert cells.tau.loc["LogME+PED", task] == pytest.approx(weighted_tau(ACC[task], truth))
+        assert cells.tau.loc["GBC+PED", task] == pytest.approx(
+            weighted_tau(ACC[task] if task == "t1" else -np.array(ACC[task]), truth))
+    assert cells.tau.loc["LogME", "mean"] == pytest.approx(cells.tau.loc["LogME", TASKS].mean())
+    assert cells.low.isna().all().all() and not cells.draws
+
+
+def test_tau_cells_intervals_cover_the_estimate():
+    cells = tau_cells(_scores(), _gt(noise=3.0), n_resamples=200)
+    assert set(cells.draws) == {(r, t) for r in cells.tau.index for t in TASKS}
+    for r in cells.tau.index:
+        for t in TASKS:
+            assert cells.low.loc[r, t] <= cells.tau.loc[r, t] <= cells.high.loc[r, t]
+            assert len(cells.draws[r, t]) == 200
+
+
+def test_paired_gains_count_clear_changes():
+    cells = tau_cells(_scores(), _gt(noise=0.5), n_resamples=200)
+    gain, up, down = paired_gains(cells, ["logme", "gbc"])
+    assert gain.loc["LogME", "t1"] == pytest.approx(0.0) and gain.loc["LogME", "t2"] > 1
+    assert gain.loc["GBC", "t2"] < -1
+    assert (up, down) == (1, 1)  # LogME up on t2, GBC down on t2; t1 unchanged
+    no_draws = tau_cells(_scores(), _gt(), n_resamples=0)
+    assert paired_gains(no_draws, ["logme"])[1:] == (0, 0)
+
+
+def test_table1_layout_bolds_a_raised_mean():
+    cells = tau_cells(_scores(), _gt(), n_resamples=50)
+    ceiling = pd.Series({"t1": 0.9, "t2": 0.7})
+    styler = table1(cells, ceiling)
+    frame = styler.data
+    assert list(frame.index) == ["LogME", "LogME+PED", "GBC", "GBC+PED", "noise ceiling"]
+    assert frame.loc["noise ceiling", "mean"] == "0.800"
+    assert frame.loc["LogME", "t1"].startswith(f"{cells.tau.loc['LogME', 't1']:.3f} [")
+    html = styler.to_html()
+    assert html.count("font-weight: bold") == 1  # LogME+PED's mean only
+    plain = table1(tau_cells(_scores(), _gt(), n_resamples=0)).data
+    assert "[" not in plain.loc["LogME", "t1"] and "noise ceiling" not in plain.index
+
+
+def test_claims_read_the_gains():
+    cells = tau_cells(_scores(), _gt(), n_resamples=0)
+    gain, _, _ = paired_gains(cells, ["logme", "gbc"])
+    published = pd.DataFrame({"d1": [0.1, 0.3, 0.2, 0.1], "d2": [0.2, 0.4, 0.2, 0.3]},
+                             index=["LogME", "LogME+PED", "GBC", "GBC+PED"])
+    out = claims(gain, published.assign(mean=published.mean(axis=1)), ["logme", "gbc"])
+    assert list(out.index) == ["PED raises the mean τ_w of LogME", "PED raises the mean τ_w of GBC",
+                               "PED helps on (almost) every dataset"]  # fmt: skip
+    assert out["verdict"].tolist() == ["supported", "not supported", "not supported"]
+    assert out.loc["PED raises the mean τ_w of LogME", "published"] == "+0.200"
+    assert out.iloc[2]["published"] == "3 of 4 cells improve"  # the mean column is no dataset
+    assert out.iloc[2]["replica"] == "25% of the cells improve" and SUPPORT_FRACTION > 0.25
+
+
+def test_rank_scatter_plots_every_model_per_task():
+    cells = tau_cells(_scores(), _gt(), n_resamples=0)
+    fig = rank_scatter(_scores(), B.model_accuracy(_gt()), cells.tau, "logme", TASKS,
+                       label="LogME")  # fmt: skip
+    assert [ax.get_title() for ax in fig.axes] == TASKS
+    assert all(len(ax.collections) == 2 for ax in fig.axes)  # static and PED
+    assert "τ_w" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="no task"):
+        rank_scatter(_scores(), B.model_accuracy(_gt()), cells.tau, "logme", [])
