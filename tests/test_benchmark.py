@@ -354,3 +354,38 @@ def test_selected_runs_of_the_rebuilt_protocol_are_its_evaluation_runs() -> None
     assert list(runs.columns) == list(COLUMNS) and len(runs) == 6
     assert set(runs["seed"]) == set(range(6)) and (runs["lr"] == 0.03).all()
     assert B.model_accuracy(gt).loc["a", "t"] == pytest.approx(82.5)
+
+
+def test_zoo_records_and_table_read_the_committed_zoo() -> None:
+    records = B.zoo_records()
+    table = B.zoo_table(records)
+    assert list(table.index) == list(records) and "random_init" in table.index
+    simclr = records["simclr"]
+    row = table.loc["simclr"]
+    assert row["steps"] == simclr["steps"] and row["batch size"] == 256
+    assert row["wall time (min)"] == pytest.approx(simclr["wall_time_s"] / 60)
+    with pytest.raises(ValueError, match="no trained encoder"):
+        B.zoo_records(Path("/nonexistent-zoo"))
+
+
+def test_compute_cost_sums_runs_and_pretraining() -> None:
+    gt = pd.DataFrame({"protocol": ["finetune", "finetune", "linear"], "seconds": [10.0, 30.0, 2.0]})
+    zoo = pd.DataFrame({"method": ["simclr", "byol", "random"],
+                        "wall time (min)": [1.0, 3.0, 0.0]})  # fmt: skip
+    cost = B.compute_cost(gt, zoo)
+    assert cost.loc["finetune", "count"] == 2 and cost.loc["finetune", "sum"] == 40.0
+    assert cost.loc["pretraining", "sum"] == 240.0 and cost.loc["pretraining", "median"] == 120.0
+    assert cost["hours"].sum() == pytest.approx((40 + 2 + 240) / 3600)
+    v2 = gt.assign(role=["select", "eval", "eval"])
+    assert {"finetune/select", "finetune/eval", "linear/eval"} <= set(B.compute_cost(v2, zoo).index)
+
+
+def test_ground_truth_summary_joins_spread_ceiling_and_agreement() -> None:
+    gt = B.load_ground_truth()
+    summary = B.ground_truth_summary(gt)
+    spread, ceiling = B.spread_vs_noise(gt), B.noise_ceiling(gt)
+    pd.testing.assert_series_equal(summary["ratio"], spread["ratio"])
+    pd.testing.assert_series_equal(summary["ceiling"], ceiling["ceiling"])
+    assert summary["τ_w(linear, fine-tune)"].between(-1, 1).all()
+    no_linear = B.ground_truth_summary(gt[gt["protocol"] == "finetune"])
+    assert "τ_w(linear, fine-tune)" not in no_linear

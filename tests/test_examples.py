@@ -106,3 +106,35 @@ def test_use_book_style_sets_the_palette_and_grid():
             assert plt.rcParams[key] == value
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         assert colours[0].lower() == "#006ba4"  # tableau-colorblind10's first colour
+
+
+def test_benchmark_figures_have_titles_and_labels():
+    import pandas as pd
+
+    from ped import benchmark
+    from ped.plot import accuracy_matrix, pretraining_curves, spread_noise, task_samples
+
+    records = {"a": {"method": "simclr", "loss_curve": [4.0, 3.0, 2.0]},
+               "r": {"method": "random", "loss_curve": []}}  # fmt: skip
+    fig = pretraining_curves(records)
+    assert len(fig.axes[0].lines) == 1 and fig.axes[0].get_ylabel() == "loss / first loss"
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [1.0, 0.875, 0.75])
+    acc = pd.DataFrame({"t1": [70.0, 80.0], "t2": [60.0, 50.0]}, index=["m1", "m2"])
+    fig = accuracy_matrix({"fine-tuning": acc, "linear probe": acc.iloc[::-1]})
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["fine-tuning accuracy (%)",
+                                                       "linear probe accuracy (%)"]  # fmt: skip
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["m1", "m2"]
+    assert fig.axes[1].texts[0].get_text() == "70.0"  # rows in the first panel's order
+    runs = benchmark.selected_runs(benchmark.load_ground_truth())
+    fig = spread_noise(runs)
+    assert fig.axes[0].get_ylabel().startswith("accuracy − task mean")
+    assert len(fig.axes[0].containers) == runs["task"].nunique()
+
+    class FakeTask:
+        classes = ("a", "b")
+        y_train = np.array([0, 1, 0, 1])
+        x_train = np.zeros((4, 32, 32, 1), dtype=np.uint8)
+
+    fig = task_samples({"fake": FakeTask()}, samples_per_class=2)
+    assert fig.axes[0].get_title(loc="left") == "fake: a, b"
+    assert fig.axes[0].images[0].get_array().shape == (32, 32 * 5)  # 2 + gap + 2
