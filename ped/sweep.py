@@ -62,6 +62,7 @@ __all__ = [
     "collect_results",
     "load_sweep",
     "read_sidecar",
+    "sensitivity_summary",
     "register_cli",
 ]
 
@@ -855,6 +856,27 @@ example:
   ped sweep notebooks/02_ped_step_by_step.md --out sweeps/nsigma \\
       -p n_classes='[8, 12]' -p seed='[0, 1]'
 """
+
+
+def sensitivity_summary(
+    table: pd.DataFrame, defaults: Mapping[str, float], value: str = "mean_tau_ped"
+) -> pd.DataFrame:
+    """Per PED variant of a sweep's results: the best ``value`` and the ``nsigma`` that gives
+    it, the worst, and the mean at ``defaults`` (``{"nsigma": ..., "time_step": ...,
+    "max_steps": ...}``; the points whose parameters are all close to them)."""
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    for variant, group in table.groupby("variant"):
+        best = group.loc[group[value].idxmax()]
+        at_default = np.ones(len(group), dtype=bool)
+        for name, v in defaults.items():
+            at_default &= np.isclose(group[name].to_numpy(dtype=float), v)
+        out[variant] = {"best": best[value], "best nsigma": best["nsigma"],
+                        "worst": group[value].min(),
+                        "default": group.loc[at_default, value].mean()}  # fmt: skip
+    return pd.DataFrame(out).T
 
 
 def register_cli(subparsers: Any) -> argparse.ArgumentParser:

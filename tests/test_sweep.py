@@ -362,3 +362,19 @@ def test_numpy_scalar_reprs_become_numbers():
     assert _clean_output("np.int64(3)") == 3
     assert _clean_output("plain") == "plain"
     assert _clean_output((1, 2)) == [1, 2]
+
+
+def test_sensitivity_summary_finds_best_worst_and_default():
+    from ped.sweep import sensitivity_summary
+
+    table = pd.DataFrame({
+        "variant": ["official"] * 4 + ["paper"] * 2,
+        "nsigma": [0.3, 0.6, 0.6, 0.9, 0.6, 0.9],
+        "time_step": [0.1, 0.1, 0.2, 0.1, 0.1, 0.1],
+        "max_steps": [6] * 6,
+        "mean_tau_ped": [0.1, 0.4, 0.2, 0.5, 0.3, 0.0],
+    })  # fmt: skip
+    out = sensitivity_summary(table, {"nsigma": 0.6, "time_step": 0.1, "max_steps": 6})
+    assert out.loc["official", "best"] == 0.5 and out.loc["official", "best nsigma"] == 0.9
+    assert out.loc["official", "worst"] == 0.1 and out.loc["official", "default"] == 0.4
+    assert out.loc["paper", "default"] == 0.3 and out.loc["paper", "worst"] == 0.0
