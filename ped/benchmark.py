@@ -48,6 +48,7 @@ __all__ = [
     "task_table",
     "ground_truth_summary",
     "compute_cost",
+    "method_timings",
     "CHECK_THRESHOLDS",
     "split_half_ceiling",
     "ground_truth_checks",
@@ -610,3 +611,37 @@ def compute_cost(gt: pd.DataFrame, zoo: pd.DataFrame) -> pd.DataFrame:
     cost.loc["pretraining"] = [len(ssl), seconds.sum(), seconds.median()]
     cost["hours"] = cost["sum"] / 3600
     return cost
+
+
+def method_timings(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    metrics: Sequence[str],
+    *,
+    ped_options: Mapping[str, Any],
+    reference: Any = None,
+    repeats: int = 3,
+    metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.Series:
+    """Median wall time (seconds, over ``repeats`` calls; ``timeit.repeat``) of each metric of
+    :data:`ped.metrics.METRICS` on ``(x, y)`` (options from ``metric_options``), and of one
+    PED run (``ped_options``, standardised by ``reference``), indexed by display name and
+    ``"PED"``."""
+    import statistics
+    import timeit
+
+    from ped.dynamics import potential_energy_descent
+    from ped.metrics import DISPLAY_NAMES, METRICS
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    options = metric_options or {}
+
+    def median(fn: Any) -> float:
+        return statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
+
+    row = {DISPLAY_NAMES.get(m, m): median(lambda m=m: METRICS[m](x, y, **options.get(m, {})))
+           for m in metrics}  # fmt: skip
+    row["PED"] = median(lambda: potential_energy_descent(x, y, reference=reference,
+                                                         **ped_options))  # fmt: skip
+    return pd.Series(row, name="seconds")

@@ -3,10 +3,12 @@
 - :func:`use_book_style`: the colour-blind-safe palette, resolution and grid every chapter uses.
 - :func:`before_after_figure`: a metric on static features and after PED against the width of
   the digits zoo's models (:func:`ped.examples.digits_zoo`), one panel per metric.
+- :func:`balls_figure`: 2-D classes and their balls before and after the descent (chapter 1).
 - :func:`rank_scatter`: the paper's Figure 7, each model's rank by a metric against its rank by
   fine-tuning accuracy, with and without PED, one panel per task.
 - The embedded benchmark's figures: :func:`pretraining_curves`, :func:`task_samples`,
-  :func:`accuracy_matrix` and :func:`spread_noise`.
+  :func:`accuracy_matrix` and :func:`spread_noise`; the paper's Figure 4, :func:`descent_tsne`;
+  PED's hyperparameter sweeps, :func:`sensitivity_heatmaps`.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
 """
@@ -29,6 +31,9 @@ __all__ = [
     "task_samples",
     "accuracy_matrix",
     "spread_noise",
+    "descent_tsne",
+    "sensitivity_heatmaps",
+    "balls_figure",
 ]
 
 #: matplotlib settings of every figure of the book, on top of the colour-blind-safe
@@ -201,4 +206,98 @@ def spread_noise(runs: Any) -> Any:
     ax.set(ylabel="accuracy − task mean (percentage points)", xlabel="task",
            title="Differences between models versus seed noise")  # fmt: skip
     fig.tight_layout()
+    return fig
+
+
+def descent_tsne(features: Any, labels: Any, result: Any, *, title: str = "") -> Any:
+    """The paper's Figure 4: t-SNE of the features at the start of PED, midway and after the
+    descent (one colour per class; each panel its own t-SNE), and the elastic potential energy
+    :math:`U` after each kept step.  ``result`` is the :class:`ped.PEDResult` of ``features``;
+    the moved features of step :math:`t` are ``features + (centers[t] - centers[0])[labels]``."""
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    x, y = np.asarray(features), np.asarray(labels)
+    moved = result.centers - result.centers[0]  # (steps + 1, C, D) accumulated shift per class
+    steps = sorted({0, result.steps // 2, result.steps})
+    fig, axes = plt.subplots(1, len(steps) + 1, figsize=(3.75 * (len(steps) + 1), 3.8))
+    for ax, step in zip(axes, steps):
+        emb = TSNE(perplexity=30, init="pca", random_state=0, n_jobs=1).fit_transform(
+            x + moved[step][y])
+        for c in np.unique(y):  # one colour per class, from the colour-blind-safe cycle
+            ax.scatter(emb[y == c, 0], emb[y == c, 1], s=6)
+        ax.set(title=f"step {step} of {result.steps}", xlabel="t-SNE 1", ylabel="t-SNE 2",
+               xticks=[], yticks=[])  # fmt: skip
+    axes[-1].plot(np.arange(result.steps + 1), result.energy, "o-")
+    axes[-1].set(title="potential energy", xlabel="step", ylabel="U (standardised units)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_heatmaps(
+    table: Any, column: str, defaults: Mapping[str, float], title: str,
+    value: str = "mean_tau_ped",
+) -> Any:
+    """One heat map per PED variant of a sweep's ``value`` over ``nsigma`` (columns) and
+    ``column`` (rows), on one colour scale, with the paper's ``defaults`` boxed in red."""
+    import matplotlib.pyplot as plt
+
+    variants = sorted(table["variant"].unique())
+    fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 3.6), squeeze=False)
+    lo, hi = table[value].min(), table[value].max()
+    for ax, variant in zip(axes[0], variants):
+        grid = table[table["variant"] == variant].pivot_table(index=column, columns="nsigma",
+                                                              values=value)  # fmt: skip
+        im = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=lo, vmax=hi, aspect="auto",
+                       origin="lower")  # fmt: skip
+        for (i, j), v in np.ndenumerate(grid.to_numpy()):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < (lo + hi) / 2 else "black")  # fmt: skip
+        if defaults.get("nsigma") in grid.columns and defaults.get(column) in grid.index:
+            j = list(grid.columns).index(defaults["nsigma"])
+            i = list(grid.index).index(defaults[column])
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+        ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
+        ax.set(xlabel="nsigma (ball radius, in standard deviations)",
+               ylabel=column.replace("_", " "), title=f"{variant} variant")  # fmt: skip
+        ax.grid(False)
+    fig.colorbar(im, ax=axes[0].tolist(), label="mean τ_w with PED")
+    fig.suptitle(title)
+    return fig
+
+
+def balls_figure(points: Any, labels: Any, result: Any) -> Any:
+    """Two-dimensional classes before (left) and after (right) the descent of ``result`` (a
+    :class:`ped.PEDResult` of ``points``), in the standardised units PED works in: the samples,
+    each class's ball (radius ``result.radii``) around its centre (a cross), and on the right
+    the centres' paths (grey)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    pts, y = np.asarray(points), np.asarray(labels)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be 2-D samples of shape (N, 2), got {pts.shape}")
+    mean, std = pts.mean(axis=0), pts.std(axis=0)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    classes = np.unique(y)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.3), sharex=True, sharey=True)
+    panels = [(axes[0], pts, result.centers[0], "before descent"),
+              (axes[1], result.features, result.centers[-1], f"after {result.steps} steps")]
+    for ax, sample, centres, title in panels:
+        zs = (sample - mean) / std
+        for i in classes:
+            colour = colors[i % len(colors)]
+            ax.scatter(*zs[y == i].T, s=6, alpha=0.35, color=colour, label=f"class {i}")
+            cz = (centres[i] - mean) / std
+            ax.add_patch(Circle(cz, result.radii[i], fill=False, lw=2, color=colour))
+            ax.plot(*cz, "x", color="black")
+        ax.set(title=title, xlabel="standardised feature 1", aspect="equal")
+    path = (result.centers - mean) / std
+    for i in classes:
+        axes[1].plot(path[:, i, 0], path[:, i, 1], color="grey", lw=1)
+    axes[0].set_ylabel("standardised feature 2")
+    axes[0].legend(loc="lower left", fontsize=8)
     return fig

@@ -138,3 +138,64 @@ def test_benchmark_figures_have_titles_and_labels():
     fig = task_samples({"fake": FakeTask()}, samples_per_class=2)
     assert fig.axes[0].get_title(loc="left") == "fake: a, b"
     assert fig.axes[0].images[0].get_array().shape == (32, 32 * 5)  # 2 + gap + 2
+
+
+def test_descent_tsne_shows_start_middle_end_and_the_energy():
+    from ped.plot import descent_tsne
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 5)) + 0.3 * y[:, None]
+    result = ped.potential_energy_descent(x, y)
+    fig = descent_tsne(x, y, result, title="T")
+    steps = sorted({0, result.steps // 2, result.steps})
+    assert len(fig.axes) == len(steps) + 1
+    assert [ax.get_title() for ax in fig.axes[:-1]] == [f"step {s} of {result.steps}" for s in steps]
+    np.testing.assert_array_equal(fig.axes[-1].lines[0].get_ydata(), result.energy)
+    assert fig._suptitle.get_text() == "T"
+
+
+def test_method_timings_time_every_metric_and_ped():
+    from ped.benchmark import method_timings
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 15)
+    x = rng.normal(size=(45, 4)) + y[:, None]
+    t = method_timings(x, y, ["logme", "gbc"], ped_options={"nsigma": 0.3}, repeats=2)
+    assert list(t.index) == ["LogME", "GBC", "PED"] and (t > 0).all()
+    with pytest.raises(ValueError, match="repeats"):
+        method_timings(x, y, ["logme"], ped_options={}, repeats=0)
+
+
+def test_sensitivity_heatmaps_box_the_defaults():
+    import pandas as pd
+
+    from ped.plot import sensitivity_heatmaps
+
+    table = pd.DataFrame([{"variant": v, "nsigma": n, "time_step": t, "mean_tau_ped": n * t}
+                          for v in ("official", "paper") for n in (0.3, 0.6)
+                          for t in (0.1, 0.2)])  # fmt: skip
+    fig = sensitivity_heatmaps(table, "time_step", {"nsigma": 0.6, "time_step": 0.1}, "T")
+    panels = [ax for ax in fig.axes if ax.get_title().endswith("variant")]
+    assert [ax.get_title() for ax in panels] == ["official variant", "paper variant"]
+    assert all(len(ax.patches) == 1 for ax in panels)  # the red box of the defaults
+    assert panels[0].images[0].get_array()[1, 0] == pytest.approx(0.06)  # row 0.2, col 0.3
+    fig = sensitivity_heatmaps(table, "time_step", {"nsigma": 0.9, "time_step": 0.1}, "T")
+    assert not any(ax.patches for ax in fig.axes)  # defaults outside the grid: no box
+
+
+def test_balls_figure_draws_a_ball_per_class_before_and_after():
+    from ped.plot import balls_figure
+
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 40)
+    pts = np.array([[0.0, 0.0], [0.7, 0.2], [0.25, 0.6]])[y] + rng.normal(scale=0.6, size=(120, 2))
+    result = ped.potential_energy_descent(pts, y, max_steps=4, exit_ratio=0.0)
+    fig = balls_figure(pts, y, result)
+    before, after = fig.axes
+    assert before.get_title() == "before descent" and after.get_title() == f"after {result.steps} steps"
+    assert len(before.patches) == len(after.patches) == 3
+    assert [p.radius for p in before.patches] == list(result.radii)
+    assert len(after.lines) == 3 + 3  # centre crosses and paths
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        balls_figure(np.zeros((5, 3)), y[:5], result)
