@@ -75,6 +75,7 @@ __all__ = [
     "score_features",
     "load_truth",
     "evaluate_scores",
+    "table1_layout",
     "register_cli",
 ]
 
@@ -630,6 +631,24 @@ def evaluate_scores(
              **stats}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
+
+
+def table1_layout(evaluation: pd.DataFrame, statistic: str = "weighted_tau") -> pd.DataFrame:
+    """An :func:`evaluate_scores` table in the layout of the paper's Table 1: one row per metric
+    (its display name, e.g. ``LogME``) and per metric after PED (``LogME+PED``), one column per
+    dataset, and the ``mean`` over the datasets; the values are ``statistic``."""
+    from ped.metrics import DISPLAY_NAMES
+
+    if statistic not in evaluation.columns:
+        raise ValueError(f"the evaluation has no column {statistic!r}")
+    rows = [DISPLAY_NAMES.get(m, m) + ("+PED" if p else "")
+            for m, p in zip(evaluation["metric"], evaluation["ped"].map(_as_bool))]
+    wide = evaluation.assign(row=rows).pivot(index="row", columns="dataset", values=statistic)
+    order = list(dict.fromkeys(rows))
+    wide = wide.loc[order]
+    wide.columns.name = None
+    wide["mean"] = wide.mean(axis=1)
+    return wide
 
 
 def _as_bool(value: Any) -> bool:

@@ -24,6 +24,7 @@ from ped.scoring import (
     load_truth,
     score_features,
     score_items,
+    table1_layout,
 )
 
 MODELS = ("alpha", "beta_v2", "gamma", "delta")  # one name with an underscore
@@ -316,3 +317,19 @@ def test_cli_score_takes_the_definitions(features_dir, tmp_path, fake_registry, 
     with pytest.raises(SystemExit) as exc:
         main([*base, "--definitions", "latest"])
     assert exc.value.code == 2 and "invalid choice: 'latest'" in capsys.readouterr().err
+
+
+def test_table1_layout_is_the_papers_rows_and_columns():
+    evaluation = pd.DataFrame({
+        "dataset": ["d1", "d2", "d1", "d2", "d1", "d2"],
+        "metric": ["logme", "logme", "logme", "logme", "gbc", "gbc"],
+        "ped": [False, False, True, True, "False", "False"],  # as read back from a CSV
+        "weighted_tau": [0.1, 0.3, 0.5, 0.7, -0.2, 0.0],
+    })  # fmt: skip
+    wide = table1_layout(evaluation)
+    assert list(wide.index) == ["LogME", "LogME+PED", "GBC"]
+    assert list(wide.columns) == ["d1", "d2", "mean"]
+    assert wide.loc["LogME+PED", "mean"] == pytest.approx(0.6)
+    assert wide.loc["GBC", "d1"] == -0.2
+    with pytest.raises(ValueError, match="no column 'kendall'"):
+        table1_layout(evaluation, "kendall")
