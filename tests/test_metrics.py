@@ -226,6 +226,54 @@ def test_gbc_matches_pairwise_loop(covariance, reg):
     assert gbc(x, y, covariance=covariance, pca_dims=None, reg=reg) == pytest.approx(ref, rel=RTOL)
 
 
+def _stable_transfer_gbc(x, y, covariance):
+    """GBC as google-research's stable_transfer computes it, written out per class pair: variances
+    floored at 1e-4, a spherical class's variance their mean, each log term summed over what the
+    variance holds (D entries for diagonal, one scalar for spherical)."""
+    total = 0.0
+    stats = {}
+    for c in np.unique(y):
+        v = np.maximum(x[y == c].var(0), 1e-4)
+        stats[c] = (x[y == c].mean(0), v.mean() if covariance == "spherical" else v)
+    for a, b in itertools.permutations(stats, 2):
+        (m1, v1), (m2, v2) = stats[a], stats[b]
+        avg = (v1 + v2) / 2
+        first = np.sum((m1 - m2) ** 2 / avg) / 8
+        second = np.sum(np.log(avg)) - 0.5 * np.sum(np.log(v1)) - 0.5 * np.sum(np.log(v2))
+        total += np.exp(-(first + 0.5 * second))
+    return -total
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "spherical"])
+@pytest.mark.parametrize("scale", [1.0, 0.003])
+def test_gbc_reference_variant_matches_stable_transfer(covariance, scale):
+    x, y = make_data(dim=5, sep=0.5)
+    x = x * scale  # at 0.003 the variances fall under the 1e-4 floor
+    ref = _stable_transfer_gbc(x, y, covariance)
+    got = gbc(x, y, covariance=covariance, pca_dims=None, variant="reference")
+    assert got == pytest.approx(ref, rel=RTOL)
+
+
+def test_gbc_textbook_is_scale_invariant_and_the_reference_is_not():
+    x, y = make_data(dim=6, sep=0.4)
+    for covariance in ("diagonal", "spherical"):
+        base = gbc(x, y, covariance=covariance)
+        assert gbc(1e-3 * x, y, covariance=covariance) == pytest.approx(base, rel=1e-9)
+        ref = gbc(x, y, covariance=covariance, variant="reference")
+        assert gbc(1e-3 * x, y, covariance=covariance, variant="reference") != pytest.approx(
+            ref, rel=1e-3)
+    # the spherical log-det term: D times the reference's, otherwise the same distance
+    means = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    var = np.array([1.0, 4.0])
+    from ped.metrics.separation import _bhattacharyya_distances
+
+    textbook = _bhattacharyya_distances(means, var, "spherical")
+    once = _bhattacharyya_distances(means, var, "spherical", logdet_dims=1)
+    logdet = 0.5 * (np.log(2.5) - 0.5 * np.log(4.0))
+    assert textbook[0, 1] == pytest.approx(1 / (8 * 2.5) + 3 * logdet)
+    assert once[0, 1] == pytest.approx(1 / (8 * 2.5) + logdet)
+
+
 def test_gbc_pca_matches_sklearn_projection():
     x, y = make_data(dim=12, sep=0.5)
     z = PCA(n_components=4, svd_solver="full").fit_transform(x)  # signs do not matter
@@ -483,6 +531,8 @@ def test_option_errors():
         gbc(x, y, pca_dims=0)
     with pytest.raises(ValueError, match="reg"):
         gbc(x, y, reg=-1.0)
+    with pytest.raises(ValueError, match="variant"):
+        gbc(x, y, variant="paper")
     with pytest.raises(ValueError, match="zero variance"):
         gbc(np.repeat(x[:1], len(y), 0) + np.eye(len(y), 4), y, reg=0.0, pca_dims=None)
     with pytest.raises(ValueError, match="tol"):

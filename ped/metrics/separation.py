@@ -25,11 +25,15 @@ __all__ = ["gbc", "parc"]
 logger = logging.getLogger(__name__)
 
 _BLOCK_ELEMENTS = 1 << 21  # largest (rows x C x D) temporary of the diagonal GBC, ~16 MB
+#: The absolute floor that google-research's ``stable_transfer`` GBC puts under every
+#: per-dimension class variance (``variant="reference"``).
+REFERENCE_VARIANCE_FLOOR = 1e-4
 
 
 # ---------------------------------------------------------------------------------------------- GBC
 def _bhattacharyya_distances(
-    means: NDArray[np.float64], var: NDArray[np.float64], covariance: str
+    means: NDArray[np.float64], var: NDArray[np.float64], covariance: str,
+    logdet_dims: int | None = None,
 ) -> NDArray[np.float64]:
     r"""C x C Bhattacharyya distances between Gaussians N(mu_i, diag(var_i)).
 
@@ -39,7 +43,9 @@ def _bhattacharyya_distances(
         \Sigma = \tfrac12(\Sigma_i+\Sigma_j).
 
     ``spherical``: ``var`` is (C,) (one variance per class, :math:`\Sigma_i = v_i I`) and the
-    distances are matrix products.  ``diagonal``: ``var`` is (C, D); the pairwise sums are formed in
+    distances are matrix products; the log-determinant term is
+    :math:`\frac{k}{2}\log\frac{\bar v}{\sqrt{v_i v_j}}` with :math:`k` = ``logdet_dims``
+    (default D, the textbook value; 1 reproduces ``stable_transfer``).  ``diagonal``: ``var`` is (C, D); the pairwise sums are formed in
     blocks of rows so no C x C x D array is ever held.
     """
     c, d = means.shape
@@ -48,7 +54,8 @@ def _bhattacharyya_distances(
         dist2 = np.clip(sq[:, None] + sq[None, :] - 2.0 * (means @ means.T), 0.0, None)
         s = 0.5 * (var[:, None] + var[None, :])
         logv = np.log(var)
-        return dist2 / (8.0 * s) + 0.5 * d * (np.log(s) - 0.5 * (logv[:, None] + logv[None, :]))
+        k = d if logdet_dims is None else logdet_dims
+        return dist2 / (8.0 * s) + 0.5 * k * (np.log(s) - 0.5 * (logv[:, None] + logv[None, :]))
     logv_sum = np.log(var).sum(axis=1)
     out = np.empty((c, c))
     step = max(1, _BLOCK_ELEMENTS // max(1, c * d))
@@ -69,6 +76,7 @@ def gbc(
     covariance: str = "diagonal",
     pca_dims: int | None = 64,
     reg: float = 1e-6,
+    variant: str = "textbook",
 ) -> float:
     r"""Gaussian Bhattacharyya Coefficient (Pándy et al., "Transferability Estimation using
     Bhattacharyya Class Separability", CVPR 2022).
@@ -96,11 +104,24 @@ def gbc(
         paper's 64 by default) when D is larger; ``None`` keeps the features as they are.
     reg : ``reg`` times the mean per-dimension within-class variance is added to every variance,
         so constant or duplicated dimensions stay finite (scale invariant); 0 disables it.
+        Not used by ``variant="reference"``.
+    variant : ``"textbook"`` (default): the Bhattacharyya distance of the Gaussians as written
+        above; for ``spherical`` :math:`\Sigma_i = v_i I_D`, whose log-determinant term is
+        :math:`\frac D2 \log(\bar v / \sqrt{v_i v_j})`.  The score is invariant to a global
+        rescaling of the features.  ``"reference"``: as Pándy et al.'s code computes it
+        (google-research ``stable_transfer/transferability/gbc.py``): every per-dimension variance
+        floored at :data:`REFERENCE_VARIANCE_FLOOR` (``1e-4``, absolute), the spherical variance
+        their mean, and the spherical log-determinant term counted once,
+        :math:`\frac12 \log(\bar v / \sqrt{v_i v_j})`, as if the features had one dimension.
+        The absolute floor makes this variant depend on the feature scale: features whose
+        variances fall below ``1e-4`` (small-norm encoders) have their classes widened.
 
     Every class needs at least 2 samples.
     """
     if covariance not in ("diagonal", "spherical"):
         raise ValueError(f"covariance must be 'diagonal' or 'spherical', got {covariance!r}")
+    if variant not in ("textbook", "reference"):
+        raise ValueError(f"variant must be 'textbook' or 'reference', got {variant!r}")
     x, y, n_classes = check_inputs(features, labels, min_classes=2, min_per_class=2)
     if pca_dims is not None:
         pca_dims = check_positive_int(pca_dims, "pca_dims")
@@ -110,16 +131,22 @@ def gbc(
         x = pca_scores(x, n_components=pca_dims)
     counts, means = class_stats(x, y, n_classes)
     var = class_variances(x, y, means, counts)
-    floor = reg * float(var.mean())
-    if covariance == "spherical":
-        var = var.mean(axis=1)
-    var = var + floor
+    if variant == "reference":
+        var = np.maximum(var, REFERENCE_VARIANCE_FLOOR)
+        if covariance == "spherical":
+            var = var.mean(axis=1)
+    else:
+        floor = reg * float(var.mean())
+        if covariance == "spherical":
+            var = var.mean(axis=1)
+        var = var + floor
     # a class whose samples coincide has zero variance up to round-off
     if not np.all(var > 1e-24 * max_square(x)):
         raise ValueError(
             "GBC: a class has zero variance (constant or duplicated samples); use reg > 0"
         )
-    dist = _bhattacharyya_distances(means, var, covariance)
+    logdet_dims = 1 if variant == "reference" else None
+    dist = _bhattacharyya_distances(means, var, covariance, logdet_dims)
     bc = np.exp(-dist)
     np.fill_diagonal(bc, 0.0)
     return float(-bc.sum())
