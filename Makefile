@@ -21,7 +21,7 @@ help:
 venv: $(STAMP)
 
 # Debian packages: chromium (browser test of the built book), Fashion-MNIST, Open Clip Art and
-# the font packages whose glyphs ped.datasets renders (offline data of the embedded benchmark).
+# the font packages whose glyphs ped.bench.tasks renders (offline data of the embedded benchmark).
 # Installed with apt-get when missing (as root).
 GLYPH_FONTS     := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw-base35 \
                    fonts-freefont-ttf fonts-crosextra-carlito fonts-crosextra-caladea fonts-lato \
@@ -75,7 +75,7 @@ JOBS ?= 2
 zoo: $(STAMP)
 	$(VENV)/bin/ped --verbose zoo train --out data/zoo_v2 --jobs $(JOBS) --no-progress
 
-# The rebuilt benchmark's ground truth (ped.zoo.finetune.PROTOCOL) of data/zoo_v2, into
+# The rebuilt benchmark's ground truth (ped.bench.zoo.finetune.PROTOCOL) of data/zoo_v2, into
 # data/ground_truth_v2; `make ground-truth-v1` reruns the first benchmark's.
 ground-truth: $(STAMP)
 	$(VENV)/bin/ped --verbose zoo groundtruth --out data/zoo_v2 --gt-out data/ground_truth_v2 \
@@ -100,7 +100,7 @@ sensitivity: $(STAMP)
 		-p 'nsigma=[0.3,0.6,0.9]' -p 'variant=["official","paper"]' \
 		-p 'reference=["source","target"]'
 
-# The verdict's scores (ped.verdict): every arm of the primary endpoint, per task, on the first
+# The verdict's scores (ped.bench.verdict): every arm of the primary endpoint, per task, on the first
 # benchmark's zoo into data/verdict/v1 (resumable per task; minutes on 2 cores).
 verdict: $(STAMP)
 	$(VENV)/bin/ped --verbose verdict --out data/verdict/v1 --zoo data/zoo

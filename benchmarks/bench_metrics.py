@@ -21,7 +21,7 @@ import tracemalloc
 
 import numpy as np
 
-from ped.benchmark import synthetic_task
+from ped.bench import synthetic_task
 from ped.metrics import METRICS
 
 

@@ -5,18 +5,18 @@ views), for one method of each family: SimCLR (two views), BYOL (two views and a
 encoder), SwAV (multi-crop: two 32-px and four 16-px views).  Three pipelines:
 
 - ``before``: the first zoo's, lightly's per-image PIL transforms through a ``DataLoader`` and
-  the stride-1-stem encoder (:data:`ped.zoo.encoder.LEGACY_ARCH`);
-- ``batched``: the batched tensor augmentation of :mod:`ped.zoo.augment`, same encoder;
-- ``after``: batched augmentation and the stride-2-stem encoder (:data:`ped.zoo.encoder.ARCH`).
+  the stride-1-stem encoder (:data:`ped.bench.zoo.encoder.LEGACY_ARCH`);
+- ``batched``: the batched tensor augmentation of :mod:`ped.bench.zoo.augment`, same encoder;
+- ``after``: batched augmentation and the stride-2-stem encoder (:data:`ped.bench.zoo.encoder.ARCH`).
 
 Optionally ``--compile`` adds ``after`` under ``torch.compile`` (SimCLR only).  Then
-fine-tuning (:func:`ped.zoo.finetune.finetune_run`, images per second of training), with both
+fine-tuning (:func:`ped.bench.zoo.finetune.finetune_run`, images per second of training), with both
 encoders; and the machine's parallelism: the ``after`` SimCLR step with all threads in one
 process against that many single-threaded processes side by side (aggregate images/s).
 
 ``--quality-epochs E`` also pretrains SimCLR for E epochs on the real pool with the ``before``
 and the ``after`` pipeline and reports the linear-probe test accuracy (frozen features, logistic
-regression, :func:`ped.zoo.finetune.linear_probe_run` at C = 1) on two tasks: the speed-up must
+regression, :func:`ped.bench.zoo.finetune.linear_probe_run` at C = 1) on two tasks: the speed-up must
 not cost representation quality.
 
 Run on a quiet machine (a busy second process makes every figure 2-4x slower)::
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ped.zoo.augment import to_unit_float
-from ped.zoo.encoder import ARCH, LEGACY_ARCH, NORMALIZE, build_encoder
-from ped.zoo.methods import build_method
+from ped.bench.zoo.augment import to_unit_float
+from ped.bench.zoo.encoder import ARCH, LEGACY_ARCH, NORMALIZE, build_encoder
+from ped.bench.zoo.methods import build_method
 
 BATCH = 256
 
@@ -129,7 +129,7 @@ def finetune_rate(arch: dict[str, Any], n_train: int = 256, steps: int = 60) -> 
     """Images/s of fine-tuning (backbone trainable, batch 64) on a synthetic 10-class task."""
     from types import SimpleNamespace
 
-    from ped.zoo.finetune import finetune_run
+    from ped.bench.zoo.finetune import finetune_run
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n_train, 32, 32, 1), dtype=np.uint8)
@@ -160,9 +160,9 @@ def parallel_rate(processes: int, steps: int) -> float:
 
 def quality(epochs: float) -> dict[str, Any]:
     """Linear-probe accuracy of SimCLR pretrained ``epochs`` epochs with each pipeline."""
-    from ped.datasets import load_pool, load_task
-    from ped.zoo.finetune import linear_probe_run
-    from ped.zoo.train import encode
+    from ped.bench.tasks import load_pool, load_task
+    from ped.bench.zoo.finetune import linear_probe_run
+    from ped.bench.zoo.train import encode
 
     pool = load_pool()
     tasks = ("mnist10", "fashion10", "clipart_objects8")
@@ -188,7 +188,7 @@ def quality(epochs: float) -> dict[str, Any]:
 
 def _train_schedule(method: Any, batches: Any, steps: int) -> None:
     """The zoo's schedule: SGD lr 0.06, 5 % warm-up then cosine decay."""
-    from ped.zoo.train import _lr_at
+    from ped.bench.zoo.train import _lr_at
 
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.06,
                           momentum=0.9, weight_decay=5e-4)  # fmt: skip

@@ -12,7 +12,7 @@ over a smaller number of images (``--cpu-images``; 0 skips the CPU runs):
     to the device, normalised there and pushed through the network (float32, eval mode,
     ``torch.inference_mode``), which is the GPU's share of the work;
 ``pipeline``
-    the whole extraction path of :func:`ped.extraction.extract_features`: ``FakeData`` PIL
+    the whole extraction path of :func:`ped.fullscale.extraction.extract_features`: ``FakeData`` PIL
     images through the paper's transform (Resize bicubic, CenterCrop, normalise) in a
     ``DataLoader`` with ``--workers`` processes, then the network.  On a GPU machine this is
     bounded by the CPU-side decoding/resizing.
@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ped.extraction import (  # noqa: E402
+from ped.fullscale.extraction import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_backbone,
@@ -80,7 +80,7 @@ def pipeline_throughput(
     model: torch.nn.Module, n: int, device: torch.device, batch_size: int, image_size: int,
     workers: int,
 ) -> float:  # fmt: skip
-    """Images/s of :func:`ped.extraction.extract_features` over ``n`` FakeData images."""
+    """Images/s of :func:`ped.fullscale.extraction.extract_features` over ``n`` FakeData images."""
     dataset = build_dataset("fake", transform=paper_transform(image_size))
     extract_features(model, dataset, batch_size=batch_size, device=device, limit=batch_size)
     _sync(device)

@@ -21,7 +21,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ped.notebooks import notebook_parameters  # noqa: E402
+from ped.tools.notebooks import notebook_parameters  # noqa: E402
 
 RERUN = """\
 :::{{admonition}} Rerun this chapter

@@ -8,7 +8,7 @@ Energy" (Li et al., ICCV 2023).  Public API:
   opposite move (overlapping classes pulled together).
 - :mod:`ped.metrics`: transferability metrics (LogME, SFDA, GBC, NLEEP, ...).
 - :mod:`ped.evaluation`: weighted Kendall tau and other rank statistics.
-- :mod:`ped.data`: the published numbers of the paper.
+- :mod:`ped.paper`: the published numbers of the paper.
 """
 
 import logging

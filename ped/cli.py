@@ -29,12 +29,12 @@ __all__ = ["COMMAND_MODULES", "CommandError", "build_parser", "main"]
 #: Modules that add subcommands through ``register_cli(subparsers)``.  Imported when the parser is
 #: built, so ``import ped`` stays light.
 COMMAND_MODULES: tuple[str, ...] = (
-    "ped.sweep",
-    "ped.extraction",
-    "ped.scoring",
-    "ped.datasets",
-    "ped.zoo.cli",
-    "ped.verdict",
+    "ped.tools.sweep",
+    "ped.fullscale.extraction",
+    "ped.fullscale.scoring",
+    "ped.bench.tasks",
+    "ped.bench.zoo.cli",
+    "ped.bench.verdict",
 )
 
 
@@ -87,7 +87,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     from ped._progress import tqdm
 
     from ped._io import check_output_path
-    from ped.notebooks import execute_notebook, failed_path, notebook_parameters, notebook_sources
+    from ped.tools.notebooks import execute_notebook, failed_path, notebook_parameters, notebook_sources
 
     sources = [Path(p) for p in args.notebooks] or notebook_sources()
     missing = [str(p) for p in sources if not p.is_file()]

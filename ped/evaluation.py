@@ -330,7 +330,7 @@ def leave_one_task_out(accuracy: pd.DataFrame, task: object) -> pd.Series:
     Parameters
     ----------
     accuracy : DataFrame, models as rows and tasks as columns (ground-truth accuracies; NaN
-        for a missing entry).  The project's published table, :func:`ped.data.finetune_accuracy`,
+        for a missing entry).  The project's published table, :func:`ped.paper.finetune_accuracy`,
         has tasks as rows: pass its transpose, ``finetune_accuracy().T``.
     task : the column to leave out.
 

@@ -97,8 +97,8 @@ def rank_scatter(
     highest score) against its rank by accuracy (1 = most accurate), on the extracted features
     (circles) and after PED (crosses), with the dashed diagonal of a perfect ranking.
 
-    ``scores`` is the tidy table of :func:`ped.table1.score_tasks`; ``accuracy`` models x tasks;
-    ``tau`` the :math:`\tau_w` table of :func:`ped.table1.tau_cells` (rows ``label`` and
+    ``scores`` is the tidy table of :func:`ped.bench.table1.score_tasks`; ``accuracy`` models x tasks;
+    ``tau`` the :math:`\tau_w` table of :func:`ped.bench.table1.tau_cells` (rows ``label`` and
     ``label+PED``), quoted in the legend; ``label`` is the metric's display name (default:
     ``metric``).  Returns the figure."""
     import matplotlib.pyplot as plt
@@ -127,7 +127,7 @@ def rank_scatter(
 def pretraining_curves(records: Mapping[str, Mapping[str, Any]], *, window: int = 10) -> Any:
     """Each self-supervised encoder's pretraining loss against the optimiser step, divided by
     the loss of the first step (a ``window``-step running mean); ``records`` as
-    :func:`ped.benchmark.zoo_records` returns them (random-init entries are skipped)."""
+    :func:`ped.bench.zoo_records` returns them (random-init entries are skipped)."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
@@ -192,7 +192,7 @@ def accuracy_matrix(panels: Mapping[str, Any]) -> Any:
 def spread_noise(runs: Any) -> Any:
     """Per task, every model's mean accuracy minus the task's mean over models, with an error
     bar of one standard deviation over its seeds; ``runs`` are the selected runs
-    (:func:`ped.benchmark.selected_runs`)."""
+    (:func:`ped.bench.selected_runs`)."""
     import matplotlib.pyplot as plt
 
     stats = runs.groupby(["task", "model"])["test"].agg(["mean", "std"]).reset_index()

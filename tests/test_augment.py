@@ -1,4 +1,4 @@
-"""Tests of ped.zoo.augment: the batched augmentation against per-image reference computations."""
+"""Tests of ped.bench.zoo.augment: the batched augmentation against per-image reference computations."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ped.zoo.augment import ViewSpec, make_views, to_unit_float  # noqa: E402
-from ped.zoo.encoder import NORMALIZE  # noqa: E402
+from ped.bench.zoo.augment import ViewSpec, make_views, to_unit_float  # noqa: E402
+from ped.bench.zoo.encoder import NORMALIZE  # noqa: E402
 
 MEAN = torch.tensor(NORMALIZE["mean"]).view(1, 3, 1, 1)
 STD = torch.tensor(NORMALIZE["std"]).view(1, 3, 1, 1)

@@ -1,4 +1,4 @@
-"""ped.benchmark: ground-truth reductions (spread, noise ceiling), zoo scoring and Table 1 cells."""
+"""ped.bench: ground-truth reductions (spread, noise ceiling), zoo scoring and Table 1 cells."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ped import benchmark as B
+from ped import bench as B
 from ped.evaluation import weighted_tau
-from ped.zoo.finetune import COLUMNS
+from ped.bench.zoo.finetune import COLUMNS
 
 
 def _gt(acc: dict[str, float], noise: float, seeds: int = 3, task: str = "t",
@@ -322,7 +322,7 @@ def test_a_run_file_without_test_is_refused(tmp_path: Path) -> None:
     """A run JSON without "test" becomes an empty cell of the gathered table: refused by name."""
     import json
 
-    from ped.zoo.finetune import ground_truth_table
+    from ped.bench.zoo.finetune import ground_truth_table
 
     runs = tmp_path / "runs" / "a" / "t"
     runs.mkdir(parents=True)
@@ -344,7 +344,7 @@ def test_the_committed_ground_truth_loads() -> None:
 
 
 def test_selected_runs_of_the_rebuilt_protocol_are_its_evaluation_runs() -> None:
-    from ped.zoo.finetune import COLUMNS_V2
+    from ped.bench.zoo.finetune import COLUMNS_V2
 
     rows = [["a", "t", "finetune", "select", 100, lr, 5e-4, val, val - 1]
             for lr, val in ((0.01, 80.0), (0.03, 85.0))]

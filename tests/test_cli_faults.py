@@ -120,14 +120,14 @@ def test_score_refuses_fractional_labels(features_dir, tmp_path, registry, capsy
     ],
 )
 def test_check_score_labels_rejects(labels, message):
-    from ped.scoring import check_score_labels
+    from ped.fullscale.scoring import check_score_labels
 
     with pytest.raises(ValueError, match=message):
         check_score_labels(labels, "x_label.npy")
 
 
 def test_check_score_labels_remaps_whole_numbers_and_keeps_the_input():
-    from ped.scoring import check_score_labels
+    from ped.fullscale.scoring import check_score_labels
 
     labels = np.array([3.0, 13.0, 3.0, 23.0])
     before = labels.copy()
@@ -255,7 +255,7 @@ def test_a_bad_feature_file_is_named_and_nothing_is_scored(features_dir, tmp_pat
 
 
 def test_every_bad_file_is_listed_and_the_library_raises_too(features_dir, registry):
-    from ped.scoring import score_features
+    from ped.fullscale.scoring import score_features
 
     (features_dir / "alpha_toy_feature.npy").write_bytes(b"")
     (features_dir / "gamma_toy_label.npy").write_bytes(b"")
@@ -296,7 +296,7 @@ def test_bad_ped_options_are_usage_errors(features_dir, tmp_path, registry, caps
 
 
 def test_ped_options_are_checked_before_scoring(features_dir, registry):
-    from ped.scoring import score_features
+    from ped.fullscale.scoring import score_features
 
     for options, message in [({"nsigma": -1.0}, "nsigma must be a finite number > 0"),
                              ({"time_step": 0}, "time_step must be"),
@@ -334,8 +334,8 @@ def test_names_round_trip_through_the_file_names():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from ped.extraction import check_names, output_paths
-    from ped.scoring import parse_feature_name
+    from ped.fullscale.extraction import check_names, output_paths
+    from ped.fullscale.scoring import parse_feature_name
 
     @given(
         st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,12}", fullmatch=True),
@@ -496,7 +496,7 @@ def test_library_info_logs_are_quiet_unless_verbose(features_dir, tmp_path, regi
         assert "INFO" not in err
         assert main(["-v", *argv]) == 0
         err = capsys.readouterr().err
-        assert "flood of library info" in err and "ped.scoring INFO" in err
+        assert "flood of library info" in err and "ped.fullscale.scoring INFO" in err
     finally:
         chatter.setLevel(old_level)
     assert logging.getLogger().handlers == handlers  # main() removed the handler it added
@@ -563,7 +563,7 @@ def test_min_models_below_two_is_a_usage_error(tmp_path, capsys):
                  str(tmp_path / "e.csv")], capsys)  # fmt: skip
     assert "argument --min-models: must be an integer >= 2" in err and "Traceback" not in err
     assert not (tmp_path / "e.csv").exists()
-    from ped.scoring import evaluate_scores
+    from ped.fullscale.scoring import evaluate_scores
 
     for bad in (1, 0, 2.5, True):
         with pytest.raises(ValueError, match="min_models must be"):

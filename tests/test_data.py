@@ -1,11 +1,11 @@
-"""Tests of ped.data: the published numbers load with the documented shape."""
+"""Tests of ped.paper: the published numbers load with the documented shape."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ped import data
+from ped import paper as data
 from ped.evaluation import weighted_tau
 
 

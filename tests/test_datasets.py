@@ -1,4 +1,4 @@
-"""Tests of ped.datasets on the real offline sources (installed with apt/pip, see the module)."""
+"""Tests of ped.bench.tasks on the real offline sources (installed with apt/pip, see the module)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ped import datasets as D
+from ped.bench import tasks as D
 
 needs_fashion = pytest.mark.skipif(
     not D.FASHION_MNIST_DIR.is_dir(),
@@ -369,7 +369,7 @@ def test_tasks(tasks: dict[str, D.Task], cache: Path, clipart) -> None:  # noqa:
 
 @needs_fashion
 def test_pool_is_disjoint_from_every_task_image(pool: D.Pool, tasks) -> None:  # noqa: ANN001
-    from ped.zoo.encoder import NORMALIZE
+    from ped.bench.zoo.encoder import NORMALIZE
 
     assert pool.train.shape[1:] == (32, 32, 3) and pool.heldout.shape == (2000, 32, 32, 3)
     assert len(pool.train) > 15000

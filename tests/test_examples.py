@@ -111,7 +111,7 @@ def test_use_book_style_sets_the_palette_and_grid():
 def test_benchmark_figures_have_titles_and_labels():
     import pandas as pd
 
-    from ped import benchmark
+    from ped import bench as benchmark
     from ped.plot import accuracy_matrix, pretraining_curves, spread_noise, task_samples
 
     records = {"a": {"method": "simclr", "loss_curve": [4.0, 3.0, 2.0]},
@@ -156,7 +156,7 @@ def test_descent_tsne_shows_start_middle_end_and_the_energy():
 
 
 def test_method_timings_time_every_metric_and_ped():
-    from ped.benchmark import method_timings
+    from ped.bench import method_timings
 
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(3), 15)

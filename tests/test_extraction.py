@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-from ped import extraction as ex  # noqa: E402
+from ped.fullscale import extraction as ex  # noqa: E402
 from ped.cli import main  # noqa: E402
 
 SIZE = 32  # resize/crop size used instead of 224 to keep CPU time low
@@ -195,7 +195,7 @@ def test_moco_style_query_encoder_and_heads_ignored(model, state, caplog):
     ckpt["module.encoder_q.fc.2.bias"] = torch.zeros(128)
     ckpt["module.queue"] = torch.zeros(128, 4)
     before = {k: v.clone() for k, v in ckpt.items()}
-    with caplog.at_level(logging.INFO, logger="ped.extraction"):
+    with caplog.at_level(logging.INFO, logger="ped.fullscale.extraction"):
         loaded = ex.load_backbone({"state_dict": ckpt})
     assert _same_params(loaded, model)
     assert "ignored 2 head key(s): module.encoder_q.fc.0.weight" in caplog.text
@@ -273,12 +273,12 @@ def test_unknown_dataset_and_split(tmp_path, image_root, capsys):
     assert "ped extract: error: unknown dataset 'nope'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", sorted(set(ex.DATASETS) - {"fake"}))
+@pytest.mark.parametrize("name", sorted(set(ex.PAPER_DATASETS) - {"fake"}))
 def test_wrong_root_is_clear(name, tmp_path):
     missing = tmp_path / "does-not-exist"
     with pytest.raises(FileNotFoundError, match="does-not-exist") as info:
         ex.build_dataset(name, missing)
-    assert ex.DATASETS[name].layout.split()[0] in str(info.value)
+    assert ex.PAPER_DATASETS[name].layout.split()[0] in str(info.value)
     if name != "imagefolder":
         with pytest.raises(FileNotFoundError, match="expected ROOT/"):
             ex.build_dataset(name, tmp_path)  # exists, but holds nothing
@@ -297,7 +297,7 @@ def test_imagefolder_split_subfolder(image_root, tmp_path):
 
 
 def test_every_split_lists_each_part_once():
-    for name, spec in ex.DATASETS.items():
+    for name, spec in ex.PAPER_DATASETS.items():
         for split, parts in spec.splits.items():
             keys = [tuple(sorted(p.items())) for p in parts]
             assert len(set(keys)) == len(keys), (name, split)

@@ -431,7 +431,7 @@ def test_leave_one_task_out_matches_loop():
 
 
 def test_leave_one_task_out_on_published_table():
-    from ped.data import finetune_accuracy
+    from ped.paper import finetune_accuracy
 
     acc = finetune_accuracy().T  # models x tasks
     task = acc.columns[0]

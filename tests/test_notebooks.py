@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ped._io import file_mode
-from ped.notebooks import (
+from ped.tools.notebooks import (
     REPO_ROOT,
     execute_notebook,
     glued_values,
@@ -154,7 +154,7 @@ def test_full_scale_chapter_builds_table1_from_a_features_folder(tmp_path):
     """With features_dir set, the chapter scores every model and evaluates against the published
     accuracies.  Synthetic features whose class separation grows with the published accuracy
     must be ranked well by LogME."""
-    from ped import data
+    from ped import paper as data
 
     rng = np.random.default_rng(0)
     acc = data.finetune_accuracy()

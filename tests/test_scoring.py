@@ -13,9 +13,9 @@ import pytest
 from helpers import gaussian_classes
 from ped import potential_energy_descent
 from ped.cli import main
-from ped.data import PUBLISHED_MODELS, finetune_accuracy
+from ped.paper import PUBLISHED_MODELS, finetune_accuracy
 from ped.evaluation import rank_statistics
-from ped.scoring import (
+from ped.fullscale.scoring import (
     EVALUATION_COLUMNS,
     SCORE_COLUMNS,
     ScoreItem,
@@ -297,7 +297,7 @@ def test_score_items_records_or_raises_failures():
 def test_score_zoo_and_score_features_are_one_loop(features_dir):
     """The embedded benchmark's scorer and the feature-folder scorer give the same numbers."""
     pytest.importorskip("ped.metrics")
-    from ped.benchmark import score_zoo
+    from ped.bench import score_zoo
 
     files = score_features(features_dir, ["logme", "gbc"], ped=True, datasets=["toyA"],
                            definitions="release")  # fmt: skip

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ped import cli
 from ped._io import write_text_atomic
-from ped.sweep import (
+from ped.tools.sweep import (
     MANIFEST_FILE,
     POINTS_DIR,
     RESULTS_FILE,
@@ -365,7 +365,7 @@ def test_numpy_scalar_reprs_become_numbers():
 
 
 def test_sensitivity_summary_finds_best_worst_and_default():
-    from ped.sweep import sensitivity_summary
+    from ped.tools.sweep import sensitivity_summary
 
     table = pd.DataFrame({
         "variant": ["official"] * 4 + ["paper"] * 2,

@@ -1,4 +1,4 @@
-"""ped.table1: Table 1's cells, layout, paired gains and claims on hand-made scores."""
+"""ped.bench.table1: Table 1's cells, layout, paired gains and claims on hand-made scores."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ped import benchmark as B
+from ped import bench as B
 from ped.evaluation import weighted_tau
 from ped.plot import rank_scatter
-from ped.table1 import SUPPORT_FRACTION, claims, paired_gains, table1, tau_cells
-from ped.zoo.finetune import COLUMNS
+from ped.bench.table1 import SUPPORT_FRACTION, claims, paired_gains, table1, tau_cells
+from ped.bench.zoo.finetune import COLUMNS
 
 MODELS = ["m0", "m1", "m2", "m3", "m4"]
 TASKS = ["t1", "t2"]

@@ -1,4 +1,4 @@
-"""Tests of ped.verdict: stored arm scores, the primary endpoint and its controls."""
+"""Tests of ped.bench.verdict: stored arm scores, the primary endpoint and its controls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ped import potential_energy_descent
-from ped import verdict as V
+from ped.bench import verdict as V
 from ped.evaluation import weighted_tau
 from ped.inference import image_replicates
 from ped.metrics import METRICS

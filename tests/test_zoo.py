@@ -1,4 +1,4 @@
-"""Tests of ped.zoo: encoder, lightly methods, zoo spec, resumable pretraining and features."""
+"""Tests of ped.bench.zoo: encoder, lightly methods, zoo spec, resumable pretraining and features."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightly")
 
-from ped.datasets import Pool, PoolSpec  # noqa: E402
-from ped.zoo import ZOO, ZooEntry, zoo_entry  # noqa: E402
-from ped.zoo.encoder import (  # noqa: E402
+from ped.bench.tasks import Pool, PoolSpec  # noqa: E402
+from ped.bench.zoo import ZOO, ZooEntry, zoo_entry  # noqa: E402
+from ped.bench.zoo.encoder import (  # noqa: E402
     ARCH,
     FEATURE_DIM,
     LEGACY_ARCH,
@@ -23,8 +23,8 @@ from ped.zoo.encoder import (  # noqa: E402
     count_parameters,
     images_to_tensor,
 )
-from ped.zoo.methods import METHODS, MULTI_CROP, build_method  # noqa: E402
-from ped.zoo.train import (  # noqa: E402
+from ped.bench.zoo.methods import METHODS, MULTI_CROP, build_method  # noqa: E402
+from ped.bench.zoo.train import (  # noqa: E402
     autocast_dtype,
     is_done,
     load_encoder,
@@ -61,7 +61,7 @@ def test_images_to_tensor() -> None:
     before = grey.copy()
     x = images_to_tensor(grey)
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
-    from ped.zoo.encoder import NORMALIZE
+    from ped.bench.zoo.encoder import NORMALIZE
 
     for c in range(3):
         expected = (1.0 - NORMALIZE["mean"][c]) / NORMALIZE["std"][c]
@@ -72,7 +72,7 @@ def test_images_to_tensor() -> None:
 
 
 def _batch(method, images: np.ndarray, seed: int = 0) -> list:  # noqa: ANN001
-    from ped.zoo.augment import to_unit_float
+    from ped.bench.zoo.augment import to_unit_float
 
     return method.make_views(to_unit_float(images), torch.Generator().manual_seed(seed))
 
@@ -234,7 +234,7 @@ def test_pretrain_rejects_bad_arguments(tiny_pool: Pool, tmp_path: Path) -> None
 
 
 def test_cli_features_cached(tiny_pool: Pool, tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    from ped.zoo.cli import register_cli
+    from ped.bench.zoo.cli import register_cli
 
     zoo = tmp_path / "zoo"
     pretrain(_entry(), tiny_pool, zoo, max_steps=1, progress=False, precision="fp32")
@@ -259,7 +259,7 @@ def test_cli_features_cached(tiny_pool: Pool, tmp_path: Path, capsys) -> None:  
 def test_finetune_ground_truth_units(
     tiny_pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ped.zoo import finetune as F
+    from ped.bench.zoo import finetune as F
 
     zoo = tmp_path / "zoo"
     pretrain(_entry(), tiny_pool, zoo, max_steps=1, progress=False, precision="fp32")
@@ -298,7 +298,7 @@ def test_finetune_ground_truth_units(
 
 
 def test_protocol_validation() -> None:
-    from ped.zoo.finetune import Protocol
+    from ped.bench.zoo.finetune import Protocol
 
     with pytest.raises(ValueError, match="disjoint"):
         Protocol(selection_seeds=(0,), eval_seeds=(0, 1))
@@ -314,9 +314,9 @@ def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
     """Selection on its own seeds; a best value on an edge grows the grid on that side (at most
     max_extensions times); evaluation seeds at the chosen setting; Z_T of the first eval seed;
     resumable; the manifest ties the table to every file."""
-    from ped.datasets import load_task
-    from ped.zoo import finetune as F
-    from ped.zoo.train import sha256_file
+    from ped.bench.tasks import load_task
+    from ped.bench.zoo import finetune as F
+    from ped.bench.zoo.train import sha256_file
 
     task = load_task("digits10")
     protocol = F.Protocol(steps=3, lr_grid=(0.01, 0.03, 0.1), wd_grid=(5e-5, 5e-4, 5e-3),
@@ -363,8 +363,8 @@ def test_verify_ground_truth_refuses_what_is_malformed(
 ) -> None:
     import hashlib
 
-    from ped.datasets import load_task
-    from ped.zoo import finetune as F
+    from ped.bench.tasks import load_task
+    from ped.bench.zoo import finetune as F
 
     task = load_task("digits10")
     protocol = F.Protocol(steps=2, lr_grid=(0.01, 0.03, 0.1), wd_grid=(1e-5, 1e-4, 1e-3),
@@ -428,7 +428,7 @@ def test_verify_ground_truth_refuses_what_is_malformed(
 
 
 def test_per_image_shift_moves_each_image_by_at_most_two_pixels() -> None:
-    from ped.zoo.finetune import _shift_each
+    from ped.bench.zoo.finetune import _shift_each
 
     x = torch.zeros(64, 1, 9, 9)
     x[:, :, 4, 4] = 1.0
@@ -450,7 +450,7 @@ def test_per_image_shift_moves_each_image_by_at_most_two_pixels() -> None:
     ],
 )
 def test_read_manifest_errors_name_the_file(tmp_path: Path, text, message) -> None:  # noqa: ANN001
-    from ped.zoo.train import MANIFEST
+    from ped.bench.zoo.train import MANIFEST
 
     path = tmp_path / MANIFEST
     if isinstance(text, bytes):
@@ -463,6 +463,6 @@ def test_read_manifest_errors_name_the_file(tmp_path: Path, text, message) -> No
 
 
 def _manifest_version() -> int:
-    from ped.zoo import train
+    from ped.bench.zoo import train
 
     return train._MANIFEST_VERSION

@@ -110,7 +110,7 @@ def gbc(
         :math:`\frac D2 \log(\bar v / \sqrt{v_i v_j})`.  The score is invariant to a global
         rescaling of the features.  ``"reference"``: as Pándy et al.'s code computes it
         (google-research ``stable_transfer/transferability/gbc.py``): every per-dimension variance
-        floored at :data:`REFERENCE_VARIANCE_FLOOR` (``1e-4``, absolute), the spherical variance
+        floored at ``REFERENCE_VARIANCE_FLOOR`` (``1e-4``, absolute), the spherical variance
         their mean, and the spherical log-determinant term counted once,
         :math:`\frac12 \log(\bar v / \sqrt{v_i v_j})`, as if the features had one dimension.
         The absolute floor makes this variant depend on the feature scale: features whose

@@ -1,7 +1,15 @@
-r"""The embedded benchmark as an experiment: ground truth, features, scores and their agreement.
+r"""The embedded benchmark: the paper's experiment at a size a 2-core CPU runs.
 
-The zoo (``ped.zoo``) and the tasks (:mod:`ped.datasets`) are the ingredients; this module is
-the protocol of the paper's Table 1 on them, in small functions the chapters call:
+The package holds its ingredients and its protocol:
+
+- :mod:`ped.bench.tasks`: the downstream tasks and the unlabelled pretraining pool (32 px images
+  built offline from Debian packages and scikit-learn's bundled data).
+- :mod:`ped.bench.zoo`: the self-supervised encoders, their pretraining and their fine-tuning
+  ground truth.
+- :mod:`ped.bench.table1` and :mod:`ped.bench.verdict`: the paper's Table 1 on the benchmark,
+  and the calibrated verdict on PED.
+
+This module is the protocol itself, in small functions the chapters call:
 
 1. :func:`load_ground_truth` reads the committed runs (``data/ground_truth/ground_truth.csv``);
    :func:`model_accuracy` reduces them to one accuracy per model and task (the test accuracy at
@@ -14,6 +22,9 @@ the protocol of the paper's Table 1 on them, in small functions the chapters cal
    features, or with the target's own statistics).
 3. :func:`tau_table` is the Table 1 cell (:math:`\tau_w` between scores and accuracies), and
    :func:`seed_bootstrap_tau` its bootstrap interval over the ground-truth seeds.
+4. :func:`zoo_table`, :func:`task_table`, :func:`ground_truth_summary`, :func:`compute_cost` and
+   :func:`ground_truth_checks` describe what the benchmark is made of and whether it can rank
+   its zoo.
 """
 
 from __future__ import annotations
@@ -60,13 +71,13 @@ Reference = Literal["source", "target"]
 
 
 def ground_truth_path() -> Path:
-    """``data/ground_truth/ground_truth.csv`` (under :func:`ped.data.data_dir`)."""
-    from ped.data import data_dir
+    """``data/ground_truth/ground_truth.csv`` (under :func:`ped.paper.data_dir`)."""
+    from ped.paper import data_dir
 
     return data_dir() / "ground_truth" / "ground_truth.csv"
 
 
-#: Protocols a ground-truth run may have (see :mod:`ped.zoo.finetune`).
+#: Protocols a ground-truth run may have (see :mod:`ped.bench.zoo.finetune`).
 _PROTOCOLS = ("finetune", "linear")
 
 
@@ -132,7 +143,7 @@ def _ground_truth_problems(table: pd.DataFrame) -> pd.Series:
 def load_ground_truth(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Every ground-truth run: columns ``model, task, protocol, seed, lr, wd, val, test`` (%).
 
-    Written by ``ped zoo finetune`` (:func:`ped.zoo.finetune.ground_truth_table`).  The table is
+    Written by ``ped zoo finetune`` (:func:`ped.bench.zoo.finetune.ground_truth_table`).  The table is
     checked, and anything malformed is a ``ValueError`` naming the file, the first bad run (its
     model/task/protocol, seed, lr, wd and data row) and how many runs are bad: a file that does not
     parse (e.g. truncated in a quoted field), missing columns, an empty name, a protocol other
@@ -141,7 +152,7 @@ def load_ground_truth(path: str | os.PathLike[str] | None = None) -> pd.DataFram
     ``test`` missing (a truncated line, or a run file without ``"test"``), not a number, NaN,
     infinite or outside [0, 100] %, and two runs of the same setting.
     """
-    from ped.zoo.finetune import COLUMNS
+    from ped.bench.zoo.finetune import COLUMNS
 
     csv = Path(path) if path is not None else ground_truth_path()
     if not csv.is_file():
@@ -181,11 +192,11 @@ def selected_runs(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
     """The runs of ``protocol`` at each model and task's validation-selected setting (all seeds).
 
     For the first benchmark's table, the setting is chosen on the seed-0 grid
-    (:func:`ped.zoo.finetune.selected`); for the rebuilt protocol's (a ``role`` column,
-    :data:`ped.zoo.finetune.COLUMNS_V2`), the selection is already made: its ``eval`` runs, on
+    (:func:`ped.bench.zoo.finetune.selected`); for the rebuilt protocol's (a ``role`` column,
+    :data:`ped.bench.zoo.finetune.COLUMNS_V2`), the selection is already made: its ``eval`` runs, on
     seeds disjoint from the selection's, are returned (``select`` runs are left out).
     """
-    from ped.zoo.finetune import COLUMNS, selected
+    from ped.bench.zoo.finetune import COLUMNS, selected
 
     if protocol not in set(gt["protocol"]):
         raise ValueError(f"no {protocol!r} run in the ground truth; it has "
@@ -276,9 +287,9 @@ def zoo_features(
 
     ``split="trainval"`` (default) scores the training and validation images together: every
     labelled image a practitioner holds before fine-tuning; ``"train"`` scores the training
-    images only.  Features are cached by :func:`ped.zoo.train.task_features`.
+    images only.  Features are cached by :func:`ped.bench.zoo.train.task_features`.
     """
-    from ped.zoo.train import task_features
+    from ped.bench.zoo.train import task_features
 
     if split not in ("train", "trainval"):
         raise ValueError(f"split must be 'train' or 'trainval', got {split!r}")
@@ -314,13 +325,13 @@ def score_zoo(
     published Table 1 reports (SFDA and NLEEP without their log), or ``"paper"``.
 
     ``reference="source"`` standardises PED with the encoder's per-dimension mean and std on the
-    held-out pool images (:func:`ped.zoo.train.load_stats`, the paper's ImageNet-val analogue);
+    held-out pool images (:func:`ped.bench.zoo.train.load_stats`, the paper's ImageNet-val analogue);
     ``"target"`` with the target features' own statistics.  ``ped_options`` go to
     :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``, ``max_steps``, ``variant``...).
     Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
     """
-    from ped.scoring import ScoreItem, resolve_metrics, score_items
-    from ped.zoo.train import load_stats
+    from ped.fullscale.scoring import ScoreItem, resolve_metrics, score_items
+    from ped.bench.zoo.train import load_stats
 
     if metrics is None:
         from ped.metrics import METRICS
@@ -465,7 +476,7 @@ def ground_truth_checks(
 ) -> pd.DataFrame:
     r"""Per task, whether the rebuilt ground truth can rank the zoo: the four acceptance checks.
 
-    ``gt`` is a table of the rebuilt protocol (:data:`ped.zoo.finetune.COLUMNS_V2`: a ``role``
+    ``gt`` is a table of the rebuilt protocol (:data:`ped.bench.zoo.finetune.COLUMNS_V2`: a ``role``
     column tells selection runs from evaluation runs).  Columns of the result, per task:
 
     1. *Pretraining matters*: ``pretrain_gap`` = median over the pretrained models of their mean
@@ -546,11 +557,11 @@ def ground_truth_checks(
 def zoo_records(zoo_dir: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
     """``{encoder: record}`` of every trained encoder of a zoo folder (default: the committed
     ``data/zoo``), in the manifest's order; a record is ``<name>.json`` as
-    :func:`ped.zoo.train.pretrain` writes it (method, hyperparameters, epochs, steps, loss curve,
+    :func:`ped.bench.zoo.train.pretrain` writes it (method, hyperparameters, epochs, steps, loss curve,
     wall time...)."""
     import json
 
-    from ped.zoo.train import default_zoo_dir, read_manifest
+    from ped.bench.zoo.train import default_zoo_dir, read_manifest
 
     zoo = Path(zoo_dir) if zoo_dir else default_zoo_dir()
     names = list(read_manifest(zoo)["encoders"])
@@ -574,7 +585,7 @@ def zoo_table(records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 def task_table(names: Sequence[str], *, cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """One row per task: classes, images per split, whether its domain is in the pretraining
     pool, and what its images are."""
-    from ped.datasets import load_task
+    from ped.bench.tasks import load_task
 
     rows = []
     for name in names:

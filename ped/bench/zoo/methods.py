@@ -1,12 +1,12 @@
 """Self-supervised methods for the zoo, built from ``lightly``'s losses and heads.
 
 Each method is a :class:`SSLMethod` (a ``torch.nn.Module``) holding the encoder, its heads and
-loss, with the entry points used by :func:`ped.zoo.train.pretrain`:
+loss, with the entry points used by :func:`ped.bench.zoo.train.pretrain`:
 
-- ``views``: the method's augmented views as :class:`~ped.zoo.augment.ViewSpec` s, after the
+- ``views``: the method's augmented views as :class:`~ped.bench.zoo.augment.ViewSpec` s, after the
   recipe of lightly's transform of the same name at 32 px (no Gaussian blur, crop scales from
-  0.2, the zoo's :data:`~ped.zoo.encoder.NORMALIZE`); :meth:`SSLMethod.make_views` draws them
-  for a whole batch with tensor operations (:mod:`ped.zoo.augment`);
+  0.2, the zoo's :data:`~ped.bench.zoo.encoder.NORMALIZE`); :meth:`SSLMethod.make_views` draws them
+  for a whole batch with tensor operations (:mod:`ped.bench.zoo.augment`);
 - ``loss(views, progress)``: the training loss of one batch of views (``progress`` in [0, 1] is the
   fraction of training done, used by momentum schedules);
 - ``after_step(progress)``: momentum updates of target networks.
@@ -29,8 +29,8 @@ from lightly.models import modules as M
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import nn
 
-from ped.zoo.augment import ViewSpec, make_views
-from ped.zoo.encoder import ARCH, FEATURE_DIM, build_encoder
+from ped.bench.zoo.augment import ViewSpec, make_views
+from ped.bench.zoo.encoder import ARCH, FEATURE_DIM, build_encoder
 
 __all__ = ["METHODS", "MULTI_CROP", "SSLMethod", "build_method"]
 
@@ -319,7 +319,7 @@ def build_method(
     name: str, hp: Mapping[str, Any] | None = None, arch: Mapping[str, Any] = ARCH
 ) -> SSLMethod:
     """A fresh :class:`SSLMethod` with an encoder of architecture ``arch`` (keywords of
-    :func:`~ped.zoo.encoder.build_encoder`); call ``torch.manual_seed`` first for
+    :func:`~ped.bench.zoo.encoder.build_encoder`); call ``torch.manual_seed`` first for
     reproducibility."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")

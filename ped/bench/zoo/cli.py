@@ -1,6 +1,6 @@
 """``ped zoo train``, ``ped zoo features`` and ``ped zoo finetune``: the zoo's command line.
 
-See :mod:`ped.zoo.train` (pretraining, features) and :mod:`ped.zoo.finetune` (ground truth).
+See :mod:`ped.bench.zoo.train` (pretraining, features) and :mod:`ped.bench.zoo.finetune` (ground truth).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ __all__ = ["register_cli"]
 
 
 def _zoo_dir(args: argparse.Namespace) -> Path:
-    from ped.zoo.train import default_zoo_dir
+    from ped.bench.zoo.train import default_zoo_dir
 
     return Path(args.out) if args.out else default_zoo_dir()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ped.datasets import load_pool
-    from ped.zoo.spec import ZOO, zoo_entry
-    from ped.zoo.train import pretrain_many
+    from ped.bench.tasks import load_pool
+    from ped.bench.zoo.spec import ZOO, zoo_entry
+    from ped.bench.zoo.train import pretrain_many
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from ped.zoo.train import task_features
+    from ped.bench.zoo.train import task_features
 
     feats = task_features(args.task, zoo_dir=_zoo_dir(args), cache=args.cache,
                           names=args.only, device=args.device)  # fmt: skip
@@ -59,7 +59,7 @@ def _ground_truth_plan(
     args: argparse.Namespace, default_tasks: list[str], default_out: str
 ) -> tuple[Path, list[str], list[str], Path]:
     """The zoo folder, models (``--only`` or every trained encoder), tasks and output folder."""
-    from ped.zoo.train import read_manifest
+    from ped.bench.zoo.train import read_manifest
 
     zoo = _zoo_dir(args)
     models = args.only or list(read_manifest(zoo)["encoders"])
@@ -70,8 +70,8 @@ def _ground_truth_plan(
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from ped.datasets import TASKS
-    from ped.zoo.finetune import ground_truth_table, run_ground_truth, selected
+    from ped.bench.tasks import TASKS
+    from ped.bench.zoo.finetune import ground_truth_table, run_ground_truth, selected
 
     zoo, models, tasks, out = _ground_truth_plan(args, list(TASKS), "ground_truth")
     start = time.perf_counter()
@@ -89,8 +89,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_groundtruth(args: argparse.Namespace) -> int:
-    from ped.datasets import REBUILT_TASK_NAMES
-    from ped.zoo.finetune import PROTOCOL, run_protocol
+    from ped.bench.tasks import REBUILT_TASK_NAMES
+    from ped.bench.zoo.finetune import PROTOCOL, run_protocol
 
     zoo, models, tasks, out = _ground_truth_plan(args, list(REBUILT_TASK_NAMES), "ground_truth_v2")
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)
     f = sub.add_parser("features", help="features of every zoo encoder on a task (cached)")
-    f.add_argument("--task", required=True, help="a task of ped.datasets.TASKS")
+    f.add_argument("--task", required=True, help="a task of ped.bench.tasks.TASKS")
     f.add_argument("--only", action="append", metavar="NAME", help="this encoder only")
     f.set_defaults(func=_cmd_features)
     g = sub.add_parser("finetune", help="ground truth: fine-tuning and linear-probe accuracy")

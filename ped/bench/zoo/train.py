@@ -38,15 +38,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ped._io import write_json_atomic, write_npz_atomic
-from ped.extraction import resolve_device
-from ped.zoo.augment import to_unit_float
-from ped.zoo.encoder import LEGACY_ARCH, build_encoder, count_parameters, images_to_tensor
-from ped.zoo.spec import ZooEntry
+from ped.fullscale.extraction import resolve_device
+from ped.bench.zoo.augment import to_unit_float
+from ped.bench.zoo.encoder import LEGACY_ARCH, build_encoder, count_parameters, images_to_tensor
+from ped.bench.zoo.spec import ZooEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ped.datasets import Pool
+    from ped.bench.tasks import Pool
 
 __all__ = [
     "MANIFEST",
@@ -72,7 +72,7 @@ _MANIFEST_VERSION = 1
 
 def default_zoo_dir() -> Path:
     """``<data_dir>/zoo`` (the committed artefacts)."""
-    from ped.data import data_dir
+    from ped.paper import data_dir
 
     return data_dir() / "zoo"
 
@@ -266,7 +266,7 @@ def pretrain(
     ----------
     entry : ZooEntry
         What to train (method, hyperparameters, epochs, seed).
-    pool : ped.datasets.Pool
+    pool : ped.bench.tasks.Pool
         Pretraining images (``pool.train``) and the held-out slice for the statistics.
     out_dir : path
         The zoo folder (created).
@@ -285,7 +285,7 @@ def pretrain(
     import torch
     from ped._progress import tqdm
 
-    from ped.zoo.methods import build_method
+    from ped.bench.zoo.methods import build_method
 
     if epochs_scale <= 0 or not math.isfinite(epochs_scale):
         raise ValueError(f"epochs_scale must be a finite number > 0, got {epochs_scale}")
@@ -329,7 +329,7 @@ def pretrain(
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=base_lr, momentum=0.9,
                               weight_decay=float(hp.get("weight_decay", 5e-4)))  # fmt: skip
-        # the pool stays uint8 on the device; each batch is augmented there (ped.zoo.augment)
+        # the pool stays uint8 on the device; each batch is augmented there (ped.bench.zoo.augment)
         images = torch.as_tensor(pool.train).to(dev)
         order_gen = torch.Generator().manual_seed(entry.seed)
         view_gen = torch.Generator(device=dev).manual_seed(entry.seed + 1)
@@ -527,7 +527,7 @@ def task_features(
     """
     import hashlib
 
-    from ped.datasets import cache_dir, load_task, task_spec
+    from ped.bench.tasks import cache_dir, load_task, task_spec
 
     out = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     manifest = read_manifest(out)["encoders"]

@@ -3,11 +3,11 @@ r"""The paper's Table 1 on the embedded benchmark: scores, :math:`\tau_w` cells,
 The chapter that replicates Table 1 calls these in order:
 
 1. :func:`score_tasks` scores every zoo encoder on every task with every metric, on the
-   extracted features and after PED (one tidy table, :func:`ped.benchmark.score_zoo` per task).
+   extracted features and after PED (one tidy table, :func:`ped.bench.score_zoo` per task).
 2. :func:`tau_cells` turns the scores into the table's cells: :math:`\tau_w` (paper eq. 1) of
    each metric (row; ``+PED`` rows after PED) against each task's fine-tuning accuracies
    (column), with a bootstrap interval over the ground-truth seeds
-   (:func:`ped.benchmark.seed_bootstrap_tau`), and the mean over tasks.
+   (:func:`ped.bench.seed_bootstrap_tau`), and the mean over tasks.
 3. :func:`table1` lays the cells out as the paper does (intervals in brackets, the noise ceiling
    as the last row, a raised mean in bold).
 4. :func:`paired_gains` gives each metric's change with PED per task and counts the cells whose
@@ -65,11 +65,11 @@ def score_tasks(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every model x task x metric, on the features and after PED (``ped_options``).
 
-    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.benchmark.score_zoo` with a
+    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.bench.score_zoo` with a
     ``task`` column (static rows first, then PED's, per task), and per task the number of scored
     images, of classes and the feature dimension.
     """
-    from ped.benchmark import score_zoo, zoo_features
+    from ped.bench import score_zoo, zoo_features
 
     scores, shapes = [], {}
     for task in tasks:
@@ -110,10 +110,10 @@ def tau_cells(
 ) -> TauCells:
     r""":math:`\tau_w` of every metric (with and without PED) on every task against the
     accuracies of ``protocol``, with a bootstrap interval over the ground-truth seeds when
-    ``n_resamples`` > 0 (:func:`ped.benchmark.seed_bootstrap_tau`).  Rows are ordered as the
+    ``n_resamples`` > 0 (:func:`ped.bench.seed_bootstrap_tau`).  Rows are ordered as the
     metrics appear in ``scores``, each followed by its ``+PED`` row; columns are ``tasks``
     (default: as they appear) and their ``mean``."""
-    from ped.benchmark import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
+    from ped.bench import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
 
     runs = selected_runs(gt, protocol)
     accuracy = model_accuracy(gt, protocol)
@@ -199,7 +199,7 @@ def claims(gain: pd.DataFrame, published: pd.DataFrame, metrics: Sequence[str]) 
     :math:`\\tau_w`": supported when the replica's mean change is positive.  Then "PED helps on
     (almost) every dataset": supported when at least :data:`SUPPORT_FRACTION` of the replica's
     task cells improve.  ``gain`` is :func:`paired_gains`' table; ``published`` the paper's
-    Table 1 (:func:`ped.data.published_tau_w`, rows ``LogME``, ``LogME+PED``...).  Columns:
+    Table 1 (:func:`ped.paper.published_tau_w`, rows ``LogME``, ``LogME+PED``...).  Columns:
     ``claim``, ``published``, ``replica``, ``verdict``.
     """
     tasks = [c for c in gain.columns if c != "mean"]

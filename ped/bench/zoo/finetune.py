@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ped._io import write_csv_atomic, write_json_atomic, write_npz_atomic
-from ped.extraction import resolve_device
+from ped.fullscale.extraction import resolve_device
 
 __all__ = [
     "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
@@ -100,8 +100,8 @@ def finetune_run(
 
     import torch
 
-    from ped.zoo.encoder import images_to_tensor
-    from ped.zoo.train import _autocast, _seed_everything, autocast_dtype
+    from ped.bench.zoo.encoder import images_to_tensor
+    from ped.bench.zoo.train import _autocast, _seed_everything, autocast_dtype
 
     if lr <= 0 or wd < 0 or epochs < 1 or min_steps < 0 or (steps is not None and steps < 1):
         raise ValueError(
@@ -245,8 +245,8 @@ def run_ground_truth(
     """Run (or resume) every unit; return the tidy table of all runs (see the module docstring)."""
     from ped._progress import tqdm
 
-    from ped.datasets import load_task
-    from ped.zoo.train import default_zoo_dir, load_encoder, read_manifest, task_features
+    from ped.bench.tasks import load_task
+    from ped.bench.zoo.train import default_zoo_dir, load_encoder, read_manifest, task_features
 
     out = Path(out_dir)
     bad = set(protocols) - {"finetune", "linear"}
@@ -476,8 +476,8 @@ def _cell_worker(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     model, task_name, out_dir, zoo_dir, cache, protocol, device, precision, threads = args
     import torch
 
-    from ped.datasets import load_task
-    from ped.zoo.train import load_encoder, read_manifest
+    from ped.bench.tasks import load_task
+    from ped.bench.zoo.train import load_encoder, read_manifest
 
     torch.set_num_threads(threads)
     sha = read_manifest(zoo_dir)["encoders"][model]["sha256"]
@@ -547,7 +547,7 @@ def protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def write_protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Write ``ground_truth.csv`` and the manifest tying it to every run and feature file
     (sha256 of each, relative paths); return the table."""
-    from ped.zoo.train import sha256_file
+    from ped.bench.zoo.train import sha256_file
 
     out = Path(out_dir)
     table = protocol_table(out)
@@ -573,7 +573,7 @@ def verify_ground_truth(
     outside [0, 100], NaN, a non-positive learning rate); and, with ``zoo_dir``, a run whose
     encoder sha256 is not the zoo's current one (stale: the encoder was retrained).
     """
-    from ped.zoo.train import read_manifest, sha256_file
+    from ped.bench.zoo.train import read_manifest, sha256_file
 
     out = Path(out_dir)
     mpath = out / GT_MANIFEST

@@ -10,8 +10,8 @@ The paper scores the 2048-d average-pooled features of 12 self-supervised ResNet
   automatically).  Projection heads and classifiers are ignored (and logged); any other missing
   or unexpected backbone key is a clear ``ValueError``.
 - :func:`paper_transform`: ``Resize(224, bicubic)``, ``CenterCrop(224)``, ImageNet mean/std.
-- :data:`DATASETS` / :func:`build_dataset`: torchvision dataset classes, never downloading, with
-  the splits documented in :data:`DATASETS` (each sample once: the released loader read the
+- :data:`PAPER_DATASETS` / :func:`build_dataset`: torchvision dataset classes, never downloading, with
+  the splits documented in :data:`PAPER_DATASETS` (each sample once: the released loader read the
   CIFAR-10/100 and SUN397 training sets twice).
 - :func:`extract_features`: batched, eval mode, ``torch.inference_mode``, CUDA when available.
 - :func:`extract_to_directory`: the resumable version behind ``ped extract``; it writes
@@ -53,7 +53,7 @@ bounding box (largest of all boxes when every box is marked difficult), classes 
 alphabetical order of :data:`VOC_CLASSES`.
 
 torch and torchvision are optional dependencies of :mod:`ped` (``pip install ped[torch]``): they
-are imported when a function here needs them, so ``import ped.extraction`` works without them.
+are imported when a function here needs them, so ``import ped.fullscale.extraction`` works without them.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ __all__ = [
     "IGNORED_HEADS",
     "WRAPPER_KEYS",
     "VOC_CLASSES",
-    "DATASETS",
+    "PAPER_DATASETS",
     "DatasetSpec",
     "ExtractionResult",
     "VOCLargestObject",
@@ -554,7 +554,7 @@ def _three(key: str) -> dict[str, tuple[dict, ...]]:
 
 
 #: Dataset name -> builder ``(root, split=None, transform=None) -> torch Dataset``.
-DATASETS: dict[str, DatasetSpec] = {
+PAPER_DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
         "cifar10", "CIFAR10", "ROOT/cifar-10-batches-py/ (the python version)",
         _tv({"train": True}, {"train": False}),
@@ -628,16 +628,16 @@ def build_dataset(
     split: str | None = None,
     transform: Callable[[Any], Any] | None = None,
 ) -> Dataset:
-    """Build dataset ``name`` of :data:`DATASETS` (``split=None``: ``"all"``; never downloads).
+    """Build dataset ``name`` of :data:`PAPER_DATASETS` (``split=None``: ``"all"``; never downloads).
 
     Raises ``ValueError`` for an unknown name (listing the known ones) or split, and
     ``FileNotFoundError`` naming the path and the expected layout when ``root`` is wrong.
     """
     try:
-        spec = DATASETS[name]
+        spec = PAPER_DATASETS[name]
     except KeyError:
         raise ValueError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(PAPER_DATASETS))}"
         ) from None
     return spec(root, split, transform)
 
@@ -794,7 +794,7 @@ def check_names(model_name: str, dataset_name: str) -> tuple[str, str]:
     names may.  Neither may be empty, contain a path separator or start with a dot.  Raises
     ``ValueError`` saying so; returns the names otherwise.
     """
-    from ped.scoring import parse_feature_name
+    from ped.fullscale.scoring import parse_feature_name
 
     for kind, name in (("model", model_name), ("dataset", dataset_name)):
         if not isinstance(name, str) or not name or "/" in name or os.sep in name or (
@@ -1135,7 +1135,7 @@ def register_cli(subparsers: Any) -> None:
         help="allow checkpoints holding Python objects (torch.load weights_only=False)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
-    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(DATASETS))}")
+    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(PAPER_DATASETS))}")
     p.add_argument("--root", default=None, help="dataset folder (torchvision layout)")
     p.add_argument("--split", default=None, help="split (default: all = every split, once)")
     p.add_argument(

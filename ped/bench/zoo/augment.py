@@ -22,7 +22,7 @@ and applies, per image:
 3. **grey scale** (luminance on three channels) with probability ``grayscale``;
 4. **solarisation** (:math:`x \leftarrow 1 - x` where :math:`x \ge 0.5`) with probability
    ``solarize``;
-5. normalisation with the zoo's :data:`~ped.zoo.encoder.NORMALIZE`.
+5. normalisation with the zoo's :data:`~ped.bench.zoo.encoder.NORMALIZE`.
 
 Gaussian blur is left out, as lightly's transforms are configured for 32-px images
 (``gaussian_blur=0``).  Luminance weights are ITU-R 601 (0.299, 0.587, 0.114), as torchvision's.
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from ped.zoo.encoder import NORMALIZE
+from ped.bench.zoo.encoder import NORMALIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

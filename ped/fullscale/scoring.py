@@ -2,7 +2,7 @@ r"""Score a directory of features with transferability metrics (with and without
 the scores against fine-tuning accuracies: the logic of ``ped score`` and ``ped evaluate``.
 
 Feature directories follow the authors' naming, ``<model>_<dataset>_feature.npy`` (N x D floats)
-beside ``<model>_<dataset>_label.npy`` (N integers); :mod:`ped.extraction` writes them.  The file
+beside ``<model>_<dataset>_label.npy`` (N integers); :mod:`ped.fullscale.extraction` writes them.  The file
 stem is split at its **last** underscore, so model names may contain underscores but dataset
 names may not (none of the paper's do; ``ped extract`` refuses such names).
 
@@ -37,7 +37,7 @@ error           empty, or the exception the metric (or PED) raised
 
 :func:`evaluate_scores` turns such a table into the rank statistics of
 :func:`ped.evaluation.rank_statistics` per dataset x metric x ped, against the published fine-tuning
-accuracies (:func:`ped.data.finetune_accuracy`) or any truth table.
+accuracies (:func:`ped.paper.finetune_accuracy`) or any truth table.
 """
 
 from __future__ import annotations
@@ -484,7 +484,7 @@ def score_features(
     """
     from ped._progress import tqdm
 
-    from ped.dynamics import check_ped_options, potential_energy_descent
+    from ped.dynamics import check_ped_options
 
     fns = resolve_metrics(metrics, definitions)
     options = check_ped_options(ped_options or {}) if ped else {}
@@ -521,13 +521,13 @@ def score_features(
 def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd.DataFrame:
     """Ground-truth accuracies as a tidy table ``(model, dataset, accuracy)``.
 
-    ``None`` gives the published fine-tuning accuracies (:func:`ped.data.finetune_accuracy`).
+    ``None`` gives the published fine-tuning accuracies (:func:`ped.paper.finetune_accuracy`).
     A CSV (or DataFrame) is either tidy, with columns ``model``, ``dataset``, ``accuracy``, or
     wide like ``data/published/finetune_acc.csv``: a ``dataset`` column (or index) and one column
     per model.
     """
     if truth is None:
-        from ped.data import finetune_accuracy
+        from ped.paper import finetune_accuracy
 
         wide = finetune_accuracy()
         return _wide_to_tidy(wide)

@@ -1,7 +1,7 @@
 """Parameter sweeps: run one notebook over a grid of parameters, in parallel on Dask.
 
 :func:`run_sweep` executes a notebook once per grid point with papermill (through
-:func:`ped.notebooks.execute_notebook`), stores every executed notebook and a JSON sidecar with
+:func:`ped.tools.notebooks.execute_notebook`), stores every executed notebook and a JSON sidecar with
 its parameters, status, glued scalars, timing and (on failure) the error, and collects the points
 that succeeded into one tidy table that notebooks read back with :func:`load_sweep`.
 
@@ -282,7 +282,7 @@ def run_point(
     ``seconds``, ``started``, ``finished``, ``worker`` and ``error`` (``None``, or ``type``,
     ``message`` and ``traceback``).
     """
-    from ped.notebooks import execute_notebook, glued_values
+    from ped.tools.notebooks import execute_notebook, glued_values
 
     notebook = Path(notebook)
     points_dir = Path(points_dir)
@@ -386,7 +386,7 @@ class SweepResult:
 
 
 def _validate(notebook: Path, points: list[dict[str, Any]]) -> None:
-    from ped.notebooks import notebook_parameters
+    from ped.tools.notebooks import notebook_parameters
 
     if not notebook.is_file():
         raise FileNotFoundError(f"no notebook {notebook}")
@@ -850,7 +850,7 @@ Output folder OUT:
   OUT/sweep.json           the notebook, its hash and the latest grid
 Points whose sidecar says "ok" are skipped when the command is run again; failed ones are
 retried.  Exit status: 0 when every point succeeded, 1 when some failed, 2 on a usage error.
-Read the table in a notebook with ped.sweep.load_sweep(OUT).
+Read the table in a notebook with ped.tools.sweep.load_sweep(OUT).
 
 example:
   ped sweep notebooks/02_ped_step_by_step.md --out sweeps/nsigma \\

@@ -210,9 +210,9 @@ def accuracy_table(gt: pd.DataFrame, task: str, models: Sequence[str]) -> NDArra
 
     A table of the rebuilt protocol (a ``role`` column) gives its evaluation runs; the first
     benchmark's table gives the runs at the validation-selected setting
-    (:func:`ped.benchmark.selected_runs`).
+    (:func:`ped.bench.selected_runs`).
     """
-    from ped.benchmark import selected_runs
+    from ped.bench import selected_runs
 
     if "role" in gt.columns:
         runs = gt[(gt["task"] == task) & (gt["role"] == "eval")]
@@ -346,10 +346,10 @@ def score_benchmark(
     cache: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> list[Path]:
-    """:func:`score_task` for every task of a zoo (features from :func:`ped.benchmark.zoo_features`,
-    PED's statistics from :func:`ped.zoo.train.load_stats`); resumable task by task."""
-    from ped.benchmark import zoo_features
-    from ped.zoo.train import load_stats
+    """:func:`score_task` for every task of a zoo (features from :func:`ped.bench.zoo_features`,
+    PED's statistics from :func:`ped.bench.zoo.train.load_stats`); resumable task by task."""
+    from ped.bench import zoo_features
+    from ped.bench.zoo.train import load_stats
 
     paths = []
     for task in tasks:
@@ -360,7 +360,7 @@ def score_benchmark(
 
 
 def _cmd_verdict(args: Any) -> int:
-    from ped.datasets import TASKS
+    from ped.bench.tasks import TASKS
 
     tasks = args.task or list(TASKS)
     paths = score_benchmark(args.out, tasks=tasks, zoo_dir=args.zoo, split=args.split,
@@ -377,7 +377,7 @@ def register_cli(subparsers: Any) -> None:
         "verdict", help="score the zoo in every arm of the verdict on PED (resumable per task)",
         description="Score the embedded benchmark's zoo with LogME, SFDA and GBC on the extracted "
         "features, after PED, after PED on shuffled labels, on image replicates, and under the "
-        "placebo; one .npz per task under --out (ped.verdict).",
+        "placebo; one .npz per task under --out (ped.bench.verdict).",
     )  # fmt: skip
     p.add_argument("--out", required=True, help="folder of the per-task score files")
     p.add_argument("--zoo", default=None, help="zoo folder (default data/zoo)")

@@ -3,7 +3,7 @@
 Eleven self-supervised methods (lightly losses and heads) plus a weaker-augmentation SimCLR
 variant make 12 pretrained encoders; a random-initialisation encoder is a labelled extra
 (``kind="random"``: no training, its statistics are still computed).  Every entry records its
-encoder architecture (:data:`ped.zoo.encoder.ARCH`, the stride-2 stem of the rebuilt zoo).  All use SGD (momentum 0.9,
+encoder architecture (:data:`ped.bench.zoo.encoder.ARCH`, the stride-2 stem of the rebuilt zoo).  All use SGD (momentum 0.9,
 weight decay 5e-4), batch 256, a linear warm-up over the first 5 % of steps then cosine decay, and
 base learning rate ``lr`` (scaled by batch/256).  ``epochs`` counts passes over the pool's
 pretraining images.  VICReg runs at 0.02: it diverges at 0.06 (feasibility notes).
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ped.zoo.encoder import ARCH
+from ped.bench.zoo.encoder import ARCH
 
 __all__ = ["ZooEntry", "ZOO", "DEFAULT_EPOCHS", "zoo_entry"]
 
