@@ -397,7 +397,9 @@ def test_pool_is_disjoint_from_every_task_image(pool: D.Pool, tasks) -> None:  #
 def test_cli_lists_tasks(capsys, tasks) -> None:  # noqa: ANN001
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    D.register_cli(sub)
+    from ped.cli.datasets import register_cli
+
+    register_cli(sub)
     args = parser.parse_args(["datasets", "tasks"])
     assert args.func(args) == 0
     out = capsys.readouterr().out

@@ -234,7 +234,7 @@ def test_pretrain_rejects_bad_arguments(tiny_pool: Pool, tmp_path: Path) -> None
 
 
 def test_cli_features_cached(tiny_pool: Pool, tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    from ped.bench.zoo.cli import register_cli
+    from ped.cli.zoo import register_cli
 
     zoo = tmp_path / "zoo"
     pretrain(_entry(), tiny_pool, zoo, max_steps=1, progress=False, precision="fp32")

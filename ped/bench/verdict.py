@@ -52,7 +52,6 @@ __all__ = [
     "leave_one_model_out",
     "null_parameters",
     "score_benchmark",
-    "register_cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -357,36 +356,6 @@ def score_benchmark(
         stats = {m: load_stats(m, zoo_dir) for m in feats}
         paths.append(score_task(task, out_dir, features=feats, stats=stats, **options))
     return paths
-
-
-def _cmd_verdict(args: Any) -> int:
-    from ped.bench.tasks import TASKS
-
-    tasks = args.task or list(TASKS)
-    paths = score_benchmark(args.out, tasks=tasks, zoo_dir=args.zoo, split=args.split,
-                            cache=args.cache, n_replicates=args.replicates,
-                            n_placebo=args.placebo)  # fmt: skip
-    for p in paths:
-        print(p)
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``ped verdict`` (score every arm of the verdict, resumable per task)."""
-    p = subparsers.add_parser(
-        "verdict", help="score the zoo in every arm of the verdict on PED (resumable per task)",
-        description="Score the embedded benchmark's zoo with LogME, SFDA and GBC on the extracted "
-        "features, after PED, after PED on shuffled labels, on image replicates, and under the "
-        "placebo; one .npz per task under --out (ped.bench.verdict).",
-    )  # fmt: skip
-    p.add_argument("--out", required=True, help="folder of the per-task score files")
-    p.add_argument("--zoo", default=None, help="zoo folder (default data/zoo)")
-    p.add_argument("--task", action="append", help="this task only; repeatable (default: all)")
-    p.add_argument("--split", default="trainval", choices=("train", "trainval"))
-    p.add_argument("--replicates", type=int, default=10, help="image replicates per task")
-    p.add_argument("--placebo", type=int, default=100, help="placebo draws per task")
-    p.add_argument("--cache", default=None, help="data cache (default ~/.cache/ped)")
-    p.set_defaults(func=_cmd_verdict)
 
 
 def null_parameters(

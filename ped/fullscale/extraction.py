@@ -58,9 +58,7 @@ are imported when a function here needs them, so ``import ped.fullscale.extracti
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -104,7 +102,6 @@ __all__ = [
     "output_paths",
     "record_path",
     "check_names",
-    "register_cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1041,118 +1038,3 @@ def _assemble(
         with open(tmp_y, "wb") as fh:
             np.save(fh, labels)
         write_json_atomic(record, settings)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _file_fingerprint(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
-def _cmd_extract(args: argparse.Namespace) -> int:
-    from ped._io import check_output_path
-
-    # everything that can be checked before the model is loaded is checked first
-    model_name, dataset_name = check_names(args.model, args.name or args.dataset)
-    check_output_path(output_paths(args.out, model_name, dataset_name)[0], what="features")
-    if args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {checkpoint}")
-        source = {"checkpoint": str(checkpoint.resolve()),
-                  "fingerprint": _file_fingerprint(checkpoint)}  # fmt: skip
-    else:
-        source = {"checkpoint": None, "seed": args.seed}
-    metadata = {**source, "source_dataset": args.dataset, "split": args.split or "all",
-                "image_size": args.image_size,
-                "root": None if args.root is None else str(Path(args.root).resolve())}  # fmt: skip
-    dataset = build_dataset(
-        args.dataset, args.root, split=args.split, transform=paper_transform(args.image_size)
-    )
-    settings = _settings(model_name, dataset_name, _n_samples(dataset, args.limit), metadata)
-    result = None if args.overwrite else _reusable(args.out, settings)
-    if result is None:
-        if args.checkpoint is not None:
-            model = load_backbone(
-                args.checkpoint, prefix=args.key_prefix, trust_checkpoint=args.trust_checkpoint
-            )
-        else:
-            logger.warning(
-                "--random-init: features of a random-weight ResNet-50 (tests/demos only)"
-            )
-            import torch
-
-            torch.manual_seed(args.seed)
-            model = build_backbone()
-        result = extract_to_directory(
-            model, dataset, args.out, model_name=model_name, dataset_name=dataset_name,
-            batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
-            num_workers=args.workers, limit=args.limit, progress=not args.no_progress,
-            overwrite=args.overwrite, metadata=metadata,
-        )  # fmt: skip
-    if result.skipped:
-        print(
-            f"{result.feature_path} exists ({result.n_samples} samples, same settings); "
-            "--overwrite to redo"
-        )
-    else:
-        rate = result.n_samples / result.seconds if result.seconds > 0 else float("nan")
-        print(
-            f"wrote {result.feature_path} and {result.label_path.name}: {result.n_samples} "
-            f"samples, {result.n_shards} shard(s) ({result.shards_reused} reused), "
-            f"{result.seconds:.1f} s, {rate:.1f} images/s"
-        )
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``ped extract`` to the ``ped`` command line."""
-    p = subparsers.add_parser(
-        "extract",
-        help="extract ResNet-50 features of a dataset (resumable)",
-        description=(
-            "Extract 2048-d average-pooled ResNet-50 features with the paper's transform "
-            "(Resize 224 bicubic, CenterCrop 224, ImageNet normalisation) into "
-            "OUT/<model>_<dataset>_feature.npy and _label.npy, with the settings in "
-            "OUT/<model>_<dataset>_extract.json.  Interrupted runs resume from their last "
-            "finished shard; finished outputs are reused only when their settings match "
-            "(otherwise: an error, or --overwrite).  Nothing is downloaded."
-        ),
-    )
-    p.add_argument("--model", required=True, help="model name used in the output file names")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint file (state_dict, possibly wrapped)")
-    src.add_argument(
-        "--random-init", action="store_true", help="random weights instead (tests and demos)"
-    )
-    p.add_argument("--key-prefix", default=None, help="checkpoint key prefix (default: found)")
-    p.add_argument(
-        "--trust-checkpoint", action="store_true",
-        help="allow checkpoints holding Python objects (torch.load weights_only=False)",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of --random-init")
-    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(sorted(PAPER_DATASETS))}")
-    p.add_argument("--root", default=None, help="dataset folder (torchvision layout)")
-    p.add_argument("--split", default=None, help="split (default: all = every split, once)")
-    p.add_argument(
-        "--name", default=None,
-        help="dataset name in the output file names (default: --dataset; no '_', which "
-        "`ped score` reads as the model/dataset separator); e.g. 'imagenet' for the reference "
-        "features that `ped score --reference` reads",
-    )  # fmt: skip
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--shard-size", type=int, default=None, help="samples per shard (64 batches)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    p.add_argument(
-        "--image-size", type=int, default=224, help="resize/crop size (224 in the paper)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="redo finished or partial work")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_extract)

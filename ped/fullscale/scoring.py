@@ -42,7 +42,6 @@ accuracies (:func:`ped.paper.finetune_accuracy`) or any truth table.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import os
@@ -56,8 +55,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-
-from ped._io import write_csv_atomic
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -76,7 +73,6 @@ __all__ = [
     "load_truth",
     "evaluate_scores",
     "table1_layout",
-    "register_cli",
 ]
 
 logger = logging.getLogger(__name__)
@@ -660,132 +656,3 @@ def _as_bool(value: Any) -> bool:
     if text in {"false", "0", "no", ""}:
         return False
     raise ValueError(f"ped column holds {value!r}, not a boolean")
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a usage error otherwise)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _min_models(text: str) -> int:
-    """argparse type of ``--min-models``: an integer >= 2 (rank statistics need two models)."""
-    from ped.cli import int_at_least
-
-    return int_at_least(2, " (rank statistics need at least 2 models)")(text)
-
-
-def _cmd_score(args: argparse.Namespace) -> int:
-    from ped._io import check_output_path
-
-    out = check_output_path(args.out, what="scores CSV")  # before any work
-    options = (
-        {"nsigma": args.nsigma, "time_step": args.time_step, "variant": args.variant}
-        if args.ped else None
-    )  # fmt: skip
-    table = score_features(
-        args.features, args.metric, ped=args.ped, reference_dir=args.reference,
-        ped_options=options, definitions=args.definitions, progress=not args.no_progress,
-    )  # fmt: skip
-    write_csv_atomic(table, out)
-    n_err = int((table["error"] != "").sum())
-    print(
-        f"wrote {out}: {len(table)} row(s), {table['model'].nunique()} model(s), "
-        f"{table['dataset'].nunique()} dataset(s){f', {n_err} failed' if n_err else ''}"
-    )
-    if args.ped:
-        refs = sorted(set(table.loc[table["ped"], "ped_reference"]))
-        print(f"PED standardisation: {', '.join(refs)}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ped._io import check_output_path
-
-    out = check_output_path(args.out, what="evaluation CSV")  # before any work
-    table = evaluate_scores(args.scores, args.truth, min_models=args.min_models)
-    write_csv_atomic(table, out)
-    print(f"wrote {out}: {len(table)} row(s)")
-    if len(table):
-        pivot = table.pivot_table(
-            index=["metric", "ped"], columns="dataset", values="weighted_tau"
-        )
-        pivot["mean"] = pivot.mean(axis=1)
-        print("weighted tau:")
-        print(pivot.round(3).to_string())
-    return 0
-
-
-_SCORE_EPILOG = """\
-Every file is checked before anything is scored: an empty, truncated, corrupt or pickled .npy,
-features that are not an (N, D) float array, or labels that are not N whole numbers stop the
-command with one line naming every bad file (exit status 2; nothing is written).  Integer labels
-other than 0..C-1 are remapped in order.  A metric that fails on one file is a row with a NaN
-score and its error.  Exit status: 0 done, 2 bad input (nothing written), 130 interrupted.
-"""
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``ped score`` and ``ped evaluate`` to the ``ped`` command line."""
-    s = subparsers.add_parser(
-        "score",
-        help="score a features folder with transferability metrics (optionally + PED)",
-        description=(
-            "Score every <model>_<dataset>_feature.npy (with its _label.npy) in FEATURES with "
-            "each metric (without PED and, with --ped, also with PED) into a tidy CSV with columns "
-            + ", ".join(SCORE_COLUMNS) + "."
-        ),
-        epilog=_SCORE_EPILOG,
-    )
-    s.add_argument("--features", required=True, help="folder of feature/label .npy files")
-    s.add_argument(
-        "--metric", action="append", required=True, help="metric name (ped.metrics); repeatable"
-    )
-    s.add_argument("--ped", action="store_true", help="also score PED-moved features")
-    s.add_argument(
-        "--reference", default=None,
-        help="folder of <model>_imagenet_feature.npy for PED's standardisation "
-        "(default: the target statistics)",
-    )  # fmt: skip
-    s.add_argument(
-        "--nsigma", type=_positive_float, default=0.6, help="PED radius scale (0.3 or 0.6)"
-    )
-    s.add_argument("--time-step", type=_positive_float, default=0.1, help="PED time step")
-    s.add_argument("--variant", choices=("official", "paper"), default="official")
-    s.add_argument("--definitions", choices=("paper", "release"), default="paper",
-                   help="metric definitions: the papers' formulas (default) or the released "
-                   "code's (SFDA, NLEEP and LEEP without their log, as in the published Table 1)")
-    s.add_argument("--out", required=True, help="output CSV")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=_cmd_score)
-
-    e = subparsers.add_parser(
-        "evaluate",
-        help="rank statistics (weighted tau, ...) of scores against fine-tuning accuracies",
-        description=(
-            "Weighted Kendall tau and the other rank statistics per dataset x metric x ped, "
-            "against --truth (default: the published fine-tuning accuracies)."
-        ),
-    )
-    e.add_argument("--scores", required=True, help="CSV written by `ped score`")
-    e.add_argument(
-        "--truth", default=None,
-        help="accuracies CSV: tidy (model, dataset, accuracy) or wide (dataset x models); "
-        "default: the published fine-tuning accuracies",
-    )  # fmt: skip
-    e.add_argument(
-        "--min-models", type=_min_models, default=3,
-        help="skip groups with fewer models (at least 2)",
-    )  # fmt: skip
-    e.add_argument("--out", required=True, help="output CSV")
-    e.set_defaults(func=_cmd_evaluate)

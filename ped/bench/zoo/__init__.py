@@ -8,7 +8,7 @@
   statistics and cached feature extraction on the downstream tasks.
 - :mod:`ped.bench.zoo.finetune`: ground truth: fine-tuning (lr x wd grid, validation selection,
   3 seeds) and linear-probe accuracy, resumable per unit, as a tidy table.
-- ``ped.bench.zoo.cli``: ``ped zoo train``, ``ped zoo features`` and ``ped zoo finetune``.
+- the ``ped zoo`` commands live in ``ped.cli.zoo``.
 
 torch, torchvision and lightly are imported by the submodules that need them, so importing
 :mod:`ped.bench.zoo` (and :mod:`ped.bench.zoo.spec`) stays light.

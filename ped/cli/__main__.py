@@ -1,0 +1,7 @@
+"""``python -m ped.cli``: the ``ped`` command."""
+
+import sys
+
+from ped.cli import main
+
+sys.exit(main())
