@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["DigitsZoo", "digits_zoo", "linear_probe", "score_before_after"]
+__all__ = ["DigitsZoo", "digits_zoo", "linear_probe", "score_before_after", "scale_response"]
 
 #: Suffix of the columns that hold a score after PED.
 PED_SUFFIX = "+PED"
@@ -113,3 +113,20 @@ def score_before_after(
             row[metric + PED_SUFFIX] = float(after[metric])
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def scale_response(
+    scores: Mapping[str, Callable[[np.ndarray], float]],
+    features: np.ndarray,
+    scales: Sequence[float] = (1e-3, 1e-1, 1.0, 10.0, 1e3),
+) -> pd.DataFrame:
+    """Each metric of ``scores`` (``{name: f(features)}``, the labels bound) on the features
+    multiplied by each of ``scales``: one row per scale, one column per metric.  A metric
+    invariant to a global rescaling gives a constant column."""
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"scales must be positive, got {list(scales)}")
+    rows = {a: {name: float(fn(a * features)) for name, fn in scores.items()}
+            for a in scales}  # fmt: skip
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "feature scale"
+    return frame

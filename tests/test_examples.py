@@ -199,3 +199,17 @@ def test_balls_figure_draws_a_ball_per_class_before_and_after():
     assert len(after.lines) == 3 + 3  # centre crosses and paths
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         balls_figure(np.zeros((5, 3)), y[:5], result)
+
+
+def test_scale_response_rescales_the_features():
+    from ped.examples import scale_response
+
+    x = np.arange(12.0).reshape(6, 2)
+    seen = []
+    table = scale_response({"norm": lambda f: seen.append(f) or float(np.abs(f).max())}, x,
+                           scales=(0.5, 2.0))  # fmt: skip
+    assert list(table.index) == [0.5, 2.0] and table.index.name == "feature scale"
+    assert table["norm"].tolist() == [5.5, 22.0]
+    np.testing.assert_array_equal(x, np.arange(12.0).reshape(6, 2))  # the input is untouched
+    with pytest.raises(ValueError, match="positive"):
+        scale_response({}, x, scales=(0.0,))
