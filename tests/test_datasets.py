@@ -273,6 +273,11 @@ def test_rebuilt_tasks_are_kept_apart_from_tasks() -> None:
     assert "glyphs62" not in D.TASKS  # the book and the first ground truth iterate over TASKS
     for name, spec in [*D.TASKS.items(), *D.REBUILT_TASKS.items()]:
         assert D.task_spec(name) is spec
+    # the rebuilt benchmark: the first one's tasks less the excluded, then the new ones
+    assert set(D.REBUILT_EXCLUDED) <= set(D.TASKS)
+    assert D.REBUILT_TASK_NAMES == (*[t for t in D.TASKS if t not in D.REBUILT_EXCLUDED],
+                                    *D.REBUILT_TASKS)  # fmt: skip
+    assert "clipart_symbols3" not in D.REBUILT_TASK_NAMES
     spec = D.task_spec("glyphs62")
     assert spec.source == "glyphs_distorted" and spec.classes is None
     assert not spec.in_pool_domain

@@ -180,6 +180,7 @@ __all__ = [
     "TASKS",
     "REBUILT_TASKS",
     "REBUILT_TASK_NAMES",
+    "REBUILT_EXCLUDED",
     "GLYPH_DISTORTION",
     "distort_glyphs",
     "DEFAULT_POOL",
@@ -1072,8 +1073,21 @@ REBUILT_TASKS: dict[str, TaskSpec] = {
 }  # fmt: skip
 
 
-#: The tasks of the rebuilt benchmark, in order: the first benchmark's and the new ones.
-REBUILT_TASK_NAMES: tuple[str, ...] = (*TASKS, *REBUILT_TASKS)
+#: Tasks of the first benchmark that the rebuilt one leaves out, with the measurement that
+#: failed its first check (a pretrained encoder must fine-tune clearly better than a random one,
+#: ``ped.bench.ground_truth_checks``).  The check is about the ground truth, not about any
+#: metric: it was applied before a single metric was scored on the rebuilt protocol.
+REBUILT_EXCLUDED: dict[str, str] = {
+    "clipart_symbols3": "random init fine-tunes as well as pretrained encoders: median "
+    "pretrained minus random init -0.08 points (SE 0.46) over 4 encoders x 6 seeds of the "
+    "rebuilt protocol, against a required 3 points",
+}
+
+#: The tasks of the rebuilt benchmark, in order: the first benchmark's (less
+#: :data:`REBUILT_EXCLUDED`) and the new ones.
+REBUILT_TASK_NAMES: tuple[str, ...] = tuple(
+    name for name in (*TASKS, *REBUILT_TASKS) if name not in REBUILT_EXCLUDED
+)
 
 
 def task_spec(name: str) -> TaskSpec:
