@@ -218,6 +218,32 @@ def test_glyph_images(glyphs) -> None:  # noqa: ANN001
 
 
 @needs_glyphs
+@needs_glyphs
+def test_greek24_task_is_the_greek_letters_of_the_faces_that_have_them(cache: Path) -> None:
+    greek, faces = D.load_glyphs(cache=cache, chars=D.GREEK_CHARS)
+    latin, _ = D.load_glyphs(cache=cache)
+    n_faces = len(set(faces.tolist()))
+    assert greek.classes == tuple(D.GREEK_CHARS) and len(greek.classes) == 24
+    assert greek.images.shape == (24 * n_faces, 32, 32, 1)
+    # the Greek renderings are new images, but for omicron, which some faces draw as Latin o
+    latin_of = dict(zip(D.image_hashes(latin.images), latin.labels.tolist()))
+    same = {(greek.classes[y], latin.classes[latin_of[h]])
+            for h, y in zip(D.image_hashes(greek.images), greek.labels.tolist()) if h in latin_of}
+    assert same <= {("ο", "o")}
+    task = D.load_task("greek24", cache=cache)
+    assert not task.spec.in_pool_domain and task.classes == greek.classes
+    assert task.sizes() == {"train": 240, "val": 120, "test": 24 * (n_faces - 15)}
+    assert n_faces - 15 >= 20
+    hashes = [set(D.image_hashes(task.split(s)[0])) for s in ("train", "val", "test")]
+    assert not (hashes[0] & hashes[1] or hashes[0] & hashes[2] or hashes[1] & hashes[2])
+    # a face without Greek letters is dropped, with the reason
+    glyph, why = D._render_face(D.GLYPH_FONT_DIR / "opentype/urw-base35/D050000L.otf",
+                                D.GREEK_CHARS)  # fmt: skip
+    assert glyph is None and "no glyph for 24 of the 24 characters" in why
+    with pytest.raises(ValueError, match="distinct"):
+        D.load_glyphs(cache=cache, chars="aa")
+
+
 def test_glyph_faces_need_every_character() -> None:
     root = D.GLYPH_FONT_DIR
     assert D._missing_chars(root / "truetype/dejavu/DejaVuSans.ttf") == ""
@@ -268,7 +294,7 @@ def test_missing_fonts_name_the_command(tmp_path: Path, monkeypatch) -> None:  #
 
 
 def test_rebuilt_tasks_are_kept_apart_from_tasks() -> None:
-    assert list(D.REBUILT_TASKS) == ["glyphs62"]
+    assert list(D.REBUILT_TASKS) == ["glyphs62", "greek24"]
     assert not set(D.TASKS) & set(D.REBUILT_TASKS)
     assert "glyphs62" not in D.TASKS  # the book and the first ground truth iterate over TASKS
     for name, spec in [*D.TASKS.items(), *D.REBUILT_TASKS.items()]:

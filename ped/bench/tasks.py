@@ -120,7 +120,16 @@ name                  source (classes)             classes   per class          
                       (one image per kept face),             (118); totals      glyph is in the
                       each randomly distorted                620/310/7,316      pool
                       (``distort_glyphs``)
+``greek24``           font glyphs of the 24        24        10 / 5 / rest      **out**
+                      lowercase Greek letters                (83); totals
+                      (:data:`GREEK_CHARS`) of the           240/120/1,992
+                      98 faces that have them,
+                      distorted the same way
 ===================== ============================ ========= ================= ==================
+
+The rebuilt benchmark leaves ``clipart_symbols3`` out (:data:`REBUILT_EXCLUDED`): on its
+protocol, random initialisation fine-tunes as well as the pretrained encoders there.  Four faces
+draw omicron exactly as Latin ``o``; no other Greek rendering equals a Latin one.
 
 Pretraining pool (:class:`PoolSpec`, :func:`load_pool`)
 --------------------------------------------------------
@@ -130,10 +139,10 @@ the symbol-like folders (computer, shapes, signs_and_symbols, special, unsorted,
 decorations, containers, electronics, science, education) that ``clipart_symbols3`` does not use.
 The object folders of ``clipart_objects8`` and sklearn's digits never enter the pool, which gives
 two downstream domains absent from pretraining (three with the font glyphs of the rebuilt
-benchmark).  Disjointness is also enforced by content: any pool image whose bytes (as 32x32 RGB)
+benchmark, Latin and Greek).  Disjointness is also enforced by content: any pool image whose bytes (as 32x32 RGB)
 equal those of an image of any downstream task of :data:`TASKS` or ``REBUILT_TASKS`` (all
 splits) is dropped, as are duplicates inside the pool (no glyph image equals a pool image: adding
-``glyphs62`` left the pool's fingerprint unchanged).  With the default spec the pool holds 19,945
+``glyphs62`` and ``greek24`` left the pool's fingerprint unchanged, ``3f061f048bc606cb``).  With the default spec the pool holds 19,945
 images (3,945 of them clip art): 17,945 for pretraining and a seeded held-out slice of 2,000 kept
 out of pretraining for the per-encoder feature statistics (the analogue of the paper's
 ImageNet-val statistics).
@@ -171,6 +180,7 @@ __all__ = [
     "GLYPH_FONT_PACKAGES",
     "GLYPH_EXCLUDED_FACES",
     "GLYPH_CHARS",
+    "GREEK_CHARS",
     "GLYPH_BOX",
     "ImageSet",
     "TaskSpec",
@@ -262,6 +272,8 @@ _CLIPART_CACHE_VERSION = 2
 IMAGE_SIZE = 32
 #: The 62 characters of the ``glyphs`` source, in label order: digits, upper case, lower case.
 GLYPH_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: The 24 lowercase Greek letters (final sigma left out) of the ``greek`` source.
+GREEK_CHARS = "αβγδεζηθικλμνξοπρστυφχψω"
 #: Each glyph is scaled so that its ink bounding box fits a square of this side (pixels).
 GLYPH_BOX = 24
 #: Font size (pixels per em) the glyphs are drawn at before being shrunk to :data:`GLYPH_BOX`.
@@ -771,8 +783,8 @@ def _glyph_font_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _missing_chars(path: Path) -> str:
-    """The characters of :data:`GLYPH_CHARS` that the font at ``path`` has no glyph for.
+def _missing_chars(path: Path, chars: str = GLYPH_CHARS) -> str:
+    """The characters of ``chars`` that the font at ``path`` has no glyph for.
 
     A character counts as present when the font's best Unicode cmap maps it to a glyph whose
     name denotes exactly that character under the Adobe Glyph List rules (``A``, ``zero``,
@@ -789,7 +801,7 @@ def _missing_chars(path: Path) -> str:
         ) from exc
     with TTFont(str(path), lazy=True) as tt:
         cmap = tt.getBestCmap() or {}
-    return "".join(c for c in GLYPH_CHARS if toUnicode(cmap.get(ord(c), ".notdef")) != c)
+    return "".join(c for c in chars if toUnicode(cmap.get(ord(c), ".notdef")) != c)
 
 
 def _draw_glyph(font: Any, char: str, size: int) -> Any:
@@ -803,8 +815,9 @@ def _draw_glyph(font: Any, char: str, size: int) -> Any:
     return canvas
 
 
-def _render_face_glyphs(font: Any) -> list[NDArray[np.uint8] | None]:
-    """The 62 characters of one face -> (32, 32) uint8 each (white on black; None = no ink).
+def _render_face_glyphs(font: Any, chars: str = GLYPH_CHARS) -> list[NDArray[np.uint8] | None]:
+    """The characters ``chars`` of one face -> (32, 32) uint8 each (white on black; None = no
+    ink).
 
     One scale for the whole face, so that case and position survive (``o`` stays smaller than
     ``O``, ``p`` descends below the baseline): the characters are drawn at
@@ -817,14 +830,14 @@ def _render_face_glyphs(font: Any) -> list[NDArray[np.uint8] | None]:
     from PIL import Image
 
     size = 3 * _GLYPH_RENDER_SIZE
-    drawn = [_draw_glyph(font, c, size) for c in GLYPH_CHARS]
+    drawn = [_draw_glyph(font, c, size) for c in chars]
     boxes = [d.getbbox() for d in drawn]
-    for c, box in zip(GLYPH_CHARS, boxes):
+    for c, box in zip(chars, boxes):
         if box is not None and (box[0] == 0 or box[1] == 0 or box[2] == size or box[3] == size):
             raise ValueError(f"glyph {c!r} of {font.path} overflows its drawing canvas")
     inked = [b for b in boxes if b is not None]
     if not inked:
-        return [None] * len(GLYPH_CHARS)
+        return [None] * len(chars)
     top, bottom = min(b[1] for b in inked), max(b[3] for b in inked)
     widest = max(b[2] - b[0] for b in inked)
     scale = GLYPH_BOX / max(bottom - top, widest)
@@ -844,29 +857,32 @@ def _render_face_glyphs(font: Any) -> list[NDArray[np.uint8] | None]:
     return out
 
 
-def _render_face(path: Path) -> tuple[NDArray[np.uint8] | None, str]:
-    """The 62 glyphs of one font file as (62, 32, 32) uint8, or ``(None, why it is dropped)``."""
+def _render_face(
+    path: Path, chars: str = GLYPH_CHARS
+) -> tuple[NDArray[np.uint8] | None, str]:
+    """The glyphs ``chars`` of one font file as (len(chars), 32, 32) uint8, or
+    ``(None, why it is dropped)``."""
     from PIL import ImageFont
 
     try:
-        missing = _missing_chars(path)
+        missing = _missing_chars(path, chars)
         font = ImageFont.truetype(str(path), _GLYPH_RENDER_SIZE,
                                   layout_engine=ImageFont.Layout.BASIC)  # fmt: skip
     except (OSError, ValueError) as exc:
         return None, f"unreadable ({exc.__class__.__name__}: {exc})"
     if missing:
-        return None, f"no glyph for {len(missing)} of the 62 characters: {missing}"
+        return None, f"no glyph for {len(missing)} of the {len(chars)} characters: {missing}"
     try:
-        glyphs = _render_face_glyphs(font)
+        glyphs = _render_face_glyphs(font, chars)
     except ValueError as exc:  # ink beyond the drawing canvas: the metrics are off
         return None, str(exc)
-    for c, arr in zip(GLYPH_CHARS, glyphs):
+    for c, arr in zip(chars, glyphs):
         if arr is None:
             return None, f"blank glyph for {c!r}"
     return np.stack(glyphs), ""
 
 
-def _glyphs_key(root: Path, files: Sequence[Path]) -> str:
+def _glyphs_key(root: Path, files: Sequence[Path], chars: str = GLYPH_CHARS) -> str:
     """Cache key: each font file's path (relative to ``root``) and content digest, plus what
     shapes the rendering (characters, box and render sizes, Pillow's and FreeType's versions,
     the excluded faces)."""
@@ -874,7 +890,7 @@ def _glyphs_key(root: Path, files: Sequence[Path]) -> str:
     from PIL import features
 
     h = hashlib.sha1()
-    settings = (GLYPH_CHARS, GLYPH_BOX, _GLYPH_RENDER_SIZE, PIL.__version__,
+    settings = (chars, GLYPH_BOX, _GLYPH_RENDER_SIZE, PIL.__version__,
                 features.version("freetype2"), sorted(GLYPH_EXCLUDED_FACES))  # fmt: skip
     h.update(f"{settings!r}\n".encode())
     for p in files:
@@ -888,32 +904,38 @@ def load_glyphs(
     root: str | os.PathLike[str] | None = None,
     cache: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    chars: str = GLYPH_CHARS,
 ) -> tuple[ImageSet, NDArray[np.str_]]:
-    """The 62 characters 0-9, A-Z, a-z of every usable font face; returns ``(images, faces)``.
+    """The characters ``chars`` (default the 62 of :data:`GLYPH_CHARS`, 0-9, A-Z, a-z; the
+    ``greek`` source uses :data:`GREEK_CHARS`) of every usable font face; returns
+    ``(images, faces)``.
 
-    Images are ``(62 F, 32, 32, 1)`` uint8 (white glyph on black, see ``_render_face_glyphs``),
-    face by face in sorted path order and, within a face, labelled 0..61 in :data:`GLYPH_CHARS`
-    order; ``faces`` gives each image's font file relative to ``root`` (default
+    Images are ``(len(chars) F, 32, 32, 1)`` uint8 (white glyph on black, see
+    ``_render_face_glyphs``), face by face in sorted path order and, within a face, labelled in
+    ``chars`` order; ``faces`` gives each image's font file relative to ``root`` (default
     ``GLYPH_FONT_DIR``, searched as :data:`GLYPH_FONT_PACKAGES` says).  A face is kept when it
-    is not in :data:`GLYPH_EXCLUDED_FACES`, has a glyph for all 62 characters (see
-    ``_missing_chars``), none renders blank, and none of its 62 renderings equals another of
-    its own or one of an already kept face (so the source holds no image twice and no two splits
-    of a task can share an image; a face rendering exactly like an earlier one is the extreme
+    is not in :data:`GLYPH_EXCLUDED_FACES`, has a glyph for every character (see
+    ``_missing_chars``), none renders blank, and none of its renderings equals another of its
+    own or one of an already kept face (so the source holds no image twice and no two splits of
+    a task can share an image; a face rendering exactly like an earlier one is the extreme
     case).  The result is cached in ``<cache>/glyphs_v2_<key>.npz``, ``key`` hashing the font
-    files (paths and contents) and the rendering settings (see ``_glyphs_key``).
+    files (paths and contents) and the rendering settings, ``chars`` included (see
+    ``_glyphs_key``).
     """
     base = Path(root) if root is not None else GLYPH_FONT_DIR
+    if not chars or len(set(chars)) != len(chars):
+        raise ValueError(f"chars must be distinct characters, got {chars!r}")
     files = _glyph_font_files(base)
-    key = _glyphs_key(base, files)
+    key = _glyphs_key(base, files, chars)
     cache_file = cache_dir(cache) / f"glyphs_v{_GLYPHS_CACHE_VERSION}_{key}.npz"
     if use_cache and cache_file.is_file():
         try:
             with np.load(cache_file) as z:
                 images, faces = z["images"], z["faces"]
-            if images.shape != (len(faces) * len(GLYPH_CHARS), IMAGE_SIZE, IMAGE_SIZE, 1):
+            if images.shape != (len(faces) * len(chars), IMAGE_SIZE, IMAGE_SIZE, 1):
                 raise ValueError(f"images of shape {images.shape} for {len(faces)} faces")
             logger.info("glyphs: %d faces from cache %s", len(faces), cache_file)
-            return _glyph_set(images, faces)
+            return _glyph_set(images, faces, chars)
         except (OSError, KeyError, ValueError) as exc:
             logger.warning("ignoring unreadable cache %s (%s)", cache_file, exc)
     start = time.perf_counter()
@@ -926,21 +948,22 @@ def load_glyphs(
         if rel in GLYPH_EXCLUDED_FACES:
             glyphs, why = None, f"excluded ({GLYPH_EXCLUDED_FACES[rel]})"
         else:
-            glyphs, why = _render_face(path)
+            glyphs, why = _render_face(path, chars)
         if glyphs is not None:
             hashes = [hashlib.sha1(g.tobytes()).hexdigest() for g in glyphs]
-            clash = _first_clash(hashes, seen)
+            clash = _first_clash(hashes, seen, chars)
             if clash:
                 glyphs, why = None, clash
         if glyphs is None:
             dropped.append(f"{rel}: {why}")
             logger.info("glyphs: dropping %s: %s", rel, why)
             continue
-        seen.update({h: (rel, c) for h, c in zip(hashes, GLYPH_CHARS, strict=True)})
+        seen.update({h: (rel, c) for h, c in zip(hashes, chars, strict=True)})
         kept.append(glyphs)
         faces_kept.append(rel)
     if not kept:
-        raise ValueError(f"no font under {base} has all 62 characters: {'; '.join(dropped)}")
+        raise ValueError(f"no font under {base} has all {len(chars)} characters: "
+                         f"{'; '.join(dropped)}")
     images = np.concatenate(kept)[..., None]
     faces = np.asarray(faces_kept)
     logger.info("rendered %d faces of %d font files (%d dropped) in %.1f s", len(faces),
@@ -948,19 +971,22 @@ def load_glyphs(
     if use_cache:
         write_npz_atomic(cache_file, images=images, faces=faces,
                       dropped=np.asarray(dropped, dtype=str))  # fmt: skip
-    return _glyph_set(images, faces)
+    return _glyph_set(images, faces, chars)
 
 
-def _first_clash(hashes: Sequence[str], seen: dict[str, tuple[str, str]]) -> str:
-    """Why a face whose 62 image digests are ``hashes`` must go (``""`` if it may stay): the
-    whole face equals a kept one, or one glyph equals a kept image or another of its own."""
+def _first_clash(
+    hashes: Sequence[str], seen: dict[str, tuple[str, str]], chars: str = GLYPH_CHARS
+) -> str:
+    """Why a face whose image digests (one per character of ``chars``) are ``hashes`` must go
+    (``""`` if it may stay): the whole face equals a kept one, or one glyph equals a kept image
+    or another of its own."""
     matches = [seen.get(h) for h in hashes]
     owners = {m[0] for m in matches if m is not None}
     if len(owners) == 1 and all(m is not None and m[1] == c
-                                for m, c in zip(matches, GLYPH_CHARS, strict=True)):  # fmt: skip
+                                for m, c in zip(matches, chars, strict=True)):  # fmt: skip
         return f"renders exactly like {owners.pop()}"
     own: dict[str, str] = {}
-    for h, c in zip(hashes, GLYPH_CHARS, strict=True):
+    for h, c in zip(hashes, chars, strict=True):
         if h in seen:
             other_face, other_char = seen[h]
             return f"its {c!r} renders exactly like {other_char!r} of {other_face}"
@@ -971,12 +997,13 @@ def _first_clash(hashes: Sequence[str], seen: dict[str, tuple[str, str]]) -> str
 
 
 def _glyph_set(
-    images: NDArray[np.uint8], faces: NDArray[np.str_]
+    images: NDArray[np.uint8], faces: NDArray[np.str_], chars: str = GLYPH_CHARS
 ) -> tuple[ImageSet, NDArray[np.str_]]:
     """Face-major glyph images -> ``(ImageSet, face of each image)``."""
-    n = len(GLYPH_CHARS)
+    n = len(chars)
     labels = np.tile(np.arange(n, dtype=np.int64), len(faces))
-    return ImageSet(images, labels, tuple(GLYPH_CHARS), "glyphs"), np.repeat(faces, n)
+    name = "glyphs" if chars == GLYPH_CHARS else "greek" if chars == GREEK_CHARS else "glyph set"
+    return ImageSet(images, labels, tuple(chars), name), np.repeat(faces, n)
 
 
 #: Random affine distortion of :func:`distort_glyphs`: rotation (degrees), scale, shift (px).
@@ -1018,7 +1045,8 @@ def load_source(
     name: str, split: str | None = None, *, cache: str | os.PathLike[str] | None = None
 ) -> ImageSet:
     """A whole source by name: ``fashion_mnist``/``mnist`` (``split``), ``digits``, ``clipart``,
-    ``glyphs``."""
+    ``glyphs``, ``glyphs_distorted``, ``greek_distorted`` (the 24 lowercase Greek letters of the
+    faces that have them, distorted as the glyphs are)."""
     if name == "fashion_mnist":
         return load_fashion_mnist(split or "train", cache=cache)
     if name == "mnist":
@@ -1027,13 +1055,14 @@ def load_source(
         return load_digits32()
     if name == "clipart":
         return load_clipart(cache=cache)[0]
-    if name in ("glyphs", "glyphs_distorted"):
-        data = load_glyphs(cache=cache)[0]
+    if name in ("glyphs", "glyphs_distorted", "greek_distorted"):
+        chars = GREEK_CHARS if name.startswith("greek") else GLYPH_CHARS
+        data = load_glyphs(cache=cache, chars=chars)[0]
         if name == "glyphs":
             return data
         return ImageSet(distort_glyphs(data.images), data.labels, data.classes, name)
-    raise ValueError(f"unknown source {name!r}: fashion_mnist, mnist, digits, clipart, glyphs "
-                     "or glyphs_distorted")
+    raise ValueError(f"unknown source {name!r}: fashion_mnist, mnist, digits, clipart, glyphs, "
+                     "glyphs_distorted or greek_distorted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1069,6 +1098,9 @@ REBUILT_TASKS: dict[str, TaskSpec] = {
         TaskSpec("glyphs62", "glyphs_distorted", None, None, 10, 5, None, False,
                  "grey characters 0-9, A-Z, a-z from font faces, each turned, shrunk and "
                  "shifted at random (never in the pool)"),
+        TaskSpec("greek24", "greek_distorted", None, None, 10, 5, None, False,
+                 "grey lowercase Greek letters from the font faces that have them, each turned, "
+                 "shrunk and shifted at random (never in the pool)"),
     )
 }  # fmt: skip
 
