@@ -23,10 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["DigitsZoo", "digits_zoo", "linear_probe", "score_before_after", "scale_response"]
+__all__ = ["PED_SUFFIX", "row_label", "DigitsZoo", "digits_zoo", "linear_probe",
+           "score_before_after", "scale_response"]
 
-#: Suffix of the columns that hold a score after PED.
+#: Suffix of the columns (and table rows) that hold a score after PED.
 PED_SUFFIX = "+PED"
+
+
+def row_label(metric: str, ped: bool = False) -> str:
+    """A metric's name in tables and figures: its display name (:data:`ped.metrics.DISPLAY_NAMES`,
+    e.g. ``LogME``), followed by :data:`PED_SUFFIX` for its score after PED."""
+    from ped.metrics import DISPLAY_NAMES
+
+    return DISPLAY_NAMES.get(metric, metric) + (PED_SUFFIX if ped else "")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped.examples import PED_SUFFIX, row_label
+
 __all__ = [
     "PED_SUFFIX",
     "SUPPORT_FRACTION",
@@ -40,16 +42,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Suffix of a metric's row after PED.
-PED_SUFFIX = "+PED"
 #: Share of improved cells from which "PED helps on (almost) every dataset" is called supported.
 SUPPORT_FRACTION = 0.8
 
-
-def _label(metric: str, ped: bool) -> str:
-    from ped.metrics import DISPLAY_NAMES
-
-    return DISPLAY_NAMES.get(metric, metric) + (PED_SUFFIX if ped else "")
 
 
 def score_tasks(
@@ -116,14 +111,14 @@ def tau_cells(
     from ped.bench import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
 
     runs = selected_runs(gt, protocol)
-    accuracy = model_accuracy(gt, protocol)
+    accuracy = None if n_resamples else model_accuracy(gt, protocol)
     tasks = list(tasks) if tasks is not None else list(dict.fromkeys(scores["task"]))
     est: dict[str, dict[str, float]] = {}
     low: dict[str, dict[str, float]] = {}
     high: dict[str, dict[str, float]] = {}
     draws: dict[tuple[str, str], NDArray[np.float64]] = {}
     for (metric, moved), group in scores.groupby(["metric", "ped"], sort=False):
-        label = _label(metric, bool(moved))
+        label = row_label(metric, bool(moved))
         for task, cell in group.groupby("task", sort=False):
             if task not in tasks:
                 continue
@@ -140,7 +135,7 @@ def tau_cells(
             low.setdefault(label, {})[task] = lo
             high.setdefault(label, {})[task] = hi
     order = [label for m in dict.fromkeys(scores["metric"]) for moved in (False, True)
-             if (label := _label(m, moved)) in est]  # fmt: skip
+             if (label := row_label(m, moved)) in est]  # fmt: skip
     tau = pd.DataFrame(est).T.loc[order, tasks]
     tau["mean"] = tau.mean(axis=1)
     return TauCells(tau, pd.DataFrame(low).T.loc[order, tasks],
@@ -178,13 +173,13 @@ def paired_gains(cells: TauCells, metrics: Sequence[str]) -> tuple[pd.DataFrame,
     metrics' display names), and the number of task cells whose paired change is clearly up
     and clearly down: the 95 % percentile interval of ``draws[+PED] - draws[static]`` (the same
     seed resamples) above or below zero.  Without draws both counts are 0."""
-    rows = {_label(m, False): cells.tau.loc[_label(m, True)] - cells.tau.loc[_label(m, False)]
+    rows = {row_label(m): cells.tau.loc[row_label(m, True)] - cells.tau.loc[row_label(m)]
             for m in metrics}  # fmt: skip
     gain = pd.DataFrame(rows).T
     up = down = 0
     for m in metrics:
         for t in cells.tasks:
-            key_ped, key = (_label(m, True), t), (_label(m, False), t)
+            key_ped, key = (row_label(m, True), t), (row_label(m, False), t)
             if key_ped in cells.draws and key in cells.draws:
                 low, high = np.nanpercentile(cells.draws[key_ped] - cells.draws[key], [2.5, 97.5])
                 up += int(low > 0)
@@ -207,7 +202,7 @@ def claims(gain: pd.DataFrame, published: pd.DataFrame, metrics: Sequence[str]) 
     pub_gain = {}
     rows = []
     for m in [m for m in ("logme", "sfda", "gbc") if m in metrics]:
-        name = _label(m, False)
+        name = row_label(m, False)
         pub_gain[name] = published.loc[name + PED_SUFFIX] - published.loc[name]
         ours = float(gain.loc[name, "mean"])
         improved = int((gain.loc[name, tasks] > 0).sum())

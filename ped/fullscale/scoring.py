@@ -633,12 +633,11 @@ def table1_layout(evaluation: pd.DataFrame, statistic: str = "weighted_tau") -> 
     """An :func:`evaluate_scores` table in the layout of the paper's Table 1: one row per metric
     (its display name, e.g. ``LogME``) and per metric after PED (``LogME+PED``), one column per
     dataset, and the ``mean`` over the datasets; the values are ``statistic``."""
-    from ped.metrics import DISPLAY_NAMES
+    from ped.examples import row_label
 
     if statistic not in evaluation.columns:
         raise ValueError(f"the evaluation has no column {statistic!r}")
-    rows = [DISPLAY_NAMES.get(m, m) + ("+PED" if p else "")
-            for m, p in zip(evaluation["metric"], evaluation["ped"].map(_as_bool))]
+    rows = [row_label(m, p) for m, p in zip(evaluation["metric"], evaluation["ped"].map(_as_bool))]
     wide = evaluation.assign(row=rows).pivot(index="row", columns="dataset", values=statistic)
     order = list(dict.fromkeys(rows))
     wide = wide.loc[order]
