@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -68,6 +69,17 @@ def int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,9 @@ from typing import Any
 
 from ped.fullscale.extraction import (
     PAPER_DATASETS,
-    _n_samples,
-    _reusable,
-    _settings,
+    samples_to_extract,
+    reusable_outputs,
+    extraction_settings,
     build_backbone,
     build_dataset,
     check_names,
@@ -50,8 +50,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     dataset = build_dataset(
         args.dataset, args.root, split=args.split, transform=paper_transform(args.image_size)
     )
-    settings = _settings(model_name, dataset_name, _n_samples(dataset, args.limit), metadata)
-    result = None if args.overwrite else _reusable(args.out, settings)
+    settings = extraction_settings(model_name, dataset_name, samples_to_extract(dataset, args.limit), metadata)
+    result = None if args.overwrite else reusable_outputs(args.out, settings)
     if result is None:
         if args.checkpoint is not None:
             model = load_backbone(

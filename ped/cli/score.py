@@ -5,27 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-
 from ped._io import write_csv_atomic
+from ped.cli import int_at_least, positive_float
 from ped.fullscale.scoring import SCORE_COLUMNS, evaluate_scores, score_features
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a usage error otherwise)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
 
 
 def _min_models(text: str) -> int:
     """argparse type of ``--min-models``: an integer >= 2 (rank statistics need two models)."""
-    from ped.cli import int_at_least
-
     return int_at_least(2, " (rank statistics need at least 2 models)")(text)
 
 
@@ -102,9 +88,9 @@ def register_cli(subparsers: Any) -> None:
         "(default: the target statistics)",
     )  # fmt: skip
     s.add_argument(
-        "--nsigma", type=_positive_float, default=0.6, help="PED radius scale (0.3 or 0.6)"
+        "--nsigma", type=positive_float, default=0.6, help="PED radius scale (0.3 or 0.6)"
     )
-    s.add_argument("--time-step", type=_positive_float, default=0.1, help="PED time step")
+    s.add_argument("--time-step", type=positive_float, default=0.1, help="PED time step")
     s.add_argument("--variant", choices=("official", "paper"), default="official")
     s.add_argument("--definitions", choices=("paper", "release"), default="paper",
                    help="metric definitions: the papers' formulas (default) or the released "

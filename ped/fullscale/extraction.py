@@ -102,6 +102,9 @@ __all__ = [
     "output_paths",
     "record_path",
     "check_names",
+    "samples_to_extract",
+    "extraction_settings",
+    "reusable_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -731,7 +734,7 @@ def extract_features(
     from ped._validation import check_positive_int
 
     batch_size = check_positive_int(batch_size, "batch_size")
-    n = _n_samples(dataset, limit)
+    n = samples_to_extract(dataset, limit)
     dev = resolve_device(device)
     model.to(dev)
     feats: list[NDArray[np.float32]] = []
@@ -745,7 +748,9 @@ def extract_features(
     return np.concatenate(feats).astype(np.float32, copy=False), np.concatenate(labs)
 
 
-def _n_samples(dataset: Dataset, limit: int | None) -> int:
+def samples_to_extract(dataset: Dataset, limit: int | None) -> int:
+    """How many samples of ``dataset`` an extraction covers: all, or the first ``limit``;
+    ``ValueError`` for an empty dataset or a limit below 1."""
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("the dataset is empty")
@@ -833,7 +838,7 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
     return out
 
 
-def _settings(
+def extraction_settings(
     model_name: str, dataset_name: str, n_samples: int, metadata: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """What determines the content of an extraction's outputs (its record), as JSON values."""
@@ -843,7 +848,7 @@ def _settings(
     }))  # fmt: skip
 
 
-def _reusable(
+def reusable_outputs(
     out_dir: str | os.PathLike[str], settings: Mapping[str, Any]
 ) -> ExtractionResult | None:
     """The finished outputs of ``settings`` in ``out_dir`` (``skipped=True``), ``None`` when
@@ -941,15 +946,15 @@ def extract_to_directory(
     record = record_path(out, model_name, dataset_name)
     parts = out / f".{model_name}_{dataset_name}.parts"
     start_time = time.perf_counter()
-    n = _n_samples(dataset, limit)
-    settings = _settings(model_name, dataset_name, n, metadata)
+    n = samples_to_extract(dataset, limit)
+    settings = extraction_settings(model_name, dataset_name, n, metadata)
     if overwrite:
         for p in (feature_path, label_path, record):
             p.unlink(missing_ok=True)
         if parts.exists():
             shutil.rmtree(parts)
     else:
-        done = _reusable(out, settings)
+        done = reusable_outputs(out, settings)
         if done is not None:
             return done
 
