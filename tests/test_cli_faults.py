@@ -517,7 +517,9 @@ def test_ctrl_c_in_a_real_process(features_dir, tmp_path):
     marker = tmp_path / "started"
     out = tmp_path / "s.csv"
     script = (
-        "import sys, time, pathlib\n"
+        "import pathlib, signal, sys, time\n"
+        # a job started in the background inherits SIGINT ignored (POSIX); a terminal's is not
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import ped.metrics\n"
         "def slow(x, y):\n"
         f"    pathlib.Path({str(marker)!r}).write_text('x')\n"
