@@ -30,12 +30,16 @@ __all__ = ["PED_SUFFIX", "row_label", "DigitsZoo", "digits_zoo", "linear_probe",
 PED_SUFFIX = "+PED"
 
 
-def row_label(metric: str, ped: bool = False) -> str:
+def row_label(metric: str, move: bool | str = False) -> str:
     """A metric's name in tables and figures: its display name (:data:`ped.metrics.DISPLAY_NAMES`,
-    e.g. ``LogME``), followed by :data:`PED_SUFFIX` for its score after PED."""
+    e.g. ``LogME``), followed by :data:`PED_SUFFIX` for its score after PED (``move`` True or
+    ``"PED"``) or by ``+`` and the name of another feature perturbation (``move="SA"``:
+    ``LogME+SA``, after :func:`ped.spread_attract`).  ``move`` False or ``""``: no suffix."""
     from ped.metrics import DISPLAY_NAMES
 
-    return DISPLAY_NAMES.get(metric, metric) + (PED_SUFFIX if ped else "")
+    if move is True:
+        move = PED_SUFFIX[1:]
+    return DISPLAY_NAMES.get(metric, metric) + (f"+{move}" if move else "")
 
 
 @dataclass(frozen=True)

@@ -115,3 +115,93 @@ def test_rank_scatter_plots_every_model_per_task():
     assert "τ_w" in fig.axes[0].get_legend().get_texts()[0].get_text()
     with pytest.raises(ValueError, match="no task"):
         rank_scatter(_scores(), B.model_accuracy(_gt()), cells.tau, "logme", [])
+
+
+def _moved_scores() -> pd.DataFrame:
+    """_scores() with a ``move`` column and SA rows that order t2 right for LogME only."""
+    base = _scores()
+    base["move"] = np.where(base["ped"], "PED", "")
+    sa = base[~base["ped"] & (base["metric"] == "logme")].copy()
+    sa["move"] = "SA"
+    sa["score"] = [ACC[t][MODELS.index(m)] for t, m in zip(sa["task"], sa["model"])]
+    return pd.concat([base, sa], ignore_index=True)
+
+
+def test_row_labels_name_the_move():
+    from ped.examples import row_label
+
+    assert [row_label("logme", m) for m in (False, "", True, "PED", "SA")] == [
+        "LogME", "LogME", "LogME+PED", "LogME+PED", "LogME+SA"]
+    assert row_label("loto") == "Other tasks' mean" and row_label("unlisted") == "unlisted"
+
+
+def test_tau_cells_keep_sa_rows_beside_ped_rows():
+    gt = _gt(noise=0.5)
+    cells = tau_cells(_moved_scores(), gt, n_resamples=100)
+    assert list(cells.tau.index) == ["LogME", "LogME+PED", "LogME+SA", "GBC", "GBC+PED"]
+    # SA and PED rows of LogME hold the same scores here: same cells, same draws
+    assert cells.tau.loc["LogME+SA", TASKS].tolist() == cells.tau.loc["LogME+PED", TASKS].tolist()
+    gain, up, down = paired_gains(cells, ["logme"], move="SA")
+    ped_gain, *counts = paired_gains(cells, ["logme"])
+    assert gain.equals(ped_gain) and (up, down) == tuple(counts) == (1, 0)
+    with pytest.raises(ValueError, match="move must be one of"):
+        paired_gains(cells, ["logme"], move="")
+    style = table1(cells).to_html().split("</style>")[0]
+    bold = {r for r in range(5) if f"row{r}_col2" in style}  # col2: the mean
+    assert bold == {1, 2}  # LogME+PED and LogME+SA
+
+
+def _fake_features(monkeypatch: pytest.MonkeyPatch) -> dict:
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 12)
+    feats = {m: ((rng.standard_normal((36, 6)) + (i + 1) * np.eye(3, 6)[y]).astype(np.float32), y)
+             for i, m in enumerate(MODELS)}  # fmt: skip
+    monkeypatch.setattr(B, "zoo_features", lambda task, **kw: feats)
+    return feats
+
+
+def test_score_tasks_adds_sa_zoo_level_and_loto_rows(monkeypatch: pytest.MonkeyPatch):
+    from ped import potential_energy_descent, spread_attract
+    from ped.bench.table1 import score_tasks
+    from ped.evaluation import leave_one_task_out
+    from ped.metrics import etran_combine, etran_terms, logme
+
+    feats = _fake_features(monkeypatch)
+    acc = B.model_accuracy(_gt())
+    scores, shapes = score_tasks(TASKS, ["logme", "etran", "loto"], {"nsigma": 0.6},
+                                 models=MODELS, reference="target", sa_metrics=["logme"],
+                                 sa_options={"gate": False}, accuracy=acc)  # fmt: skip
+    assert shapes.loc["t1"].tolist() == [36, 3, 6]
+    one = scores[scores["task"] == "t2"].set_index(["metric", "move", "model"])["score"]
+    one = one.sort_index()
+    assert set(scores["move"]) == {"", "PED", "SA"}
+    assert (scores["ped"] == (scores["move"] == "PED")).all()
+    x, y = feats["m2"]
+    assert one["logme", "", "m2"] == pytest.approx(logme(x, y))
+    assert one["logme", "SA", "m2"] == pytest.approx(logme(spread_attract(x, y, gate=False)
+                                                           .features, y))  # fmt: skip
+    static = etran_combine([etran_terms(*feats[m]) for m in MODELS])
+    moved = etran_combine([etran_terms(potential_energy_descent(*feats[m], nsigma=0.6)
+                                       .features, feats[m][1]) for m in MODELS])  # fmt: skip
+    np.testing.assert_allclose(one.loc["etran", ""].loc[MODELS], static)
+    np.testing.assert_allclose(one.loc["etran", "PED"].loc[MODELS], moved)
+    np.testing.assert_allclose(one.loc["loto", ""].loc[MODELS],
+                               leave_one_task_out(acc, "t2").loc[MODELS])  # fmt: skip
+    assert ("loto", "PED") not in one.index.droplevel("model")
+    cells = tau_cells(scores, _gt(), n_resamples=0)
+    assert list(cells.tau.index) == ["LogME", "LogME+PED", "LogME+SA", "ETran", "ETran+PED",
+                                     "Other tasks' mean"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"sa_metrics": ["gbc"]}, "not among the metrics"),
+    ({"metrics": ["logme", "loto"], "sa_metrics": ["loto"]}, "no \\+SA row"),
+    ({"metrics": ["loto"]}, "needs the ground-truth accuracy"),
+])  # fmt: skip
+def test_score_tasks_refuses_inconsistent_rows(monkeypatch, kwargs, message):
+    from ped.bench.table1 import score_tasks
+
+    _fake_features(monkeypatch)
+    kwargs = {"metrics": ["logme"], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        score_tasks(TASKS, kwargs.pop("metrics"), {}, models=MODELS, **kwargs)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -318,7 +319,9 @@ def score_zoo(
 
     ``metrics`` are names of :data:`ped.metrics.METRICS`, the metrics that need only features
     and target labels (default: all of them; LEEP and NCE need a source classifier, which
-    self-supervised encoders do not have).
+    self-supervised encoders do not have), or of :data:`ped.metrics.ZOO_METRICS` (NCTI, ETran),
+    whose scores are relative to the zoo: their terms are computed per model and combined over
+    the models of ``features``; their rows follow the others'.
 
     ``definitions`` picks each metric's options from :data:`ped.metrics.DEFINITIONS`:
     ``"release"`` (default) as the released SFDA/PED code computes them, which is what the
@@ -331,24 +334,65 @@ def score_zoo(
     Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
     """
     from ped.fullscale.scoring import ScoreItem, resolve_metrics, score_items
-    from ped.bench.zoo.train import load_stats
+    from ped.metrics import METRICS, ZOO_METRICS
 
     if metrics is None:
-        from ped.metrics import METRICS
-
         metrics = list(METRICS)
-    fns = resolve_metrics(metrics, definitions)
+    per_model = [m for m in metrics if m not in ZOO_METRICS]
+    zoo_level = [m for m in metrics if m in ZOO_METRICS]
+    fns = resolve_metrics(per_model, definitions)
     if reference not in ("source", "target"):
         raise ValueError(f"reference must be 'source' or 'target', got {reference!r}")
     if not ped and ped_options:
         raise ValueError(f"PED options {sorted(ped_options)} given with ped=False")
-    items = (ScoreItem(model, "", x, y, load_stats(model, zoo_dir)
-                       if ped and reference == "source" else None, reference)
-             for model, (x, y) in features.items())  # fmt: skip
+    items = [ScoreItem(model, "", x, y, _ped_reference(model, ped, reference, zoo_dir), reference)
+             for model, (x, y) in features.items()]  # fmt: skip
     rows = score_items(items, fns, static=not ped, ped=ped, ped_options=ped_options,
-                       record_errors=False)  # fmt: skip
+                       record_errors=False) if fns else []  # fmt: skip
+    if zoo_level:
+        rows += _zoo_level_rows(items, zoo_level, ped=ped, ped_options=ped_options)
     return pd.DataFrame(rows, columns=["model", "metric", "ped", "score", "seconds",
                                        "ped_seconds", "ped_steps"])  # fmt: skip
+
+
+def _ped_reference(model: str, ped: bool, reference: str,
+                   zoo_dir: str | os.PathLike[str] | None) -> Any:  # fmt: skip
+    """PED's standardisation statistics for ``model``: its pool statistics for
+    ``reference="source"``, None (the target's own) otherwise or without PED."""
+    from ped.bench.zoo.train import load_stats
+
+    return load_stats(model, zoo_dir) if ped and reference == "source" else None
+
+
+def _zoo_level_rows(items: Sequence[Any], names: Sequence[str], *, ped: bool,
+                    ped_options: Mapping[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows of :func:`score_zoo` for the zoo-level metrics ``names``: every model's terms (after
+    one PED run per model when ``ped``), combined over the models."""
+    from ped.dynamics import potential_energy_descent
+    from ped.metrics import ZOO_METRICS
+
+    moved = []
+    for item in items:
+        start = time.perf_counter()
+        if ped:
+            result = potential_energy_descent(item.features, item.labels,
+                                              reference=item.reference, **ped_options)  # fmt: skip
+            moved.append((result.features, result.steps, time.perf_counter() - start))
+        else:
+            moved.append((item.features, 0, 0.0))
+    rows = []
+    for name in names:
+        terms_fn, combine = ZOO_METRICS[name]
+        terms, seconds = [], []
+        for item, (x, _, _) in zip(items, moved):
+            start = time.perf_counter()
+            terms.append(terms_fn(x, item.labels))
+            seconds.append(time.perf_counter() - start)
+        for item, (_, steps, ped_seconds), sec, score in zip(items, moved, seconds,
+                                                             combine(terms)):  # fmt: skip
+            rows.append({"model": item.model, "metric": name, "ped": ped, "score": float(score),
+                         "seconds": sec, "ped_seconds": ped_seconds, "ped_steps": steps})
+    return rows
 
 
 def tau_table(scores: pd.DataFrame, accuracy: pd.Series) -> pd.Series:

@@ -31,6 +31,7 @@ from ped.examples import PED_SUFFIX, row_label
 
 __all__ = [
     "PED_SUFFIX",
+    "MOVES",
     "SUPPORT_FRACTION",
     "TauCells",
     "score_tasks",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The feature moves a row can follow, in table order: none, PED, Spread/Attract.
+MOVES = ("", "PED", "SA")
 
 #: Share of improved cells from which "PED helps on (almost) every dataset" is called supported.
 SUPPORT_FRACTION = 0.8
@@ -57,26 +61,60 @@ def score_tasks(
     split: str = "trainval",
     definitions: str = "release",
     zoo_dir: str | os.PathLike[str] | None = None,
+    sa_metrics: Sequence[str] = (),
+    sa_options: Mapping[str, Any] | None = None,
+    accuracy: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every model x task x metric, on the features and after PED (``ped_options``).
+    """Every model x task x metric, on the features, after PED (``ped_options``) and, for
+    ``sa_metrics``, after Spread/Attract (:func:`ped.spread_attract` with ``sa_options``).
 
-    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.bench.score_zoo` with a
-    ``task`` column (static rows first, then PED's, per task), and per task the number of scored
+    ``metrics`` are names of :data:`ped.metrics.METRICS` or :data:`ped.metrics.ZOO_METRICS`
+    (scored by :func:`ped.bench.score_zoo`, with and without PED), and ``"loto"``: the
+    dataset-agnostic baseline :func:`ped.evaluation.leave_one_task_out`, each model's mean
+    ``accuracy`` (models x tasks) on the other tasks, which needs ``accuracy`` and has no
+    features to move (no +PED row).
+
+    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.bench.score_zoo` with the
+    columns ``task`` and ``move`` (``""``, ``"PED"`` or ``"SA"``; ``ped`` is ``move == "PED"``),
+    static rows first, then PED's, then SA's, per task; and per task the number of scored
     images, of classes and the feature dimension.
     """
+    from ped import spread_attract
     from ped.bench import score_zoo, zoo_features
+    from ped.evaluation import leave_one_task_out
 
+    metrics = list(metrics)
+    unknown = sorted(set(sa_metrics) - set(metrics))
+    if unknown:
+        raise ValueError(f"sa_metrics {unknown} are not among the metrics {metrics}")
+    if "loto" in sa_metrics:
+        raise ValueError("'loto' scores no features, so it has no +SA row")
+    if "loto" in metrics and accuracy is None:
+        raise ValueError("the 'loto' baseline needs the ground-truth accuracy table (accuracy=)")
+    featured = [m for m in metrics if m != "loto"]
     scores, shapes = [], {}
     for task in tasks:
         feats = zoo_features(task, split=split, models=list(models), zoo_dir=zoo_dir)
         x0, y0 = next(iter(feats.values()))
         shapes[task] = {"images": len(y0), "classes": len(np.unique(y0)), "dim": x0.shape[1]}
-        for moved in (False, True):
-            table = score_zoo(feats, metrics, ped=moved, reference=reference,  # type: ignore[arg-type]
+        for move in ("", "PED"):
+            table = score_zoo(feats, featured, ped=bool(move), reference=reference,  # type: ignore[arg-type]
                               zoo_dir=zoo_dir, definitions=definitions,
-                              **(dict(ped_options) if moved else {}))  # fmt: skip
-            scores.append(table.assign(task=task))
-    return pd.concat(scores, ignore_index=True), pd.DataFrame(shapes).T
+                              **(dict(ped_options) if move else {}))  # fmt: skip
+            scores.append(table.assign(task=task, move=move))
+            if "loto" in metrics and not move:
+                assert accuracy is not None
+                loto = leave_one_task_out(accuracy.loc[list(models)], task)
+                scores.append(pd.DataFrame({"model": list(models), "metric": "loto",
+                                            "ped": False, "score": loto.to_numpy(),
+                                            "task": task, "move": ""}))  # fmt: skip
+        if sa_metrics:
+            moved = {m: (spread_attract(x, y, **dict(sa_options or {})).features, y)
+                     for m, (x, y) in feats.items()}  # fmt: skip
+            table = score_zoo(moved, list(sa_metrics), definitions=definitions, zoo_dir=zoo_dir)
+            scores.append(table.assign(task=task, move="SA"))
+    out = pd.concat(scores, ignore_index=True)
+    return out, pd.DataFrame(shapes).T
 
 
 @dataclass
@@ -106,7 +144,8 @@ def tau_cells(
     r""":math:`\tau_w` of every metric (with and without PED) on every task against the
     accuracies of ``protocol``, with a bootstrap interval over the ground-truth seeds when
     ``n_resamples`` > 0 (:func:`ped.bench.seed_bootstrap_tau`).  Rows are ordered as the
-    metrics appear in ``scores``, each followed by its ``+PED`` row; columns are ``tasks``
+    metrics appear in ``scores``, each followed by its ``+PED`` and ``+SA`` rows (the ``move``
+    column of :func:`score_tasks`; without it, ``ped``); columns are ``tasks``
     (default: as they appear) and their ``mean``."""
     from ped.bench import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
 
@@ -117,8 +156,9 @@ def tau_cells(
     low: dict[str, dict[str, float]] = {}
     high: dict[str, dict[str, float]] = {}
     draws: dict[tuple[str, str], NDArray[np.float64]] = {}
-    for (metric, moved), group in scores.groupby(["metric", "ped"], sort=False):
-        label = row_label(metric, bool(moved))
+    moves = scores["move"] if "move" in scores else scores["ped"].map({True: "PED", False: ""})
+    for (metric, move), group in scores.assign(move=moves).groupby(["metric", "move"], sort=False):
+        label = row_label(metric, move)
         for task, cell in group.groupby("task", sort=False):
             if task not in tasks:
                 continue
@@ -134,8 +174,8 @@ def tau_cells(
             est.setdefault(label, {})[task] = value
             low.setdefault(label, {})[task] = lo
             high.setdefault(label, {})[task] = hi
-    order = [label for m in dict.fromkeys(scores["metric"]) for moved in (False, True)
-             if (label := row_label(m, moved)) in est]  # fmt: skip
+    order = [label for m in dict.fromkeys(scores["metric"]) for move in MOVES
+             if (label := row_label(m, move)) in est]  # fmt: skip
     tau = pd.DataFrame(est).T.loc[order, tasks]
     tau["mean"] = tau.mean(axis=1)
     return TauCells(tau, pd.DataFrame(low).T.loc[order, tasks],
@@ -146,7 +186,7 @@ def table1(cells: TauCells, ceiling: pd.Series | None = None) -> Any:
     r"""Table 1 as the paper lays it out, as a pandas ``Styler``: one row per metric and per
     metric + PED, one column per task (:math:`\tau_w` with its interval in brackets when there
     is one) and the mean; the noise ceiling of each task as the last row when ``ceiling`` is
-    given; a ``+PED`` row's mean in bold when it exceeds the metric's own."""
+    given; a ``+PED`` (``+SA``) row's mean in bold when it exceeds the metric's own."""
     tasks = cells.tasks
 
     def cell(label: str, task: str) -> str:
@@ -160,26 +200,30 @@ def table1(cells: TauCells, ceiling: pd.Series | None = None) -> Any:
     if ceiling is not None:
         frame.loc["noise ceiling"] = [f"{ceiling[t]:.3f}" for t in tasks] + [
             f"{ceiling[tasks].mean():.3f}"]
-    raised = {label for label in order if label.endswith(PED_SUFFIX)
-              and label.removesuffix(PED_SUFFIX) in cells.tau.index
-              and cells.tau.loc[label, "mean"]
-              > cells.tau.loc[label.removesuffix(PED_SUFFIX), "mean"]}  # fmt: skip
+    plain = {row_label(m, move): row_label(m) for m in cells.tau.index for move in MOVES[1:]}
+    raised = {label for label in order if label in plain and plain[label] in cells.tau.index
+              and cells.tau.loc[label, "mean"] > cells.tau.loc[plain[label], "mean"]}
     return frame.style.apply(lambda col: ["font-weight: bold" if col.name == "mean"
                                           and i in raised else "" for i in col.index])  # fmt: skip
 
 
-def paired_gains(cells: TauCells, metrics: Sequence[str]) -> tuple[pd.DataFrame, int, int]:
-    r"""Each metric's change of :math:`\tau_w` with PED, per task and on the mean (rows: the
-    metrics' display names), and the number of task cells whose paired change is clearly up
-    and clearly down: the 95 % percentile interval of ``draws[+PED] - draws[static]`` (the same
-    seed resamples) above or below zero.  Without draws both counts are 0."""
-    rows = {row_label(m): cells.tau.loc[row_label(m, True)] - cells.tau.loc[row_label(m)]
+def paired_gains(
+    cells: TauCells, metrics: Sequence[str], move: str = "PED"
+) -> tuple[pd.DataFrame, int, int]:
+    r"""Each metric's change of :math:`\tau_w` with PED (or the ``move`` ``"SA"``), per task and
+    on the mean (rows: the metrics' display names), and the number of task cells whose paired
+    change is clearly up and clearly down: the 95 % percentile interval of
+    ``draws[+PED] - draws[static]`` (the same seed resamples) above or below zero.  Without
+    draws both counts are 0."""
+    if move not in MOVES[1:]:
+        raise ValueError(f"move must be one of {list(MOVES[1:])}, got {move!r}")
+    rows = {row_label(m): cells.tau.loc[row_label(m, move)] - cells.tau.loc[row_label(m)]
             for m in metrics}  # fmt: skip
     gain = pd.DataFrame(rows).T
     up = down = 0
     for m in metrics:
         for t in cells.tasks:
-            key_ped, key = (row_label(m, True), t), (row_label(m, False), t)
+            key_ped, key = (row_label(m, move), t), (row_label(m, False), t)
             if key_ped in cells.draws and key in cells.draws:
                 low, high = np.nanpercentile(cells.draws[key_ped] - cells.draws[key], [2.5, 97.5])
                 up += int(low > 0)

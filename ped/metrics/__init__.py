@@ -28,9 +28,9 @@ etran        energy (zoo-level)            Gholami et al., ICCV 2023 (arXiv 2308
 NCTI and ETran are defined relative to the zoo being ranked (each term is min-max normalised over
 the models), so they are not in :data:`METRICS`: compute one model's terms with
 :func:`ncti_terms` / :func:`etran_terms` and the zoo's scores with :func:`ncti_combine` /
-:func:`etran_combine`.  The dataset-agnostic baseline, which needs no features, is
-:func:`ped.evaluation.leave_one_task_out`; Spread/Attract, a feature perturbation like PED, is
-:func:`ped.spread_attract`.
+:func:`etran_combine` (the pairs of :data:`ZOO_METRICS`).  The dataset-agnostic baseline,
+which needs no features, is :func:`ped.evaluation.leave_one_task_out`; Spread/Attract, a feature
+perturbation like PED, is :func:`ped.spread_attract`.
 
 Features may also be a ``torch.Tensor`` of any floating dtype (``bfloat16`` included, requiring
 grad or not): LogME, SFDA and GBC compute on it on its device; H-score, TransRate, PARC and NLEEP
@@ -48,6 +48,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+from numpy.typing import NDArray
+
 from ped.metrics.discriminability import hscore, sfda, transrate
 from ped.metrics.collapse import NCTITerms, ncti_combine, ncti_terms
 from ped.metrics.energy import ETranTerms, energy_score, etran_combine, etran_terms, lda_score
@@ -61,6 +64,7 @@ __all__ = [
     "DISPLAY_NAMES",
     "METRICS",
     "SOURCE_METRICS",
+    "ZOO_METRICS",
     "ETranTerms",
     "NCTITerms",
     "energy_score",
@@ -96,6 +100,16 @@ METRICS: dict[str, Callable[..., float]] = {
 #: Source-classifier metrics: ``leep(source_probs, labels)``, ``nce(source_labels, labels)``.
 SOURCE_METRICS: dict[str, Callable[..., float]] = {"leep": leep, "nce": nce}
 
+#: Zoo-level metrics: ``(terms(features, labels) -> NamedTuple, combine(terms of every model)
+#: -> scores)``.  A score is relative to the zoo it is computed in (each term is min-max
+#: normalised over the models), so a zoo's scores come from ``combine([terms(x_m, y) for m])``
+#: (:func:`ped.bench.score_zoo` does this).
+ZOO_METRICS: dict[str, tuple[Callable[..., tuple[float, ...]],
+                             Callable[..., NDArray[np.float64]]]] = {
+    "ncti": (ncti_terms, ncti_combine),
+    "etran": (etran_terms, etran_combine),
+}
+
 #: Options of each metric under the two definitions a table can use: ``"release"``, the
 #: SFDA/PED code that produced the published rows (scores without their log: mean
 #: :math:`p(y_i \mid x_i)` for SFDA, NLEEP and LEEP), and ``"paper"``, the papers' formulas
@@ -109,5 +123,7 @@ DEFINITIONS: dict[str, dict[str, dict[str, object]]] = {
 DISPLAY_NAMES: dict[str, str] = {
     "logme": "LogME", "sfda": "SFDA", "gbc": "GBC", "nleep": "NLEEP", "parc": "PARC",
     "hscore": "H-score", "transrate": "TransRate", "leep": "LEEP", "nce": "NCE",
-    "knn": "k-NN",
+    "knn": "k-NN", "ncti": "NCTI", "etran": "ETran",
+    # not a metric of features: ped.evaluation.leave_one_task_out, the dataset-agnostic baseline
+    "loto": "Other tasks' mean",
 }  # fmt: skip
