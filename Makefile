@@ -88,7 +88,8 @@ ground-truth-v1: $(STAMP)
 # PED's hyperparameter sweeps (chapter 11): the Table 1 chapter executed per grid point by
 # `ped sweep` on a Dask LocalCluster; results.csv of each sweep is committed under data/sweeps.
 SWEEP      := $(VENV)/bin/ped --verbose sweep notebooks/09_table1.md --workers 2
-SWEEP_ARGS := -p n_resamples=0 -p n_endpoint=20 -p n_null=2 -p 'metrics=[["logme","sfda","gbc"]]'
+SWEEP_ARGS := -p n_resamples=0 -p n_endpoint=20 -p n_null=2 -p 'metrics=[["logme","sfda","gbc"]]' \
+              -p 'baselines=[[]]' -p 'sa_metrics=[[]]'
 NSIGMAS    := -p 'nsigma=[0.1,0.3,0.6,0.9,1.2]' -p 'variant=["official","paper"]'
 
 sensitivity: $(STAMP)

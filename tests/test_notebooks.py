@@ -28,9 +28,11 @@ FAST = {
     "05_metrics_separation": {"zoo_widths": [4, 16], "example_width": 16},
     "06_metrics_probabilistic": {"zoo_widths": [4, 16], "example_width": 16,
                                  "nleep_covariance": "diag"},
+    "06b_newer_baselines": {"zoo_widths": [4, 16], "example_width": 16},
     "07_full_scale": {"demo_images": 40},
     "08_benchmark": {"samples_per_class": 2},
     "09_table1": {"metrics": ["logme", "gbc"], "tasks": ["clipart_symbols3", "digits10"],
+                  "baselines": ["knn", "etran", "loto"], "sa_metrics": ["logme"],
                   "n_resamples": 50, "figure_tasks": ["digits10"]},
     "10_dynamics_and_cost": {"task": "clipart_symbols3", "flowers_shape": [400, 64, 8],
                              "repeats": 1, "timed_metrics": ["logme", "sfda", "gbc"]},
@@ -58,6 +60,11 @@ CHECKS = {
     "06_metrics_probabilistic": lambda g: g["gap_leep"] < 1e-10 and g["gap_nce"] < 1e-10
     and g["gap_nleep"] < 1e-8 and g["leep_example"] < 0 < g["leep_nolog_example"] < 1
     and g["nce_floor"] - 1e-9 <= g["nce_example"] <= 0 and 0 < g["nleep_released"] <= 1,
+    "06b_newer_baselines": lambda g: g["knn_gap"] < 1e-12 and 0 < g["knn_example"] <= 1
+    and g["loto_beats_all"] <= g["loto_beats_best"] <= g["n_published_datasets"] == 10
+    and -1 <= g["loto_min"] <= g["loto_mean"] <= 1 and g["sa_gate"] < g["sa_threshold"]
+    and g["sa_cos_negative"] <= g["n_classes"] == 10 and g["ncti_example"] != g["ncti_without_widest"]
+    and g["logme_ped_change"] > 0,
     "07_full_scale": lambda g: g["table1_cells"] == 0 and 0 < g["gpu_hours"] < 100
     and g["n_images"] > 300_000,
     "08_benchmark": lambda g: g["n_models"] >= 13 and g["n_methods"] >= 8 and g["n_tasks"] >= 5
@@ -66,6 +73,8 @@ CHECKS = {
     "09_table1": lambda g: all(-1 <= g[k] <= 1 for k in ("mean_tau_logme", "mean_tau_logme_ped",
                                                          "mean_tau_gbc", "mean_tau_gbc_ped"))
     and 0 <= g["clear_up"] + g["clear_down"] <= g["n_cells"] == 4
+    and all(-1 <= g[f"mean_tau_{b}"] <= 1 for b in ("knn", "etran", "loto"))
+    and 0 <= g["sa_clear_up"] + g["sa_clear_down"] <= g["n_sa_cells"] == 2
     and g["pub_cells_up"] <= g["pub_cells"] == 30,
     "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
     and g["flowers_ped"] > 0 and g["bench_models"] >= 13,
