@@ -94,7 +94,8 @@ def register_cli(subparsers: Any) -> None:
     s.add_argument("--variant", choices=("official", "paper"), default="official")
     s.add_argument("--definitions", choices=("paper", "release"), default="paper",
                    help="metric definitions: the papers' formulas (default) or the released "
-                   "code's (SFDA, NLEEP and LEEP without their log, as in the published Table 1)")
+                   "code's (SFDA, NLEEP and LEEP without their log, GBC as Pándy et al.'s code "
+                   "computes it; ped.metrics.DEFINITIONS)")
     s.add_argument("--out", required=True, help="output CSV")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_score)

@@ -40,7 +40,8 @@ so large that their sums of squares would overflow float64 are refused with a ``
 
 Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
 ``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)
-and ``leep(..., log=False)``.  :data:`DEFINITIONS` names both sets of options: ``"release"``
+and ``leep(..., log=False)``, and Pándy et al.'s GBC code with
+``gbc(..., covariance="spherical", variant="reference")``.  :data:`DEFINITIONS` names both sets of options: ``"release"``
 (what produced the published Table 1 rows) and ``"paper"`` (the papers' formulas).
 """
 
@@ -110,12 +111,16 @@ ZOO_METRICS: dict[str, tuple[Callable[..., tuple[float, ...]],
     "etran": (etran_terms, etran_combine),
 }
 
-#: Options of each metric under the two definitions a table can use: ``"release"``, the
-#: SFDA/PED code that produced the published rows (scores without their log: mean
-#: :math:`p(y_i \mid x_i)` for SFDA, NLEEP and LEEP), and ``"paper"``, the papers' formulas
-#: (the functions' defaults).  Metrics not listed take their defaults under both.
+#: Options of each metric under the two definitions a table can use: ``"release"``, the code
+#: behind the published rows, and ``"paper"``, the papers' formulas (the functions' defaults).
+#: ``"release"`` is the SFDA/PED code for SFDA, NLEEP and LEEP (scores without their log: mean
+#: :math:`p(y_i \mid x_i)`) and, since the PED release has no GBC code, Pándy et al.'s own code
+#: for GBC (google-research ``stable_transfer``: spherical Gaussians after a 64-component PCA,
+#: an absolute variance floor of 1e-4, the spherical log-determinant counted once; see
+#: :func:`gbc`, ``variant="reference"``).  Metrics not listed take their defaults under both.
 DEFINITIONS: dict[str, dict[str, dict[str, object]]] = {
-    "release": {"sfda": {"log": False}, "nleep": {"log": False}, "leep": {"log": False}},
+    "release": {"sfda": {"log": False}, "nleep": {"log": False}, "leep": {"log": False},
+                "gbc": {"covariance": "spherical", "variant": "reference"}},
     "paper": {},
 }
 
