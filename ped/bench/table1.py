@@ -3,7 +3,9 @@ r"""The paper's Table 1 on the embedded benchmark: scores, :math:`\tau_w` cells,
 The chapter that replicates Table 1 calls these in order:
 
 1. :func:`score_tasks` scores every zoo encoder on every task with every metric, on the
-   extracted features and after PED (one tidy table, :func:`ped.bench.score_zoo` per task).
+   extracted features and after PED (one tidy table, :func:`ped.bench.score_zoo` per task),
+   with the newer baselines when asked: zoo-level NCTI and ETran, the other tasks' mean
+   accuracy, and metrics after Spread/Attract (``+SA`` rows).
 2. :func:`tau_cells` turns the scores into the table's cells: :math:`\tau_w` (paper eq. 1) of
    each metric (row; ``+PED`` rows after PED) against each task's fine-tuning accuracies
    (column), with a bootstrap interval over the ground-truth seeds
@@ -200,7 +202,7 @@ def table1(cells: TauCells, ceiling: pd.Series | None = None) -> Any:
     if ceiling is not None:
         frame.loc["noise ceiling"] = [f"{ceiling[t]:.3f}" for t in tasks] + [
             f"{ceiling[tasks].mean():.3f}"]
-    plain = {row_label(m, move): row_label(m) for m in cells.tau.index for move in MOVES[1:]}
+    plain = {f"{label}+{move}": label for label in cells.tau.index for move in MOVES[1:]}
     raised = {label for label in order if label in plain and plain[label] in cells.tau.index
               and cells.tau.loc[label, "mean"] > cells.tau.loc[plain[label], "mean"]}
     return frame.style.apply(lambda col: ["font-weight: bold" if col.name == "mean"
