@@ -389,3 +389,39 @@ def test_ground_truth_summary_joins_spread_ceiling_and_agreement() -> None:
     assert summary["τ_w(linear, fine-tune)"].between(-1, 1).all()
     no_linear = B.ground_truth_summary(gt[gt["protocol"] == "finetune"])
     assert "τ_w(linear, fine-tune)" not in no_linear
+
+
+def test_effective_rank_counts_the_directions_used():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    # r orthogonal directions with equal spread: rank exactly r (centred +-1 coefficients)
+    signs = np.array([[1.0, 1.0, -1.0, -1.0], [1.0, -1.0, 1.0, -1.0], [1.0, -1.0, -1.0, 1.0]]).T
+    for r in (1, 2, 3):
+        x = signs[:, :r] @ basis[:r]
+        assert B.effective_rank(x) == pytest.approx(r, rel=1e-12)
+    # one dominant direction: close to 1; isotropic with N >> D: close to D
+    lopsided = rng.standard_normal((500, 12)) * np.r_[100.0, np.full(11, 1e-3)]
+    assert 1.0 <= B.effective_rank(lopsided) < 1.01
+    assert 11.5 < B.effective_rank(rng.standard_normal((20000, 12))) <= 12.0
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.floats(1e-3, 1e3), st.floats(-50, 50))
+    def invariant(scale, shift):
+        x = rng.standard_normal((40, 6)) @ np.diag([3.0, 2.0, 1.0, 0.5, 0.1, 0.01])
+        assert B.effective_rank(scale * x + shift) == pytest.approx(B.effective_rank(x), rel=1e-9)
+
+    invariant()
+
+
+@pytest.mark.parametrize(("features", "message"), [
+    (np.ones((5, 3)), "no variance"),
+    (np.ones((1, 3)), "at least 2 samples"),
+    (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN|finite"),
+    (np.arange(6).reshape(2, 3), "float"),
+])  # fmt: skip
+def test_effective_rank_refuses_bad_features(features, message):
+    with pytest.raises(ValueError, match=message):
+        B.effective_rank(features)

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
 
@@ -64,6 +64,7 @@ __all__ = [
     "CHECK_THRESHOLDS",
     "split_half_ceiling",
     "ground_truth_checks",
+    "effective_rank",
 ]
 
 logger = logging.getLogger(__name__)
@@ -700,3 +701,32 @@ def method_timings(
     row["PED"] = median(lambda: potential_energy_descent(x, y, reference=reference,
                                                          **ped_options))  # fmt: skip
     return pd.Series(row, name="seconds")
+
+
+def effective_rank(features: ArrayLike) -> float:
+    r"""Effective rank of a feature matrix (Roy and Vetterli, EUSIPCO 2007): how many
+    directions the features really use, the diagnostic of a collapsed self-supervised encoder.
+
+    .. math::
+        \operatorname{erank}(X) = \exp\Bigl(-\sum_k p_k \log p_k\Bigr),\qquad
+        p_k = \frac{\sigma_k}{\sum_j \sigma_j},
+
+    with :math:`\sigma_k` the singular values of the column-centred features (float64; terms
+    with :math:`p_k = 0` contribute 0).  It lies in [1, min(N - 1, D)]: r for data spread
+    equally over r orthogonal directions, close to 1 when one direction dominates.  Invariant
+    to a global rescaling, a translation and a rotation of the features.  Features with no
+    variance at all are a ``ValueError``.
+    """
+    from scipy.linalg import svdvals
+    from scipy.special import entr
+
+    from ped._validation import check_features
+
+    x = np.asarray(check_features(features), dtype=np.float64)
+    if x.shape[0] < 2:
+        raise ValueError(f"effective_rank needs at least 2 samples, got {x.shape[0]}")
+    sigma = svdvals(x - x.mean(axis=0))
+    total = float(sigma.sum())
+    if not total > 0:
+        raise ValueError("features have no variance (every sample is the same): no rank")
+    return float(np.exp(entr(sigma / total).sum()))
