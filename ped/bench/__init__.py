@@ -346,53 +346,52 @@ def score_zoo(
         raise ValueError(f"reference must be 'source' or 'target', got {reference!r}")
     if not ped and ped_options:
         raise ValueError(f"PED options {sorted(ped_options)} given with ped=False")
-    items = [ScoreItem(model, "", x, y, _ped_reference(model, ped, reference, zoo_dir), reference)
-             for model, (x, y) in features.items()]  # fmt: skip
-    rows = score_items(items, fns, static=not ped, ped=ped, ped_options=ped_options,
-                       record_errors=False) if fns else []  # fmt: skip
-    if zoo_level:
-        rows += _zoo_level_rows(items, zoo_level, ped=ped, ped_options=ped_options)
-    return pd.DataFrame(rows, columns=["model", "metric", "ped", "score", "seconds",
-                                       "ped_seconds", "ped_steps"])  # fmt: skip
+    runs = [_ped_run(model, x, y, ped, reference, zoo_dir, ped_options)
+            for model, (x, y) in features.items()]  # fmt: skip
+    # one PED run per model, shared by the per-model and the zoo-level metrics
+    items = [ScoreItem(model, "", run[0], y)
+             for (model, (_, y)), run in zip(features.items(), runs)]  # fmt: skip
+    rows = score_items(items, fns, record_errors=False) if fns else []
+    rows += _zoo_level_rows(items, zoo_level)
+    table = pd.DataFrame(rows, columns=["model", "metric", "score", "seconds"])
+    moved = pd.DataFrame([(m, s, n) for m, (_, s, n) in zip(features, runs)],
+                         columns=["model", "ped_seconds", "ped_steps"])  # fmt: skip
+    table = table.merge(moved, on="model", how="left", sort=False).assign(ped=ped)
+    return table[["model", "metric", "ped", "score", "seconds", "ped_seconds", "ped_steps"]]
 
 
-def _ped_reference(model: str, ped: bool, reference: str,
-                   zoo_dir: str | os.PathLike[str] | None) -> Any:  # fmt: skip
-    """PED's standardisation statistics for ``model``: its pool statistics for
-    ``reference="source"``, None (the target's own) otherwise or without PED."""
+def _ped_run(model: str, x: NDArray[Any], y: NDArray[Any], ped: bool, reference: str,
+             zoo_dir: str | os.PathLike[str] | None,
+             ped_options: Mapping[str, Any]) -> tuple[NDArray[Any], float, int]:  # fmt: skip
+    """``(features, PED seconds, PED steps)`` of one model: its features moved by
+    :func:`ped.potential_energy_descent` when ``ped`` (standardised with the model's pool
+    statistics for ``reference="source"``, the target's own otherwise), else as given."""
+    if not ped:
+        return x, 0.0, 0
     from ped.bench.zoo.train import load_stats
-
-    return load_stats(model, zoo_dir) if ped and reference == "source" else None
-
-
-def _zoo_level_rows(items: Sequence[Any], names: Sequence[str], *, ped: bool,
-                    ped_options: Mapping[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
-    """Rows of :func:`score_zoo` for the zoo-level metrics ``names``: every model's terms (after
-    one PED run per model when ``ped``), combined over the models."""
     from ped.dynamics import potential_energy_descent
+
+    stats = load_stats(model, zoo_dir) if reference == "source" else None
+    start = time.perf_counter()
+    result = potential_energy_descent(x, y, reference=stats, **ped_options)
+    return result.features, time.perf_counter() - start, result.steps
+
+
+def _zoo_level_rows(items: Sequence[Any], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of :func:`score_zoo` for the zoo-level metrics ``names``: every model's terms,
+    combined over the models."""
     from ped.metrics import ZOO_METRICS
 
-    moved = []
-    for item in items:
-        start = time.perf_counter()
-        if ped:
-            result = potential_energy_descent(item.features, item.labels,
-                                              reference=item.reference, **ped_options)  # fmt: skip
-            moved.append((result.features, result.steps, time.perf_counter() - start))
-        else:
-            moved.append((item.features, 0, 0.0))
     rows = []
     for name in names:
         terms_fn, combine = ZOO_METRICS[name]
         terms, seconds = [], []
-        for item, (x, _, _) in zip(items, moved):
+        for item in items:
             start = time.perf_counter()
-            terms.append(terms_fn(x, item.labels))
+            terms.append(terms_fn(item.features, item.labels))
             seconds.append(time.perf_counter() - start)
-        for item, (_, steps, ped_seconds), sec, score in zip(items, moved, seconds,
-                                                             combine(terms)):  # fmt: skip
-            rows.append({"model": item.model, "metric": name, "ped": ped, "score": float(score),
-                         "seconds": sec, "ped_seconds": ped_seconds, "ped_steps": steps})
+        rows += [{"model": item.model, "metric": name, "score": float(score), "seconds": sec}
+                 for item, sec, score in zip(items, seconds, combine(terms))]  # fmt: skip
     return rows
 
 

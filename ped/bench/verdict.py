@@ -37,6 +37,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ped.inference import BootstrapResult, Cell, hierarchical_bootstrap, image_replicates
+from ped.metrics import DEFINITIONS
 
 __all__ = [
     "PRIMARY_METRICS",
@@ -63,8 +64,7 @@ PRIMARY_METRICS: tuple[str, ...] = ("logme", "sfda", "gbc")
 #: log, and GBC as Pándy et al.'s code computes it (spherical, ``variant="reference"``; the PED
 #: release has no GBC code).  Fixed before the rebuilt benchmark's verdict was computed.
 PRIMARY_OPTIONS: dict[str, dict[str, Any]] = {
-    "logme": {}, "sfda": {"log": False},
-    "gbc": {"covariance": "spherical", "variant": "reference"},
+    m: dict(DEFINITIONS["release"].get(m, {})) for m in PRIMARY_METRICS
 }
 #: The arms scored per task: the features as extracted, after PED, after PED on shuffled
 #: labels; the placebo draws are stored apart (``placebo``).

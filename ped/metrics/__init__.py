@@ -41,8 +41,9 @@ so large that their sums of squares would overflow float64 are refused with a ``
 Defaults follow the papers; the released SFDA/PED code's behaviour is reproduced with
 ``sfda(..., log=False)``, ``nleep(..., log=False)`` (``component_ratio=1`` for Food-101 and Pets)
 and ``leep(..., log=False)``, and Pándy et al.'s GBC code with
-``gbc(..., covariance="spherical", variant="reference")``.  :data:`DEFINITIONS` names both sets of options: ``"release"``
-(what produced the published Table 1 rows) and ``"paper"`` (the papers' formulas).
+``gbc(..., covariance="spherical", variant="reference")``.  :data:`DEFINITIONS` names both sets
+of options: ``"release"`` (what produced the published Table 1 rows) and ``"paper"`` (the
+papers' formulas).
 """
 
 from __future__ import annotations
