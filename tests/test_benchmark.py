@@ -240,6 +240,23 @@ def test_ground_truth_checks_fail_where_they_should() -> None:
         B.ground_truth_checks(overlap[overlap["model"] != "random_init"])
 
 
+def test_complete_cells_drops_cells_in_progress() -> None:
+    means = {"random_init": 50.0, "a": 60.0, "b": 64.0, "c": 68.0, "d": 72.0, "e": 76.0}
+    gt = _v2_table(means, 0.5)
+    # "d" has two evaluation seeds left to run, "e" is still selecting
+    partial = gt[~((gt["model"] == "d") & (gt["role"] == "eval") & (gt["seed"] >= 4))
+                 & ~((gt["model"] == "e") & (gt["role"] == "eval"))]
+    kept = B.complete_cells(partial)
+    assert sorted(kept["model"].unique()) == ["a", "b", "c", "random_init"]
+    assert len(kept) == 4 * (9 + 6)
+    full = B.ground_truth_checks(gt[gt["model"].isin(kept["model"].unique())], n_resamples=50)
+    row = B.ground_truth_checks(partial, n_resamples=50)
+    assert row.loc["t", "models"] == 4
+    pd.testing.assert_frame_equal(row, full)
+    with pytest.raises(ValueError, match="role"):
+        B.complete_cells(gt.drop(columns="role"))
+
+
 def test_split_half_ceiling_counts_and_random_splits() -> None:
     rng = np.random.default_rng(0)
     table = pd.DataFrame(rng.standard_normal((8, 5)) + np.arange(8)[:, None] * 3)

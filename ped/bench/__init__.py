@@ -62,6 +62,7 @@ __all__ = [
     "compute_cost",
     "method_timings",
     "CHECK_THRESHOLDS",
+    "complete_cells",
     "split_half_ceiling",
     "ground_truth_checks",
     "effective_rank",
@@ -477,6 +478,25 @@ CHECK_THRESHOLDS: dict[str, float] = {
 }  # fmt: skip
 
 
+def complete_cells(gt: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the rebuilt protocol's table whose model x task cell is complete.
+
+    A cell is complete when it has an evaluation run for every evaluation seed that any model
+    of its task has; cells still selecting, or evaluated on fewer seeds (a rebuild in
+    progress), are left out, selection runs included.  Raises ``ValueError`` without a
+    ``role`` column (the first benchmark's table has no selection/evaluation split).
+    """
+    if "role" not in gt.columns:
+        raise ValueError("the ground truth has no 'role' column (the rebuilt protocol's table "
+                         "is needed)")  # fmt: skip
+    evals = gt[gt["role"] == "eval"]
+    seeds = evals.groupby("task")["seed"].nunique()
+    counts = evals.groupby(["model", "task"])["seed"].nunique()
+    done = {cell for cell, n in counts.items() if n == seeds[cell[1]]}
+    keep = [cell in done for cell in zip(gt["model"], gt["task"])]
+    return gt[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+
+
 def _eval_table(gt: pd.DataFrame, task: str) -> pd.DataFrame:
     """models x evaluation seeds of one task's test accuracies (rebuilt protocol)."""
     runs = gt[(gt["task"] == task) & (gt["role"] == "eval")]
@@ -537,6 +557,7 @@ def ground_truth_checks(
        learning rate (weight decay) is the smallest or largest value tried for that model and
        task.  Passes at zero.
 
+    Only complete cells count (:func:`complete_cells`): ``models`` says how many per task.
     The thresholds are :data:`CHECK_THRESHOLDS`; ``ok`` is true when all four pass.
     """
     need = {"model", "task", "role", "seed", "lr", "wd", "val", "test"}
@@ -546,9 +567,10 @@ def ground_truth_checks(
                          "protocol's table is needed)")  # fmt: skip
     th = CHECK_THRESHOLDS
     rng = np.random.default_rng(random_state)
+    gt = complete_cells(gt)
     rows = []
     for task in sorted(gt["task"].unique()):
-        table = _eval_table(gt, task).dropna(axis=1)
+        table = _eval_table(gt, task)
         if random_model not in table.index:
             raise ValueError(f"task {task!r}: no evaluation runs of {random_model!r}")
         values = table.to_numpy(dtype=float)
