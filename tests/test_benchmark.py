@@ -442,3 +442,23 @@ def test_effective_rank_counts_the_directions_used():
 def test_effective_rank_refuses_bad_features(features, message):
     with pytest.raises(ValueError, match=message):
         B.effective_rank(features)
+
+
+def test_benchmarks_registry_and_load() -> None:
+    from ped.bench.tasks import REBUILT_EXCLUDED, REBUILT_TASK_NAMES, TASKS
+
+    assert B.get_benchmark().name == B.DEFAULT_BENCHMARK == "v2"
+    first, rebuilt = B.get_benchmark("v1"), B.get_benchmark("v2")
+    assert first.tasks == tuple(TASKS) and not first.rebuilt
+    assert rebuilt.tasks == REBUILT_TASK_NAMES and rebuilt.rebuilt
+    assert not set(rebuilt.tasks) & set(REBUILT_EXCLUDED)
+    with pytest.raises(ValueError, match="unknown benchmark 'v9'"):
+        B.get_benchmark("v9")
+    for bench in (first, rebuilt):
+        gt, models = bench.load()
+        assert set(gt["task"]) == set(bench.tasks) and "random_init" in models
+        for task in bench.tasks:  # every model has the ground truth of every task
+            assert set(models) <= set(gt.loc[gt["task"] == task, "model"])
+    gt, models = rebuilt.load()
+    counts = gt[gt["role"] == "eval"].groupby(["model", "task"])["seed"].nunique()
+    assert counts.nunique() == 1  # complete cells only: every cell has every evaluation seed

@@ -122,3 +122,27 @@ def test_primary_options_are_the_release_definitions() -> None:
     from ped.metrics import DEFINITIONS
 
     assert V.PRIMARY_OPTIONS == {m: DEFINITIONS["release"].get(m, {}) for m in V.PRIMARY_METRICS}
+
+
+def test_restrict_models_equals_scoring_the_subset(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, gt = zoo
+    full = {"t": V.load_task_scores(V.score_task("t", tmp_path / "all", features=feats,
+                                                 stats=stats, n_replicates=2, n_placebo=3))}
+    kept = ["m4", "m1", "random_init"]
+    sub = {"t": V.load_task_scores(V.score_task(
+        "t", tmp_path / "sub", features={m: feats[m] for m in kept},
+        stats={m: stats[m] for m in kept}, n_replicates=2, n_placebo=3))}
+    before = {k: np.copy(v) for k, v in full["t"].items() if isinstance(v, np.ndarray)}
+    restricted = V.restrict_models(full, kept)["t"]
+    assert restricted["models"] == kept
+    order = [sub["t"]["models"].index(m) for m in kept]  # score_task sorts its models
+    for metric in V.PRIMARY_METRICS:
+        for arm in V.ARMS:  # per-model scores: restricting equals scoring the subset
+            np.testing.assert_allclose(restricted[f"{arm}__{metric}"],
+                                       sub["t"][f"{arm}__{metric}"][:, order])
+    np.testing.assert_array_equal(restricted["steps"], sub["t"]["steps"][order])
+    for k, v in before.items():
+        np.testing.assert_array_equal(full["t"][k], v)  # input untouched
+    assert V.endpoint(V.restrict_models(full, kept), gt, n_resamples=10).draws.shape == (10,)
+    with pytest.raises(ValueError, match="ghost"):
+        V.restrict_models(full, ["m1", "ghost"])

@@ -45,6 +45,7 @@ __all__ = [
     "ARMS",
     "score_task",
     "load_task_scores",
+    "restrict_models",
     "accuracy_table",
     "endpoint_cells",
     "endpoint",
@@ -205,6 +206,36 @@ def load_task_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
         out: dict[str, Any] = {k: z[k].copy() for k in z.files}
     out["models"] = [str(m) for m in out["models"]]
     out["config"] = json.loads(str(out["config"]))
+    return out
+
+
+def restrict_models(
+    scores: Mapping[str, Mapping[str, Any]], models: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The stored scores (task -> :func:`load_task_scores`) of ``models`` only, in their order.
+
+    The verdict scores every encoder of the zoo; the endpoint is computed on the models that
+    have a ground truth (a rebuild in progress has fewer).  A model missing from a task's
+    scores is a ``ValueError``; the input is not modified.
+    """
+    out = {}
+    for task, s in scores.items():
+        missing = [m for m in models if m not in s["models"]]
+        if missing:
+            raise ValueError(f"task {task!r}: no stored scores for model(s) {missing} "
+                             "(rerun `make verdict`)")  # fmt: skip
+        idx = np.array([s["models"].index(m) for m in models], dtype=np.intp)
+        sub: dict[str, Any] = {}
+        for key, value in s.items():
+            if key == "models":
+                sub[key] = list(models)
+            elif key == "steps":
+                sub[key] = np.asarray(value)[idx]
+            elif "__" in key:
+                sub[key] = np.asarray(value)[:, idx]
+            else:
+                sub[key] = value
+        out[task] = sub
     return out
 
 

@@ -8,11 +8,13 @@ from ped.bench.verdict import score_benchmark
 
 
 def _cmd_verdict(args: Any) -> int:
-    from ped.bench.tasks import TASKS
+    from ped.bench import get_benchmark
 
-    tasks = args.task or list(TASKS)
-    paths = score_benchmark(args.out, tasks=tasks, zoo_dir=args.zoo, split=args.split,
-                            cache=args.cache, n_replicates=args.replicates,
+    bench = get_benchmark(args.benchmark)
+    tasks = args.task or list(bench.tasks)
+    out = args.out or bench.verdict_dir()
+    paths = score_benchmark(out, tasks=tasks, zoo_dir=args.zoo or bench.zoo_dir(),
+                            split=args.split, cache=args.cache, n_replicates=args.replicates,
                             n_placebo=args.placebo)  # fmt: skip
     for p in paths:
         print(p)
@@ -27,9 +29,14 @@ def register_cli(subparsers: Any) -> None:
         "features, after PED, after PED on shuffled labels, on image replicates, and under the "
         "placebo; one .npz per task under --out (ped.bench.verdict).",
     )  # fmt: skip
-    p.add_argument("--out", required=True, help="folder of the per-task score files")
-    p.add_argument("--zoo", default=None, help="zoo folder (default data/zoo)")
-    p.add_argument("--task", action="append", help="this task only; repeatable (default: all)")
+    p.add_argument("--benchmark", default="v2", choices=("v1", "v2"),
+                   help="the benchmark whose zoo, tasks and score folder are the defaults "
+                   "(ped.bench.BENCHMARKS; default v2, the rebuilt one)")
+    p.add_argument("--out", default=None,
+                   help="folder of the per-task score files (default data/verdict/<benchmark>)")
+    p.add_argument("--zoo", default=None, help="zoo folder (default: the benchmark's)")
+    p.add_argument("--task", action="append",
+                   help="this task only; repeatable (default: the benchmark's tasks)")
     p.add_argument("--split", default="trainval", choices=("train", "trainval"))
     p.add_argument("--replicates", type=int, default=10, help="image replicates per task")
     p.add_argument("--placebo", type=int, default=100, help="placebo draws per task")
