@@ -31,7 +31,7 @@ FAST = {
     "06b_newer_baselines": {"zoo_widths": [4, 16], "example_width": 16},
     "07_full_scale": {"demo_images": 40},
     "08_benchmark": {"samples_per_class": 2},
-    "09_table1": {"metrics": ["logme", "gbc"], "tasks": ["clipart_symbols3", "digits10"],
+    "09_table1": {"metrics": ["logme", "gbc"], "tasks": ["digits10", "mnist10"],
                   "baselines": ["knn", "etran", "loto"], "sa_metrics": ["logme"],
                   "n_resamples": 50, "figure_tasks": ["digits10"]},
     "10_dynamics_and_cost": {"task": "clipart_symbols3", "flowers_shape": [400, 64, 8],
