@@ -7,7 +7,7 @@
 - :func:`rank_scatter`: the paper's Figure 7, each model's rank by a metric against its rank by
   fine-tuning accuracy, with and without PED, one panel per task.
 - The embedded benchmark's figures: :func:`pretraining_curves`, :func:`task_samples`,
-  :func:`accuracy_matrix` and :func:`spread_noise`; the paper's Figure 4, :func:`descent_tsne`;
+  :func:`accuracy_matrix`, :func:`spread_noise` and :func:`acceptance_checks`; the paper's Figure 4, :func:`descent_tsne`;
   PED's hyperparameter sweeps, :func:`sensitivity_heatmaps`.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
@@ -31,6 +31,7 @@ __all__ = [
     "task_samples",
     "accuracy_matrix",
     "spread_noise",
+    "acceptance_checks",
     "descent_tsne",
     "sensitivity_heatmaps",
     "balls_figure",
@@ -205,6 +206,31 @@ def spread_noise(runs: Any) -> Any:
     ax.set_xticks(range(stats["task"].nunique()), sorted(stats["task"].unique()), rotation=20)
     ax.set(ylabel="accuracy − task mean (percentage points)", xlabel="task",
            title="Differences between models versus seed noise")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def acceptance_checks(checks: Any, thresholds: Mapping[str, float]) -> Any:
+    """The rebuilt benchmark's acceptance checks per task (:func:`ped.bench.ground_truth_checks`),
+    one panel per measure, a bar per task and the required value as a dashed line: the gap of
+    the median pretrained encoder over random init (points) and that gap over its standard
+    error, the separability and the split-half noise ceiling.  Bars below the line fail."""
+    import matplotlib.pyplot as plt
+
+    panels = (("pretrain_gap", "pretraining gap", "points"),
+              ("pretrain_z", "gap / standard error", "ratio"),
+              ("separability", "separability", "SD of means / SE of a mean"),
+              ("ceiling", "noise ceiling", "split-half τ_w"))  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.6))
+    tasks = list(checks.index)
+    for ax, (key, title, unit) in zip(axes, panels):
+        values = checks[key].to_numpy(dtype=float)
+        ok = values >= thresholds[key]
+        ax.bar(range(len(tasks)), values, color=np.where(ok, "C0", "C1"))
+        ax.axhline(thresholds[key], color="black", ls="--", lw=1)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right", fontsize=8)
+        ax.set(title=f"{title} (required ≥ {thresholds[key]:g})", ylabel=unit, xlabel="task")
+    fig.suptitle("Can each task rank the zoo? Blue bars pass, orange bars fail")
     fig.tight_layout()
     return fig
 

@@ -462,3 +462,33 @@ def test_benchmarks_registry_and_load() -> None:
     gt, models = rebuilt.load()
     counts = gt[gt["role"] == "eval"].groupby(["model", "task"])["seed"].nunique()
     assert counts.nunique() == 1  # complete cells only: every cell has every evaluation seed
+
+
+def test_seeds_needed_projects_the_square_root_law() -> None:
+    means = {"random_init": 50.0, "a": 60.0, "b": 60.4, "c": 60.8, "d": 61.2, "e": 61.6}
+    checks = B.ground_truth_checks(_v2_table(means, noise=1.0), n_resamples=50)
+    need = B.seeds_needed(checks)
+    sep = checks.loc["t", "separability"]
+    assert need["t"] == max(6, int(np.ceil(6 * (5 / sep) ** 2)))
+    # the same spread and seed SD measured on the projected number of seeds passes the check
+    assert sep * np.sqrt(need["t"] / 6) >= 5 > sep * np.sqrt((need["t"] - 1) / 6) or need["t"] == 6
+    assert B.seeds_needed(checks, separability=0.1)["t"] == 6  # never fewer than measured
+    with pytest.raises(ValueError, match="> 0"):
+        B.seeds_needed(checks, separability=0)
+
+
+def test_as_rebuilt_table_marks_the_first_protocol_as_not_disjoint() -> None:
+    gt = _gt({"random_init": 50.0, "a": 60.0, "b": 70.0}, noise=1.0)
+    before = gt.copy()
+    table = B.as_rebuilt_table(gt)
+    pd.testing.assert_frame_equal(gt, before)  # input untouched
+    select, evals = table[table["role"] == "select"], table[table["role"] == "eval"]
+    assert len(select) == len(gt[gt["seed"] == 0]) and set(select["seed"]) == {0}
+    pd.testing.assert_frame_equal(evals.drop(columns="role").reset_index(drop=True),
+                                  B.selected_runs(gt).reset_index(drop=True), check_dtype=False)
+    checks = B.ground_truth_checks(table, n_resamples=20)
+    assert not checks["disjoint"].any() and (checks["eval_seeds"] == 3).all()
+    rebuilt = _v2_table({"random_init": 50.0, "a": 60.0}, 0.5)
+    pd.testing.assert_frame_equal(B.as_rebuilt_table(rebuilt), rebuilt)
+    with pytest.raises(ValueError, match="fine-tuning"):
+        B.as_rebuilt_table(gt[gt["protocol"] == "linear"])

@@ -68,8 +68,10 @@ __all__ = [
     "method_timings",
     "CHECK_THRESHOLDS",
     "complete_cells",
+    "as_rebuilt_table",
     "split_half_ceiling",
     "ground_truth_checks",
+    "seeds_needed",
     "effective_rank",
 ]
 
@@ -120,14 +122,17 @@ class Benchmark:
 
         return data_dir() / self.verdict
 
-    def load(self) -> tuple[pd.DataFrame, list[str]]:
-        """``(ground truth, models)``: the checked table (:func:`load_ground_truth`) of this
-        benchmark's tasks, complete cells only for the rebuilt protocol
-        (:func:`complete_cells`), and the models with a ground truth on every task, in the
-        zoo's order.  A task with no ground truth at all is a ``ValueError``."""
+    def load(
+        self, ground_truth: str | os.PathLike[str] | None = None
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """``(ground truth, models)``: the checked table (:func:`load_ground_truth`; of
+        ``ground_truth`` when given, else :meth:`ground_truth_csv`) of this benchmark's tasks,
+        complete cells only for the rebuilt protocol (:func:`complete_cells`), and the models
+        of the zoo with a ground truth on every task, in the zoo's order.  A task with no
+        ground truth at all is a ``ValueError``."""
         from ped.bench.zoo.train import read_manifest
 
-        gt = load_ground_truth(self.ground_truth_csv())
+        gt = load_ground_truth(ground_truth if ground_truth else self.ground_truth_csv())
         gt = gt[gt["task"].isin(self.tasks)]
         if self.rebuilt:
             gt = complete_cells(gt)
@@ -583,6 +588,27 @@ def complete_cells(gt: pd.DataFrame) -> pd.DataFrame:
     return gt[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
 
+def as_rebuilt_table(gt: pd.DataFrame) -> pd.DataFrame:
+    """The first benchmark's fine-tuning runs in the rebuilt protocol's form, so that
+    :func:`ground_truth_checks` measures both benchmarks the same way.
+
+    The first protocol selected on its first seed's grid and reported every seed at the chosen
+    setting, the selecting run included: here the grid runs get ``role="select"`` and the runs
+    at the chosen setting (:func:`selected_runs`) ``role="eval"``, so the first seed appears in
+    both and the checks report the seeds as not disjoint, as they were.  A table that already
+    has a ``role`` column is returned unchanged (a copy).
+    """
+    if "role" in gt.columns:
+        return gt.copy()
+    runs = gt[gt["protocol"] == "finetune"]
+    if runs.empty:
+        raise ValueError("the ground truth has no fine-tuning run")
+    first = runs.groupby(["model", "task"])["seed"].transform("min")
+    select = runs[runs["seed"] == first].assign(role="select")
+    chosen = selected_runs(runs).assign(role="eval")
+    return pd.concat([select, chosen], ignore_index=True)
+
+
 def _eval_table(gt: pd.DataFrame, task: str) -> pd.DataFrame:
     """models x evaluation seeds of one task's test accuracies (rebuilt protocol)."""
     runs = gt[(gt["task"] == task) & (gt["role"] == "eval")]
@@ -699,6 +725,28 @@ def ground_truth_checks(
         row["ok"] = all(row[k] for k in ("ok_pretrain", "ok_separable", "ok_crisp", "ok_interior"))
         rows.append(row)
     return pd.DataFrame(rows).set_index("task")
+
+
+def seeds_needed(checks: pd.DataFrame, *, separability: float | None = None) -> pd.Series:
+    r"""Per task, the evaluation seeds the separability check would need at the measured noise.
+
+    The separability is :math:`\mathrm{SD}(\bar a_m) / (s / \sqrt{S})` (see
+    :func:`ground_truth_checks`): with the spread of the models' means and the seed SD
+    :math:`s` held at their measured values it grows as :math:`\sqrt{S}`, so reaching the
+    threshold :math:`q` (default :data:`CHECK_THRESHOLDS` ``["separability"]``) takes
+    :math:`\lceil S\,(q / \text{separability})^2 \rceil` seeds (never fewer than measured).
+    A projection: the measured spread of the means includes some seed noise, which more seeds
+    would remove, so the true need is a little higher.
+    """
+    q = CHECK_THRESHOLDS["separability"] if separability is None else float(separability)
+    if not q > 0:
+        raise ValueError(f"the separability threshold must be > 0, got {q}")
+    sep = checks["separability"].to_numpy(dtype=float)
+    seeds = checks["eval_seeds"].to_numpy(dtype=float)
+    if (sep <= 0).any():
+        raise ValueError("a separability <= 0 cannot be projected")
+    need = np.maximum(seeds, np.ceil(seeds * (q / sep) ** 2 - 1e-9))
+    return pd.Series(need.astype(np.int64), index=checks.index, name="seeds needed")
 
 
 # --------------------------------------------------------------------------------------------
