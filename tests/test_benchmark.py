@@ -264,6 +264,10 @@ def test_split_half_ceiling_counts_and_random_splits() -> None:
     assert splits == 10 and 0.5 < value <= 1.0  # C(5, 2) splits of 2 against 3
     big = pd.DataFrame(rng.standard_normal((8, 14)))
     assert B.split_half_ceiling(big, n_splits=50)[1] == 50
+    six = pd.DataFrame(rng.standard_normal((8, 6)))
+    assert B.split_half_ceiling(six)[1] == 10  # C(6, 3) / 2: each split counted once
+    # 40 seeds: C(40, 20) = 1.4e11 splits are never enumerated (the default draws 200)
+    assert B.split_half_ceiling(pd.DataFrame(rng.standard_normal((4, 40))))[1] == 200
     with pytest.raises(ValueError, match="2 seeds"):
         B.split_half_ceiling(table[[0]])
 
@@ -464,17 +468,26 @@ def test_benchmarks_registry_and_load() -> None:
     assert counts.nunique() == 1  # complete cells only: every cell has every evaluation seed
 
 
-def test_seeds_needed_projects_the_square_root_law() -> None:
+def test_seeds_needed_projects_the_noise_corrected_law() -> None:
     means = {"random_init": 50.0, "a": 60.0, "b": 60.4, "c": 60.8, "d": 61.2, "e": 61.6}
     checks = B.ground_truth_checks(_v2_table(means, noise=1.0), n_resamples=50)
-    need = B.seeds_needed(checks)
     sep = checks.loc["t", "separability"]
-    assert need["t"] == max(6, int(np.ceil(6 * (5 / sep) ** 2)))
-    # the same spread and seed SD measured on the projected number of seeds passes the check
-    assert sep * np.sqrt(need["t"] / 6) >= 5 > sep * np.sqrt((need["t"] - 1) / 6) or need["t"] == 6
-    assert B.seeds_needed(checks, separability=0.1)["t"] == 6  # never fewer than measured
-    with pytest.raises(ValueError, match="> 0"):
-        B.seeds_needed(checks, separability=0)
+    need = B.seeds_needed(checks)["t"]
+    assert need == max(6, int(np.ceil(6 * 24 / (sep**2 - 1))))
+    projected = lambda s_: np.sqrt(s_ / 6 * (sep**2 - 1) + 1)  # noqa: E731
+    assert projected(need) >= 5 and (need == 6 or projected(need - 1) < 5)
+    # the law on simulated data: separability^2 - 1 grows in proportion to the seeds
+    big = [B.ground_truth_checks(_v2_table(means, noise=1.0, seeds=n, seed=r),
+                                 n_resamples=10).loc["t", "separability"] ** 2 - 1
+           for n in (8, 32) for r in range(12)]
+    ratio = np.mean(big[12:]) / np.mean(big[:12])
+    assert 2.5 < ratio < 6  # 4 in expectation
+    assert B.seeds_needed(checks, separability=1.01)["t"] == 6  # never fewer than measured
+    flat = checks.assign(separability=0.9)
+    assert B.seeds_needed(flat)["t"] == -1  # no spread beyond noise: no projection
+    with pytest.raises(ValueError, match="> 1"):
+        B.seeds_needed(checks, separability=1)
+
 
 
 def test_as_rebuilt_table_marks_the_first_protocol_as_not_disjoint() -> None:

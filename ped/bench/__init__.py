@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -629,12 +630,14 @@ def split_half_ceiling(
     if len(seeds) < 2:
         raise ValueError("a split-half ceiling needs at least 2 seeds per model")
     half = len(seeds) // 2
-    splits = [p for p in itertools.combinations(range(len(seeds)), half)]
-    if 2 * half == len(seeds):  # {A, B} and {B, A}: keep the one holding seed 0
-        splits = [p for p in splits if 0 in p]
-    if len(splits) > n_splits:
+    distinct = math.comb(len(seeds), half) // (2 if 2 * half == len(seeds) else 1)
+    if distinct > n_splits:  # never enumerated: C(32, 16) alone is 6e8 splits
         rng = np.random.default_rng(random_state)
         splits = [tuple(rng.permutation(len(seeds))[:half]) for _ in range(n_splits)]
+    else:
+        splits = list(itertools.combinations(range(len(seeds)), half))
+        if 2 * half == len(seeds):  # {A, B} and {B, A}: keep the one holding seed 0
+            splits = [p for p in splits if 0 in p]
     values = table.to_numpy(dtype=float)
     taus = []
     for part in splits:
@@ -730,23 +733,27 @@ def ground_truth_checks(
 def seeds_needed(checks: pd.DataFrame, *, separability: float | None = None) -> pd.Series:
     r"""Per task, the evaluation seeds the separability check would need at the measured noise.
 
-    The separability is :math:`\mathrm{SD}(\bar a_m) / (s / \sqrt{S})` (see
-    :func:`ground_truth_checks`): with the spread of the models' means and the seed SD
-    :math:`s` held at their measured values it grows as :math:`\sqrt{S}`, so reaching the
-    threshold :math:`q` (default :data:`CHECK_THRESHOLDS` ``["separability"]``) takes
-    :math:`\lceil S\,(q / \text{separability})^2 \rceil` seeds (never fewer than measured).
-    A projection: the measured spread of the means includes some seed noise, which more seeds
-    would remove, so the true need is a little higher.
+    The separability is :math:`q_S = \mathrm{SD}(\bar a_m) / (s / \sqrt{S})` (see
+    :func:`ground_truth_checks`).  The observed variance of the models' means holds their true
+    spread plus the noise of a mean, :math:`V + s^2/S`, so :math:`q_S^2 = S V / s^2 + 1`: with
+    :math:`V` and :math:`s` held at their measured values, :math:`S'` seeds give
+    :math:`q_{S'}^2 = (S'/S)(q_S^2 - 1) + 1`, and the threshold :math:`q` (default
+    :data:`CHECK_THRESHOLDS` ``["separability"]``) takes
+
+    .. math:: S' = \left\lceil S\,\frac{q^2 - 1}{q_S^2 - 1} \right\rceil
+
+    seeds (never fewer than measured).  A task whose measured separability is at most 1 shows
+    no spread beyond the noise at all: no number of seeds is projected to suffice (``-1``).
     """
     q = CHECK_THRESHOLDS["separability"] if separability is None else float(separability)
-    if not q > 0:
-        raise ValueError(f"the separability threshold must be > 0, got {q}")
+    if not q > 1:
+        raise ValueError(f"the separability threshold must be > 1 (1 is pure noise), got {q}")
     sep = checks["separability"].to_numpy(dtype=float)
     seeds = checks["eval_seeds"].to_numpy(dtype=float)
-    if (sep <= 0).any():
-        raise ValueError("a separability <= 0 cannot be projected")
-    need = np.maximum(seeds, np.ceil(seeds * (q / sep) ** 2 - 1e-9))
-    return pd.Series(need.astype(np.int64), index=checks.index, name="seeds needed")
+    need = np.full(len(sep), -1, dtype=np.int64)
+    ok = sep > 1
+    need[ok] = np.maximum(seeds[ok], np.ceil(seeds[ok] * (q**2 - 1) / (sep[ok] ** 2 - 1) - 1e-9))
+    return pd.Series(need, index=checks.index, name="seeds needed")
 
 
 # --------------------------------------------------------------------------------------------
