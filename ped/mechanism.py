@@ -82,17 +82,19 @@ def shift_alignment(first: ArrayLike, second: ArrayLike) -> NDArray[np.float64]:
 
 
 def mechanism_summary(
-    z0: ArrayLike, zt: ArrayLike, labels: ArrayLike, **ped_options: Any
+    z0: ArrayLike, zt: ArrayLike, labels: ArrayLike, *, reference: Any = None, **ped_options: Any
 ) -> dict[str, Any]:
     """Energy and direction for one model and task: ``energy_before`` :math:`U(Z_0)`,
     ``energy_finetuned`` :math:`U(Z_T)`, ``energy_ped`` :math:`U(\\mathrm{PED}(Z_0))` (each on
     its own standardisation), ``cosine`` (mean over classes of :func:`shift_alignment` between
     fine-tuning's and PED's centred shifts, in :math:`Z_0`'s standardised space; PED run with
-    target statistics and ``ped_options``), ``cosines`` per class and ``chance`` =
+    ``reference`` (default ``None``: the target's own statistics; the verdict passes the
+    encoder's source statistics, as its PED arm uses) and ``ped_options``), ``cosines`` per
+    class and ``chance`` =
     :math:`1/\\sqrt{D}`, the typical size of a random cosine."""
     x0, y, _ = check_features_labels(z0, labels)
     nsigma = float(ped_options.get("nsigma", 0.6))
-    moved = potential_energy_descent(x0, y, reference=None, **ped_options).features
+    moved = potential_energy_descent(x0, y, reference=reference, **ped_options).features
     cos = shift_alignment(centred_shifts(x0, zt, y), centred_shifts(x0, moved, y))
     return {
         "energy_before": energy(x0, y, nsigma=nsigma),

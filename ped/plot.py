@@ -7,7 +7,8 @@
 - :func:`rank_scatter`: the paper's Figure 7, each model's rank by a metric against its rank by
   fine-tuning accuracy, with and without PED, one panel per task.
 - The embedded benchmark's figures: :func:`pretraining_curves`, :func:`task_samples`,
-  :func:`accuracy_matrix`, :func:`spread_noise` and :func:`acceptance_checks`; the paper's Figure 4, :func:`descent_tsne`;
+  :func:`accuracy_matrix`, :func:`spread_noise` and :func:`acceptance_checks`; the mechanism test,
+  :func:`mechanism_figure`; the paper's Figure 4, :func:`descent_tsne`;
   PED's hyperparameter sweeps, :func:`sensitivity_heatmaps`.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
@@ -32,6 +33,7 @@ __all__ = [
     "accuracy_matrix",
     "spread_noise",
     "acceptance_checks",
+    "mechanism_figure",
     "descent_tsne",
     "sensitivity_heatmaps",
     "balls_figure",
@@ -231,6 +233,44 @@ def acceptance_checks(checks: Any, thresholds: Mapping[str, float]) -> Any:
         ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right", fontsize=8)
         ax.set(title=f"{title} (required ≥ {thresholds[key]:g})", ylabel=unit, xlabel="task")
     fig.suptitle("Can each task rank the zoo? Blue bars pass, orange bars fail")
+    fig.tight_layout()
+    return fig
+
+
+def mechanism_figure(table: Any) -> Any:
+    """The mechanism test of :func:`ped.bench.verdict.mechanism` over models and tasks
+    (``table`` with a ``task`` column): left, the potential energy after fine-tuning and
+    after PED relative to the energy before, per model and task (log scale; below 1 is
+    lower); right, the cosine between fine-tuning's and PED's class shifts per model and
+    task, against the ±1/√D band of random directions."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    tasks = sorted(table["task"].unique())
+    for k, (column, label, marker) in enumerate((("energy_finetuned", "fine-tuned Z_T", "o"),
+                                                 ("energy_ped", "PED(Z_0)", "x"))):
+        for i, task in enumerate(tasks):
+            rows = table[table["task"] == task]
+            ratio = rows[column] / rows["energy_before"]
+            left.scatter(np.full(len(rows), i) + (k - 0.5) * 0.3, ratio, marker=marker, s=18,
+                         color=f"C{k}", label=label if i == 0 else None)
+    left.axhline(1.0, color="grey", lw=0.8)
+    left.set_yscale("log")
+    left.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
+    left.set(title="Potential energy relative to Z_0", xlabel="task",
+             ylabel="U / U(Z_0) (log scale)")  # fmt: skip
+    left.legend(fontsize=8)
+    for i, task in enumerate(tasks):
+        rows = table[table["task"] == task]
+        right.scatter(np.full(len(rows), i), rows["cosine"], s=18, color="C2")
+        chance = float(rows["chance"].iloc[0])
+        right.fill_between([i - 0.3, i + 0.3], -chance, chance, color="grey", alpha=0.3,
+                           label="±1/√D (random)" if i == 0 else None)  # fmt: skip
+    right.axhline(0.0, color="grey", lw=0.8)
+    right.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
+    right.set(title="Fine-tuning's class shifts against PED's", xlabel="task",
+              ylabel="mean cosine over classes", ylim=(-1, 1))  # fmt: skip
+    right.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -146,3 +146,50 @@ def test_restrict_models_equals_scoring_the_subset(zoo, tmp_path: Path) -> None:
     assert V.endpoint(V.restrict_models(full, kept), gt, n_resamples=10).draws.shape == (10,)
     with pytest.raises(ValueError, match="ghost"):
         V.restrict_models(full, ["m1", "ghost"])
+
+
+def test_mechanism_recovers_a_finetuning_that_is_ped(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, _ = zoo
+    # fine-tuning that moved the features exactly as PED (source statistics) does
+    finetuned = {m: (potential_energy_descent(x, y, reference=stats[m]).features, y)
+                 for m, (x, y) in feats.items()}
+    before = {m: f[0].copy() for m, f in feats.items()}
+    table = V.mechanism(feats, finetuned, stats)
+    for m, f in feats.items():
+        np.testing.assert_array_equal(f[0], before[m])
+    moved = table["cosine"].notna()  # NaN: PED kept no step, so no class moved at all
+    assert moved.sum() >= 3
+    np.testing.assert_allclose(table.loc[moved, "cosine"], 1.0, atol=1e-9)  # the same shifts
+    np.testing.assert_allclose(table["energy_ped"], table["energy_finetuned"], rtol=1e-9)
+    assert (table["energy_finetuned"] <= table["energy_before"] + 1e-12).all()
+    for metric in V.PRIMARY_METRICS:
+        np.testing.assert_allclose(table[f"{metric}+PED"], table[f"{metric}@T"])
+        x, y = feats["m2"]
+        assert table.loc["m2", metric] == pytest.approx(
+            METRICS[metric](x, y, **V.PRIMARY_OPTIONS[metric]))
+    track = V.tracking(table)
+    np.testing.assert_allclose(track["PED"], 1.0)  # PED's scores are the fine-tuned scores
+    # fine-tuning that did nothing: the static scores track it exactly
+    still = V.tracking(V.mechanism(feats, {m: (x.copy(), y) for m, (x, y) in feats.items()},
+                                   stats))
+    np.testing.assert_allclose(still["static"], 1.0)
+    shuffled = {m: (x, y[::-1].copy()) for m, (x, y) in finetuned.items()}
+    with pytest.raises(ValueError, match="other images"):
+        V.mechanism(feats, shuffled, stats)
+    with pytest.raises(ValueError, match="lacks"):
+        V.mechanism(feats, {"m0": finetuned["m0"]}, stats)
+
+
+def test_finetuned_features_reads_the_stored_files(tmp_path: Path) -> None:
+    from ped._io import write_npz_atomic
+    from ped.bench.zoo.finetune import features_path
+
+    z, y = np.arange(12.0).reshape(4, 3), np.array([0, 1, 0, 1])
+    path = features_path(tmp_path, "m", "t")
+    path.parent.mkdir(parents=True)
+    write_npz_atomic(path, features=z, labels=y)
+    got = V.finetuned_features(tmp_path, "t", ["m"])
+    np.testing.assert_array_equal(got["m"][0], z)
+    np.testing.assert_array_equal(got["m"][1], y)
+    with pytest.raises(FileNotFoundError, match="ghost"):
+        V.finetuned_features(tmp_path, "t", ["m", "ghost"])

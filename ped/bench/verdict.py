@@ -54,6 +54,9 @@ __all__ = [
     "leave_one_model_out",
     "null_parameters",
     "score_benchmark",
+    "finetuned_features",
+    "mechanism",
+    "tracking",
 ]
 
 logger = logging.getLogger(__name__)
@@ -369,6 +372,87 @@ def leave_one_model_out(
         cells = endpoint_cells(scores, gt, arm=arm, metrics=metrics, keep=lambda m: m != left)
         out[left] = float(np.mean([c.change() for c in cells]))
     return pd.Series(out, name="endpoint without the model")
+
+
+def finetuned_features(
+    gt_dir: str | os.PathLike[str], task: str, models: Sequence[str]
+) -> dict[str, tuple[NDArray[np.float32], NDArray[np.int64]]]:
+    """``{model: (Z_T, labels)}``: the fine-tuned encoders' features of a task's scored images
+    (train + val), stored by the rebuilt ground truth
+    (:func:`ped.bench.zoo.finetune.features_path`).  A missing file is a ``FileNotFoundError``
+    naming it."""
+    from ped.bench.zoo.finetune import features_path
+
+    out = {}
+    for model in models:
+        path = features_path(gt_dir, model, task)
+        if not path.is_file():
+            raise FileNotFoundError(f"no fine-tuned features {path} (rerun `make ground-truth`)")
+        with np.load(path) as z:
+            out[model] = (z["features"].copy(), z["labels"].copy())
+    return out
+
+
+def mechanism(
+    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    finetuned: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    stats: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    *,
+    metrics: Sequence[str] = PRIMARY_METRICS,
+    metric_options: Mapping[str, Mapping[str, Any]] = PRIMARY_OPTIONS,
+    ped_options: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    r"""The paper's mechanism on one task, per model: does fine-tuning move the classes the way
+    PED does?
+
+    ``features`` are the encoders' features :math:`Z_0` of the scored images, ``finetuned`` the
+    same images' features :math:`Z_T` after fine-tuning (:func:`finetuned_features`), ``stats``
+    the source statistics PED standardises with (as the verdict's PED arm).  Columns:
+    ``energy_before`` :math:`U(Z_0)`, ``energy_finetuned`` :math:`U(Z_T)`, ``energy_ped``
+    :math:`U(\mathrm{PED}(Z_0))`, ``cosine`` (mean over classes between fine-tuning's and PED's
+    centred class shifts) and ``chance`` (:math:`1/\sqrt{D}`), from
+    :func:`ped.mechanism.mechanism_summary`; and for each metric ``<metric>`` (its score of
+    :math:`Z_0`), ``<metric>+PED`` and ``<metric>@T`` (of :math:`Z_T`), so that across models one
+    can ask whether PED's scores track the fine-tuned features' better than the static ones do
+    (:func:`tracking`).  Labels must agree image by image; inputs are not modified.
+    """
+    from ped.dynamics import potential_energy_descent
+    from ped.mechanism import mechanism_summary
+    from ped.metrics import METRICS
+
+    ped_opts = dict(ped_options or {})
+    rows = []
+    for model in sorted(features):
+        if model not in finetuned or model not in stats:
+            raise ValueError(f"model {model!r} lacks fine-tuned features or PED statistics")
+        x, y = features[model]
+        z, yz = finetuned[model]
+        if not np.array_equal(np.asarray(y), np.asarray(yz)):
+            raise ValueError(f"model {model!r}: the fine-tuned features score other images")
+        summary = mechanism_summary(x, z, y, reference=stats[model], **ped_opts)
+        row = {"model": model, **{k: summary[k] for k in ("energy_before", "energy_finetuned",
+                                                          "energy_ped", "cosine", "chance")}}
+        moved = potential_energy_descent(x, y, reference=stats[model], **ped_opts).features
+        for metric in metrics:
+            fn, opts = METRICS[metric], metric_options.get(metric, {})
+            row[metric] = float(fn(x, y, **opts))
+            row[f"{metric}+PED"] = float(fn(moved, y, **opts))
+            row[f"{metric}@T"] = float(fn(z, y, **opts))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def tracking(table: pd.DataFrame, metrics: Sequence[str] = PRIMARY_METRICS) -> pd.DataFrame:
+    r"""Across the models of one :func:`mechanism` table, per metric: :math:`\tau_w` of the
+    metric's scores of :math:`Z_0` (``static``) and of :math:`\mathrm{PED}(Z_0)` (``PED``)
+    against its scores of the fine-tuned features :math:`Z_T`.  PED's premise predicts
+    ``PED`` > ``static``."""
+    from ped.evaluation import weighted_tau
+
+    return pd.DataFrame({
+        "static": {m: weighted_tau(table[m], table[f"{m}@T"]) for m in metrics},
+        "PED": {m: weighted_tau(table[f"{m}+PED"], table[f"{m}@T"]) for m in metrics},
+    })  # fmt: skip
 
 
 def score_benchmark(
