@@ -505,3 +505,31 @@ def test_as_rebuilt_table_marks_the_first_protocol_as_not_disjoint() -> None:
     pd.testing.assert_frame_equal(B.as_rebuilt_table(rebuilt), rebuilt)
     with pytest.raises(ValueError, match="fine-tuning"):
         B.as_rebuilt_table(gt[gt["protocol"] == "linear"])
+
+
+@pytest.fixture(scope="module")
+def rebuilt_checks() -> pd.DataFrame:
+    gt, _ = B.get_benchmark("v2").load()
+    return B.ground_truth_checks(gt)
+
+
+def test_rebuilt_benchmark_keeps_what_it_meets(rebuilt_checks: pd.DataFrame) -> None:
+    """The acceptance checks on the committed ground truth: what holds today must keep holding."""
+    from ped.bench.tasks import REBUILT_TASK_NAMES, load_task
+
+    checks = rebuilt_checks
+    assert list(checks.index) == sorted(REBUILT_TASK_NAMES) and len(checks) >= 6  # point 5
+    assert max(len(load_task(t).classes) for t in checks.index) >= 50
+    assert (checks["models"] >= 8).all()
+    assert checks["disjoint"].all() and (checks["eval_seeds"] >= 6).all()  # point 3, its design
+    assert (checks["lr_edges"] == 0).all()  # point 4 for the learning rate
+    assert checks["ok_pretrain"].sum() >= 4  # point 1 on 4 of the 6 tasks
+    assert (checks["pretrain_gap"] > 2).all()  # and pretraining helps on every task
+    assert checks["ok_separable"].sum() >= 1 and checks["ok_crisp"].sum() >= 1
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11: points 1, 2 and 3 fail on some tasks (the "
+                   "pretrained encoders are within seed noise of each other); a pass here means "
+                   "the rebuild met them: drop this marker")
+def test_rebuilt_benchmark_meets_every_check(rebuilt_checks: pd.DataFrame) -> None:
+    assert rebuilt_checks["ok"].all(), rebuilt_checks.loc[~rebuilt_checks["ok"]].index.tolist()
