@@ -8,7 +8,7 @@
   fine-tuning accuracy, with and without PED, one panel per task.
 - The embedded benchmark's figures: :func:`pretraining_curves`, :func:`task_samples`,
   :func:`accuracy_matrix`, :func:`spread_noise` and :func:`acceptance_checks`; the mechanism test,
-  :func:`mechanism_figure`; the paper's Figure 4, :func:`descent_tsne`;
+  :func:`mechanism_figure`; :func:`class_count_effect`; the paper's Figure 4, :func:`descent_tsne`;
   PED's hyperparameter sweeps, :func:`sensitivity_heatmaps`.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
@@ -34,6 +34,7 @@ __all__ = [
     "spread_noise",
     "acceptance_checks",
     "mechanism_figure",
+    "class_count_effect",
     "descent_tsne",
     "sensitivity_heatmaps",
     "balls_figure",
@@ -271,6 +272,30 @@ def mechanism_figure(table: Any) -> Any:
     right.set(title="Fine-tuning's class shifts against PED's", xlabel="task",
               ylabel="mean cosine over classes", ylim=(-1, 1))  # fmt: skip
     right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_count_effect(changes: Any, classes: Mapping[str, int], *, names: Mapping[str, str]
+                       | None = None) -> Any:  # fmt: skip
+    """PED's change in :math:`\tau_w` per task against the task's number of classes (log
+    scale), one marker per metric and the mean over metrics as a line; ``changes`` as
+    :func:`ped.bench.verdict.arm_changes` returns them (the ``ped`` arm is drawn)."""
+    import matplotlib.pyplot as plt
+
+    names = dict(names or {})
+    ped = changes[changes["arm"] == "ped"].assign(classes=lambda d: d["task"].map(classes))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (metric, rows) in enumerate(ped.groupby("metric", sort=False)):
+        ax.scatter(rows["classes"], rows["change"], s=24, color=f"C{k}",
+                   label=names.get(metric, metric))  # fmt: skip
+    mean = ped.groupby("classes")["change"].mean()
+    ax.plot(mean.index, mean.to_numpy(), "k-", lw=1, label="mean over metrics")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set(xlabel="classes of the task (log scale)", ylabel="change in τ_w with PED",
+           title="PED's change in τ_w against the number of classes")  # fmt: skip
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
