@@ -306,6 +306,18 @@ def test_protocol_validation() -> None:
         Protocol(lr_grid=(0.1, 0.01, 0.03))
     with pytest.raises(ValueError, match="two evaluation seeds"):
         Protocol(eval_seeds=(1,))
+    more = Protocol(task_eval_seeds=(("digits10", 9),))
+    assert more.eval_seeds_for("digits10") == tuple(range(9))
+    assert more.eval_seeds_for("mnist10") == more.eval_seeds == tuple(range(6))
+    assert Protocol().eval_seeds_for("digits10") == tuple(range(6))
+    with pytest.raises(ValueError, match="fewer than"):
+        Protocol(task_eval_seeds=(("digits10", 3),))
+    with pytest.raises(ValueError, match="twice"):
+        Protocol(task_eval_seeds=(("digits10", 8), ("digits10", 9)))
+    with pytest.raises(ValueError, match="selection seeds"):
+        Protocol(task_eval_seeds=(("digits10", 200),))
+    with pytest.raises(ValueError, match="0..S-1"):
+        Protocol(eval_seeds=(3, 4), task_eval_seeds=(("digits10", 5),))
 
 
 def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
@@ -356,6 +368,13 @@ def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["table"]["sha256"] == sha256_file(out / "ground_truth.csv")
     assert len(manifest["files"]) == len(rows) + 1  # every run and the features
+
+    # more evaluation seeds for this task extend the cell in place: only the new seeds run
+    n_before = len(calls)
+    wider = F.Protocol(**{**protocol.__dict__, "task_eval_seeds": (("digits10", 4),)})
+    more = F.run_cell(None, task, out, model="m", encoder_sha256="changed", protocol=wider)
+    assert sorted(r["seed"] for r in more if r["role"] == "eval") == [0, 1, 2, 3]
+    assert [c["seed"] for c in calls[n_before:]] == [2, 3]
 
 
 def test_verify_ground_truth_refuses_what_is_malformed(

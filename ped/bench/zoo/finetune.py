@@ -348,6 +348,10 @@ class Protocol:
     selection_seeds: tuple[int, ...] = (100,)
     eval_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     max_extensions: int = 2
+    #: ``(task, n)`` pairs: that task evaluates seeds ``0..n-1`` instead of ``eval_seeds``
+    #: (more seeds where the models are close, :func:`ped.bench.seeds_needed`); ``n`` must be
+    #: at least ``len(eval_seeds)``, so a task's seeds extend the common ones.
+    task_eval_seeds: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.max_extensions < 0:
@@ -360,6 +364,24 @@ class Protocol:
             raise ValueError("need at least one selection seed and two evaluation seeds")
         if set(self.selection_seeds) & set(self.eval_seeds):
             raise ValueError("selection seeds and evaluation seeds must be disjoint")
+        names = [t for t, _ in self.task_eval_seeds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task_eval_seeds names a task twice: {names}")
+        if tuple(self.eval_seeds) != tuple(range(len(self.eval_seeds))) and names:
+            raise ValueError("task_eval_seeds extends eval_seeds = 0..S-1 only")
+        for task, n in self.task_eval_seeds:
+            if n < len(self.eval_seeds):
+                raise ValueError(f"task {task!r}: {n} evaluation seeds, fewer than the "
+                                 f"{len(self.eval_seeds)} common ones")  # fmt: skip
+            if set(range(n)) & set(self.selection_seeds):
+                raise ValueError(f"task {task!r}: its evaluation seeds 0..{n - 1} meet the "
+                                 f"selection seeds {self.selection_seeds}")  # fmt: skip
+
+    def eval_seeds_for(self, task: str) -> tuple[int, ...]:
+        """The evaluation seeds of ``task``: ``0..n-1`` where :attr:`task_eval_seeds` names it,
+        else :attr:`eval_seeds`."""
+        n = dict(self.task_eval_seeds).get(task)
+        return tuple(range(n)) if n is not None else tuple(self.eval_seeds)
 
     def config(self) -> dict[str, Any]:
         """What a stored run must match to be reused (with the encoder's sha256)."""
@@ -448,7 +470,7 @@ def run_cell(
     lr, wd = best
     eval_rows = []
     z_path = features_path(out, model, task.name)
-    for i, seed in enumerate(protocol.eval_seeds):
+    for i, seed in enumerate(protocol.eval_seeds_for(task.name)):
         if i == 0:
             path = _v2_path(out, model, task.name, "eval", lr, wd, seed)
             row = {**base, "role": "eval", "seed": seed, "lr": lr, "wd": wd}
