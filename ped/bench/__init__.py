@@ -161,6 +161,7 @@ def _benchmarks() -> dict[str, Benchmark]:
 #: The versions of the embedded benchmark, by name: ``v1`` (the first, whose ground truth cannot
 #: rank its zoo) and ``v2`` (the rebuilt one, issue 11), which the book reads by default.
 BENCHMARKS: dict[str, Benchmark] = _benchmarks()
+#: The benchmark the book and the command line use unless told otherwise.
 DEFAULT_BENCHMARK = "v2"
 
 

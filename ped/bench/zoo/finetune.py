@@ -378,8 +378,8 @@ class Protocol:
                                  f"selection seeds {self.selection_seeds}")  # fmt: skip
 
     def eval_seeds_for(self, task: str) -> tuple[int, ...]:
-        """The evaluation seeds of ``task``: ``0..n-1`` where :attr:`task_eval_seeds` names it,
-        else :attr:`eval_seeds`."""
+        """The evaluation seeds of ``task``: ``0..n-1`` where ``task_eval_seeds`` names it,
+        else ``eval_seeds``."""
         n = dict(self.task_eval_seeds).get(task)
         return tuple(range(n)) if n is not None else tuple(self.eval_seeds)
 
