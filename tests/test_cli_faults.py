@@ -580,3 +580,13 @@ def test_evaluate_checks_its_output_before_reading(tmp_path, capsys):
     line = _one_error_line(_fail(["evaluate", "--scores", str(tmp_path / "none.csv"), "--out",
                                   str(folder)], capsys), "evaluate")  # fmt: skip
     assert f"evaluation CSV {folder} is a folder" in line
+
+
+def test_verdict_refuses_an_unknown_task_or_benchmark_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "verdict"
+    line = _one_error_line(_fail(["verdict", "--task", "nope", "--out", str(out)], capsys),
+                           "verdict")  # fmt: skip
+    assert "unknown task 'nope'" in line
+    assert not out.exists()
+    err = _fail(["verdict", "--benchmark", "v9", "--out", str(out)], capsys)
+    assert "invalid choice: 'v9'" in err and "Traceback" not in err and not out.exists()
