@@ -91,7 +91,8 @@ def mechanism_summary(
     ``reference`` (default ``None``: the target's own statistics; the verdict passes the
     encoder's source statistics, as its PED arm uses) and ``ped_options``), ``cosines`` per
     class and ``chance`` =
-    :math:`1/\\sqrt{D}`, the typical size of a random cosine."""
+    :math:`1/\\sqrt{D}`, the typical size of a random cosine; ``moved`` holds PED's features
+    :math:`\\mathrm{PED}(Z_0)`, for callers that score them."""
     x0, y, _ = check_features_labels(z0, labels)
     nsigma = float(ped_options.get("nsigma", 0.6))
     moved = potential_energy_descent(x0, y, reference=reference, **ped_options).features
@@ -103,4 +104,5 @@ def mechanism_summary(
         "cosine": float(np.nanmean(cos)) if np.isfinite(cos).any() else float("nan"),
         "cosines": cos,
         "chance": 1.0 / np.sqrt(x0.shape[1]),
+        "moved": moved,
     }

@@ -105,23 +105,22 @@ class Benchmark:
     tasks: tuple[str, ...]
     rebuilt: bool
 
-    def zoo_dir(self) -> Path:
-        """The zoo folder (checkpoints, records, manifest)."""
+    def _path(self, relative: str) -> Path:
         from ped.paper import data_dir
 
-        return data_dir() / self.zoo
+        return data_dir() / relative
+
+    def zoo_dir(self) -> Path:
+        """The zoo folder (checkpoints, records, manifest)."""
+        return self._path(self.zoo)
 
     def ground_truth_csv(self) -> Path:
         """The ground-truth table."""
-        from ped.paper import data_dir
-
-        return data_dir() / self.ground_truth
+        return self._path(self.ground_truth)
 
     def verdict_dir(self) -> Path:
         """The folder of the verdict's stored scores (``make verdict``)."""
-        from ped.paper import data_dir
-
-        return data_dir() / self.verdict
+        return self._path(self.verdict)
 
     def load(
         self, ground_truth: str | os.PathLike[str] | None = None

@@ -416,7 +416,6 @@ def mechanism(
     can ask whether PED's scores track the fine-tuned features' better than the static ones do
     (:func:`tracking`).  Labels must agree image by image; inputs are not modified.
     """
-    from ped.dynamics import potential_energy_descent
     from ped.mechanism import mechanism_summary
     from ped.metrics import METRICS
 
@@ -432,7 +431,7 @@ def mechanism(
         summary = mechanism_summary(x, z, y, reference=stats[model], **ped_opts)
         row = {"model": model, **{k: summary[k] for k in ("energy_before", "energy_finetuned",
                                                           "energy_ped", "cosine", "chance")}}
-        moved = potential_energy_descent(x, y, reference=stats[model], **ped_opts).features
+        moved = summary["moved"]  # the one PED run, shared with the energies and the cosine
         for metric in metrics:
             fn, opts = METRICS[metric], metric_options.get(metric, {})
             row[metric] = float(fn(x, y, **opts))
