@@ -229,8 +229,10 @@ def test_ground_truth_checks_fail_where_they_should() -> None:
     means = {"random_init": 50.0, "a": 60.0, "b": 64.0, "c": 68.0, "d": 72.0, "e": 76.0}
     row = B.ground_truth_checks(_v2_table(means, 0.5, edge_model="c"), n_resamples=50)
     assert row.loc["t", "lr_edges"] == 1 and not row.loc["t", "ok_interior"]
-    few = B.ground_truth_checks(_v2_table(means, 0.5, seeds=4), n_resamples=50).loc["t"]
-    assert few["eval_seeds"] == 4 and not few["ok_crisp"]
+    few = B.ground_truth_checks(_v2_table(means, 0.5, seeds=4), n_resamples=50, min_seeds=2)
+    assert few.loc["t", "eval_seeds"] == 4 and not few.loc["t", "ok_crisp"]
+    with pytest.raises(ValueError, match="no complete"):
+        B.ground_truth_checks(_v2_table(means, 0.5, seeds=4), n_resamples=50)
     overlap = _v2_table(means, 0.5)
     overlap.loc[overlap["role"] == "select", "seed"] = 0
     assert not B.ground_truth_checks(overlap, n_resamples=50).loc["t", "disjoint"]
@@ -255,6 +257,36 @@ def test_complete_cells_drops_cells_in_progress() -> None:
     pd.testing.assert_frame_equal(row, full)
     with pytest.raises(ValueError, match="role"):
         B.complete_cells(gt.drop(columns="role"))
+
+
+def test_complete_cells_balances_seeds_being_extended() -> None:
+    means = {"random_init": 50.0, "a": 60.0, "b": 64.0, "c": 68.0, "d": 72.0, "e": 76.0}
+    gt = _v2_table(means, 0.5, seeds=10)
+    # "a" and "b" have ten evaluation seeds, the others the first six; "e" has seeds 2..9
+    short = (gt["role"] == "eval") & (gt["seed"] >= 6) & ~gt["model"].isin(["a", "b"])
+    extending = gt[~short | (gt["model"] == "e")]
+    extending = extending[~((extending["model"] == "e") & (extending["role"] == "eval")
+                            & (extending["seed"] < 2))]
+    before = extending.copy()
+    kept = B.complete_cells(extending)
+    pd.testing.assert_frame_equal(extending, before)  # nothing passed in is modified
+    evals = kept[kept["role"] == "eval"]
+    assert sorted(kept["model"].unique()) == sorted(means)
+    # every model keeps the seeds all complete cells share: 2..5
+    assert evals.groupby("model")["seed"].agg(lambda s: sorted(s)).map(tuple).unique().tolist() \
+        == [(2, 3, 4, 5)]
+    assert len(kept[kept["role"] == "select"]) == len(gt[gt["role"] == "select"])
+    # with "e" still short of six seeds it drops out and the others keep 0..5
+    kept6 = B.complete_cells(extending[~((extending["model"] == "e") & (extending["seed"] < 6)
+                                         & (extending["role"] == "eval"))], min_seeds=6)
+    assert "e" not in set(kept6["model"])
+    assert set(kept6.loc[kept6["role"] == "eval", "seed"]) == set(range(6))
+    balanced = gt[(gt["model"] != "e") & ((gt["role"] == "select") | (gt["seed"] < 6))]
+    pd.testing.assert_frame_equal(
+        B.ground_truth_checks(kept6, n_resamples=50),
+        B.ground_truth_checks(balanced.reset_index(drop=True), n_resamples=50))
+    with pytest.raises(ValueError, match="min_seeds"):
+        B.complete_cells(gt, min_seeds=1)
 
 
 def test_split_half_ceiling_counts_and_random_splits() -> None:
@@ -499,7 +531,7 @@ def test_as_rebuilt_table_marks_the_first_protocol_as_not_disjoint() -> None:
     assert len(select) == len(gt[gt["seed"] == 0]) and set(select["seed"]) == {0}
     pd.testing.assert_frame_equal(evals.drop(columns="role").reset_index(drop=True),
                                   B.selected_runs(gt).reset_index(drop=True), check_dtype=False)
-    checks = B.ground_truth_checks(table, n_resamples=20)
+    checks = B.ground_truth_checks(table, n_resamples=20, min_seeds=3)
     assert not checks["disjoint"].any() and (checks["eval_seeds"] == 3).all()
     rebuilt = _v2_table({"random_init": 50.0, "a": 60.0}, 0.5)
     pd.testing.assert_frame_equal(B.as_rebuilt_table(rebuilt), rebuilt)

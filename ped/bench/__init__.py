@@ -570,23 +570,38 @@ CHECK_THRESHOLDS: dict[str, float] = {
 }  # fmt: skip
 
 
-def complete_cells(gt: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the rebuilt protocol's table whose model x task cell is complete.
+def complete_cells(gt: pd.DataFrame, *, min_seeds: int | None = None) -> pd.DataFrame:
+    """The runs of the rebuilt protocol's table whose model x task cell is complete, balanced.
 
-    A cell is complete when it has an evaluation run for every evaluation seed that any model
-    of its task has; cells still selecting, or evaluated on fewer seeds (a rebuild in
-    progress), are left out, selection runs included.  Raises ``ValueError`` without a
-    ``role`` column (the first benchmark's table has no selection/evaluation split).
+    A cell is complete when it has evaluation runs for at least ``min_seeds`` seeds (default:
+    the common evaluation seeds of :data:`ped.bench.zoo.finetune.PROTOCOL`, six); cells still
+    selecting or evaluating are left out, selection runs included.  Each task is then balanced:
+    only the evaluation seeds that every complete cell of the task has are kept, so that a task
+    whose seeds are being extended (``Protocol.task_eval_seeds``) reports its extra seeds once
+    every model has them, and every model's mean is over the same seeds.  Raises
+    ``ValueError`` without a ``role`` column (the first benchmark's table has no
+    selection/evaluation split) or for ``min_seeds`` < 2.
     """
     if "role" not in gt.columns:
         raise ValueError("the ground truth has no 'role' column (the rebuilt protocol's table "
                          "is needed)")  # fmt: skip
-    evals = gt[gt["role"] == "eval"]
-    seeds = evals.groupby("task")["seed"].nunique()
-    counts = evals.groupby(["model", "task"])["seed"].nunique()
-    done = {cell for cell, n in counts.items() if n == seeds[cell[1]]}
-    keep = [cell in done for cell in zip(gt["model"], gt["task"])]
-    return gt[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    if min_seeds is None:
+        from ped.bench.zoo.finetune import PROTOCOL
+
+        min_seeds = len(PROTOCOL.eval_seeds)
+    if min_seeds < 2:
+        raise ValueError(f"min_seeds must be >= 2, got {min_seeds}")
+    is_eval = np.asarray(gt["role"] == "eval")
+    seeds = gt[is_eval].groupby(["model", "task"])["seed"].agg(frozenset)
+    done = seeds[seeds.map(len) >= min_seeds]
+    shared = {task: frozenset.intersection(*cells) for task, cells in
+              done.groupby(level="task")}  # fmt: skip
+    cell = list(zip(gt["model"], gt["task"]))
+    complete = set(done.index)
+    keep = np.array([c in complete for c in cell], dtype=bool)
+    keep &= ~is_eval | np.array([keep[i] and gt["seed"].iat[i] in shared[c[1]]
+                                 for i, c in enumerate(cell)], dtype=bool)  # fmt: skip
+    return gt[keep].reset_index(drop=True)
 
 
 def as_rebuilt_table(gt: pd.DataFrame) -> pd.DataFrame:
@@ -652,6 +667,7 @@ def ground_truth_checks(
     random_model: str = "random_init",
     n_resamples: int = 1000,
     random_state: int = 0,
+    min_seeds: int | None = None,
 ) -> pd.DataFrame:
     r"""Per task, whether the rebuilt ground truth can rank the zoo: the four acceptance checks.
 
@@ -672,7 +688,8 @@ def ground_truth_checks(
        learning rate (weight decay) is the smallest or largest value tried for that model and
        task.  Passes at zero.
 
-    Only complete cells count (:func:`complete_cells`): ``models`` says how many per task.
+    Only complete cells count (:func:`complete_cells` with ``min_seeds``), on the seeds they
+    share: ``models`` says how many per task.
     The thresholds are :data:`CHECK_THRESHOLDS`; ``ok`` is true when all four pass.
     """
     need = {"model", "task", "role", "seed", "lr", "wd", "val", "test"}
@@ -682,7 +699,10 @@ def ground_truth_checks(
                          "protocol's table is needed)")  # fmt: skip
     th = CHECK_THRESHOLDS
     rng = np.random.default_rng(random_state)
-    gt = complete_cells(gt)
+    gt = complete_cells(gt, min_seeds=min_seeds)
+    if gt.empty:
+        raise ValueError("the ground truth has no complete model x task cell (too few "
+                         "evaluation seeds everywhere)")  # fmt: skip
     rows = []
     for task in sorted(gt["task"].unique()):
         table = _eval_table(gt, task)
