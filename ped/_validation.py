@@ -29,14 +29,17 @@ __all__ = [
 ]
 
 
-def check_features(features: ArrayLike, *, name: str = "features") -> NDArray[np.floating]:
+def check_features(
+    features: ArrayLike, *, name: str = "features", scan: bool = True
+) -> NDArray[np.floating]:
     """Return ``features`` as a 2-D floating-point array of finite values.
 
     Raises ``ValueError`` for a wrong dimensionality, an empty array, a non-floating dtype
     (integers, booleans, complex or objects), NaN or infinite entries, and entries so large that
     their sums of squares overflow float64 (:func:`check_magnitude`).  The dtype is kept
     (float32 stays float32) and no copy is made when none is needed: callers must not write to the
-    result.
+    result.  ``scan=False`` checks the dtype and shape only, for callers that check the values
+    from moments they compute anyway (see ``ped.dynamics.class_statistics``).
     """
     arr = np.asarray(features)
     floating = arr.dtype != object and np.issubdtype(arr.dtype, np.floating)
@@ -44,7 +47,7 @@ def check_features(features: ArrayLike, *, name: str = "features") -> NDArray[np
         name, "array", floating=floating, dtype=arr.dtype, cast=".astype(np.float64)",
         shape=arr.shape,
         # min and max propagate NaN and reach +-inf: two reductions, no N x D boolean temporary
-        extremes=lambda: (float(arr.min()), float(arr.max())),
+        extremes=(lambda: (float(arr.min()), float(arr.max()))) if scan else None,
         n_not_finite=lambda: int(arr.size - np.count_nonzero(np.isfinite(arr))),
     )  # fmt: skip
     return arr
@@ -58,14 +61,14 @@ def check_matrix_rules(
     dtype: object,
     cast: str,
     shape: tuple[int, ...],
-    extremes: Callable[[], tuple[float, float]],
+    extremes: Callable[[], tuple[float, float]] | None,
     n_not_finite: Callable[[], int],
 ) -> None:
     """The rules every feature matrix obeys, for either backend (numpy ``kind="array"``, torch
     ``"tensor"``): floating dtype, 2-D, not empty, finite, within :func:`max_magnitude`.
 
     ``extremes`` returns the smallest and largest entry and is called once the shape is
-    checked; ``n_not_finite`` counts NaN and infinite entries and is called only when one of the
+    checked (``None``: the values are not checked); ``n_not_finite`` counts NaN and infinite entries and is called only when one of the
     extremes is not finite.  Raises ``ValueError`` naming ``name`` and the problem."""
     if not floating:
         raise ValueError(
@@ -79,6 +82,8 @@ def check_matrix_rules(
         )
     if shape[0] == 0 or shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(shape)})")
+    if extremes is None:
+        return
     low, high = extremes()
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(f"{name} contains {n_not_finite()} NaN or infinite value(s)")
@@ -186,9 +191,11 @@ def check_features_labels(
     *,
     min_classes: int = 2,
     min_per_class: int = 1,
+    scan: bool = True,
 ) -> tuple[NDArray[np.floating], NDArray[np.intp], int]:
-    """Validate a (features, labels) pair: see :func:`check_features` and :func:`check_labels`."""
-    x = check_features(features)
+    """Validate a (features, labels) pair: see :func:`check_features` (``scan``) and
+    :func:`check_labels`."""
+    x = check_features(features, scan=scan)
     y, n_classes = check_labels(
         labels, n_samples=x.shape[0], min_classes=min_classes, min_per_class=min_per_class
     )

@@ -47,6 +47,7 @@ from ped._backend import (
 from ped._validation import (
     check_features,
     check_features_labels,
+    max_magnitude,
     check_labels,
     check_nonnegative,
     check_positive,
@@ -55,6 +56,7 @@ from ped._validation import (
 
 __all__ = [
     "STD_FLOOR",
+    "ONE_PASS_CONDITION",
     "PEDResult",
     "ClassStatistics",
     "class_statistics",
@@ -153,28 +155,66 @@ class PEDResult:
     variant: str
 
 
+#: One-pass variances are kept where :math:`\bar x_d^2 \le` this times :math:`v_d` in every
+#: dimension of a class; elsewhere the class is recomputed in two passes (see
+#: :func:`class_statistics`).
+ONE_PASS_CONDITION = 1e3
+
+
 def class_statistics(
     features: NDArray[np.floating], labels: NDArray[np.intp], n_classes: int
 ) -> ClassStatistics:
-    """Per-class means and per-dimension variances, accumulated in float64.
+    r"""Per-class means and per-dimension variances, accumulated in float64.
 
     The arguments are trusted (validate them first, e.g. with
-    ``ped._validation.check_features_labels``).  One pass over the data, class by class, with a
-    two-pass (centre, then square) variance inside each class for accuracy; the largest temporary
-    is one class's block.
+    ``ped._validation.check_features_labels``).  One pass over the data, class by class: the
+    sum :math:`S_d` and the sum of squares :math:`Q_d` of a class's :math:`n` samples,
+    accumulated in float64, give
+
+    .. math:: \bar x_d = S_d / n, \qquad v_d = Q_d / n - \bar x_d^2 .
+
+    The square of a float32 value is exact in float64, so the only loss is the cancellation in
+    :math:`v_d`, about :math:`\log_{10}(1 + \bar x_d^2 / v_d)` digits.  A class with
+    :math:`\bar x_d^2 >` :data:`ONE_PASS_CONDITION` :math:`\cdot\, v_d` in any dimension (an
+    offset large against its spread, or a constant dimension) is recomputed with the two-pass
+    formula (centre, then square), so every variance keeps about 12 significant digits.  The
+    largest temporary is one class's block (none when the labels are sorted: the blocks are
+    then views).  Non-finite input gives non-finite moments.
     """
     dim = features.shape[1]
-    means = np.empty((n_classes, dim))
-    variances = np.empty((n_classes, dim))
-    order = np.argsort(labels, kind="stable")
+    sums = np.empty((n_classes, dim))
+    squares = np.empty((n_classes, dim))
     counts = np.bincount(labels, minlength=n_classes)
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    for c in range(n_classes):
-        block = features[order[bounds[c] : bounds[c + 1]]].astype(np.float64)
-        means[c] = block.mean(axis=0)
-        block -= means[c]
-        variances[c] = np.einsum("nd,nd->d", block, block) / block.shape[0]
+    blocks: list[Any]
+    if np.all(labels[:-1] <= labels[1:]):  # grouped by class (e.g. a folder's order): views
+        blocks = [slice(bounds[c], bounds[c + 1]) for c in range(n_classes)]
+    else:
+        order = np.argsort(labels, kind="stable")
+        blocks = [order[bounds[c] : bounds[c + 1]] for c in range(n_classes)]
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite input: the caller's check
+        for c, rows in enumerate(blocks):
+            block = features[rows]
+            np.add.reduce(block, axis=0, dtype=np.float64, out=sums[c])
+            np.einsum("nd,nd->d", block, block, dtype=np.float64, out=squares[c])
+        means = sums / counts[:, None]
+        variances = squares / counts[:, None] - means**2
+        ill = np.flatnonzero((means**2 > ONE_PASS_CONDITION * variances).any(axis=1))
+        for c in ill:
+            block = features[blocks[c]].astype(np.float64)
+            block -= means[c]
+            variances[c] = np.einsum("nd,nd->d", block, block) / block.shape[0]
     return ClassStatistics(means=means, variances=variances, counts=counts)
+
+
+def _check_values(features: NDArray[np.floating], stats: ClassStatistics) -> None:
+    r"""The value checks of ``check_features``, read from the class moments: the moments are
+    finite exactly when the features are, and :math:`\max|x| \le \sqrt{\max_{c,d}
+    n_c (v_{cd} + \bar x_{cd}^2)}`.  Only when these do not settle it is the array scanned."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = np.sqrt(np.max(stats.counts[:, None] * (stats.variances + stats.means**2)))
+    if not (np.isfinite(bound) and bound <= max_magnitude(features.shape)):
+        check_features(features)  # raises, naming the problem, unless the bound was loose
 
 
 def standardisation(
@@ -271,8 +311,11 @@ def elastic_potential(
 
 
 def _combine(weights: NDArray[np.float64], centers: NDArray[np.float64]) -> NDArray[np.float64]:
-    """:math:`\\sum_j w_{ij} (c_i - c_j)` for every i, as one matrix product."""
-    return weights.sum(axis=1)[:, None] * centers - weights @ centers
+    """:math:`\\sum_j w_{ij} (c_i - c_j) = [(\\mathrm{diag}(W\\mathbf 1) - W)\\, c]_i` for every
+    i, as one matrix product (``weights`` has a zero diagonal)."""
+    laplacian = -weights
+    laplacian[np.diag_indices_from(laplacian)] += weights.sum(axis=1)
+    return laplacian @ centers
 
 
 def hooke_forces(
@@ -399,8 +442,8 @@ def potential_energy_descent(
     if use_torch:
         x = check_torch_features(features)
         y, n_classes = check_labels(to_numpy(labels), n_samples=x.shape[0])
-    else:
-        x, y, n_classes = check_features_labels(features, labels)
+    else:  # the values are checked from the class moments below (no extra pass)
+        x, y, n_classes = check_features_labels(features, labels, scan=False)
     opts = check_ped_options({"nsigma": nsigma, "time_step": time_step, "k": k,
                               "max_steps": max_steps, "exit_ratio": exit_ratio,
                               "variant": variant})  # fmt: skip
@@ -410,6 +453,7 @@ def potential_energy_descent(
         stats = ClassStatistics(*torch_class_moments(x, y, n_classes))
     else:
         stats = class_statistics(x, y, n_classes)
+        _check_values(x, stats)
     if reference is None:  # the target's own statistics, from the class moments (no extra pass)
         mean, std = stats.pooled()
         std = np.maximum(std, STD_FLOOR)
@@ -453,7 +497,10 @@ def potential_energy_descent(
     if use_torch:
         moved = torch_translate(x, shift_total, y) if steps else x.detach().clone()
     else:
-        moved = x + shift_total.astype(x.dtype)[y] if steps else x.copy()
+        # one new array: the class shifts gathered into it, then the features added in place
+        moved = np.take(shift_total.astype(x.dtype), y, axis=0) if steps else x.copy()
+        if steps:
+            moved += x
     return PEDResult(
         features=moved,
         steps=steps,

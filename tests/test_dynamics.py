@@ -259,6 +259,60 @@ def test_class_statistics_match_numpy(rng):
     np.testing.assert_allclose(total[1], z[y == 1].var(0).sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_class_statistics_keep_their_digits_under_large_offsets(rng, dtype):
+    # class 0 well conditioned, class 1 with an offset 1e4 times its spread in one dimension and
+    # a constant dimension: the one-pass formula would lose ~8 digits there; the fallback keeps
+    # them (the reference: numpy's two-pass variance in float64 of the same values)
+    n, dim = 200, 5
+    x = rng.normal(size=(2 * n, dim))
+    x[n:, 1] = 1e4 + 1e-1 * rng.normal(size=n)
+    x[n:, 3] = 2.5
+    x = x.astype(dtype)
+    y = np.repeat([0, 1], n)
+    stats = class_statistics(x, y, 2)
+    x64 = x.astype(np.float64)
+    for c in range(2):
+        block = x64[y == c]
+        np.testing.assert_allclose(stats.means[c], block.mean(0), rtol=1e-14)
+        np.testing.assert_allclose(stats.variances[c], block.var(0), rtol=1e-12, atol=0)
+    assert stats.variances[1, 3] == 0.0  # a constant dimension has exactly no spread
+    # the same statistics whatever the order of the samples (sorted labels take views,
+    # shuffled ones a gather)
+    perm = rng.permutation(2 * n)
+    shuffled = class_statistics(x[perm], y[perm], 2)
+    np.testing.assert_allclose(shuffled.means, stats.means, rtol=1e-14)
+    np.testing.assert_allclose(shuffled.variances, stats.variances, rtol=1e-12)
+    np.testing.assert_array_equal(shuffled.counts, stats.counts)
+
+
+@given(offset=st.floats(-1e6, 1e6), spread=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_class_statistics_variance_is_two_pass_accurate(offset, spread, seed):
+    rng = np.random.default_rng(seed)
+    x = (offset + spread * rng.normal(size=(40, 3))).astype(np.float32)
+    y = np.arange(40) % 2
+    stats = class_statistics(x, y, 2)
+    x64 = x.astype(np.float64)
+    for c in range(2):
+        np.testing.assert_allclose(stats.variances[c], x64[y == c].var(0), rtol=1e-10, atol=0)
+
+
+def test_descent_checks_values_from_its_moments(rng):
+    x, y = gaussian_classes(rng, n_classes=3)
+    huge = x.astype(np.float64) * 1e150  # finite, but its squares overflow float64
+    with pytest.raises(ValueError, match="too large"):
+        ped.potential_energy_descent(huge, y)
+    # below the bound of max_magnitude the moments settle it and nothing is refused
+    from ped._validation import max_magnitude
+
+    near = x.astype(np.float64) / np.abs(x).max() * max_magnitude(x.shape) * 0.5
+    assert np.isfinite(ped.potential_energy_descent(near, y).features).all()
+    bad = x.copy()
+    bad[5, 1] = -np.inf
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        ped.potential_energy_descent(bad, y)
+
+
 def test_nearly_coincident_centres_keep_accurate_distances():
     centres = np.array([[1e4, 0.0], [1e4 + 1e-5, 0.0], [0.0, 3.0]])
     _, dist = pairwise_overlap(centres, np.ones(3))
