@@ -590,3 +590,10 @@ def test_verdict_refuses_an_unknown_task_or_benchmark_and_writes_nothing(tmp_pat
     assert not out.exists()
     err = _fail(["verdict", "--benchmark", "v9", "--out", str(out)], capsys)
     assert "invalid choice: 'v9'" in err and "Traceback" not in err and not out.exists()
+    # a secondary set fixes its images: a contradicting --split is refused before any work
+    line = _one_error_line(_fail(["verdict", "--set", "train", "--split", "trainval", "--out",
+                                  str(out)], capsys), "verdict")  # fmt: skip
+    assert "--set train scores the train images; drop --split trainval" in line
+    assert not out.exists()
+    err = _fail(["verdict", "--set", "nsigma9", "--out", str(out)], capsys)
+    assert "invalid choice: 'nsigma9'" in err and not out.exists()

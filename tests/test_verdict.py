@@ -100,6 +100,45 @@ def test_endpoint_controls_and_leave_one_out(zoo, tmp_path: Path) -> None:  # no
         V.accuracy_table(gt, "t", ["m0", "ghost"])
 
 
+def test_best_setting_and_split_comparison(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, gt = zoo
+    sets = {}
+    for nsigma in (0.3, 0.6):
+        for task in ("t", "u"):
+            V.score_task(task, tmp_path / str(nsigma), features=feats, stats=stats,
+                         n_replicates=2, n_placebo=0, ped_options={"nsigma": nsigma})
+        sets[f"nsigma {nsigma}"] = V.load_scores(tmp_path / str(nsigma), ["t", "u"])
+    gt2 = pd.concat([gt, gt.assign(task="u", test=gt["test"][::-1].to_numpy())])
+    table, bound = V.best_setting(sets, gt2, n_resamples=30)
+    # by hand: each setting's mean change per task, the larger one chosen
+    for label, scores in sets.items():
+        for task in ("t", "u"):
+            one = V.endpoint({task: scores[task]}, gt2, n_resamples=1).estimate
+            assert table.loc[task, label] == pytest.approx(one)
+    chosen = table[list(sets)].max(axis=1).mean()
+    assert bound.estimate == pytest.approx(chosen)
+    assert (table["best"] == table[list(sets)].idxmax(axis=1)).all()
+    assert bound.estimate >= max(table[label].mean() for label in sets) - 1e-12  # an upper bound
+    with pytest.raises(ValueError, match="tasks"):
+        V.best_setting({"a": sets["nsigma 0.3"], "b": {"t": sets["nsigma 0.6"]["t"]}}, gt2)
+    with pytest.raises(ValueError, match="no setting"):
+        V.best_setting({}, gt2)
+    # two score sets compared cell by cell; a set against itself flips nothing
+    same = V.split_comparison(sets["nsigma 0.6"], sets["nsigma 0.6"], gt2)
+    assert len(same) == 2 * len(V.PRIMARY_METRICS) and not same["flipped"].any()
+    np.testing.assert_allclose(same["first"], same["second"])
+    cmp = V.split_comparison(sets["nsigma 0.3"], sets["nsigma 0.6"], gt2)
+    np.testing.assert_allclose(cmp.groupby("task", sort=False)["second"].mean(),
+                               table["nsigma 0.6"])  # fmt: skip
+    assert (cmp["flipped"] == (cmp["first"] * cmp["second"] < 0)).all()
+    with pytest.raises(ValueError, match="different tasks"):
+        V.split_comparison(sets["nsigma 0.3"], {"t": sets["nsigma 0.6"]["t"]}, gt2)
+    with pytest.raises(ValueError, match="make verdict"):
+        V.load_scores(tmp_path / "0.3", ["t", "nope"])
+    assert V.load_scores(tmp_path / "0.3", ["t"], ["m1", "m0"])["t"]["models"] == ["m1", "m0"]
+    assert set(V.SECONDARY) == {"nsigma0.3", "train"}
+
+
 def test_null_parameters_describe_the_benchmark(zoo, tmp_path: Path) -> None:  # noqa: ANN001
     feats, stats, gt = zoo
     path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=4, n_placebo=1)

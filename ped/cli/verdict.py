@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ped.bench.verdict import score_benchmark
+from ped.bench.verdict import SECONDARY, score_benchmark
 
 
 def _cmd_verdict(args: Any) -> int:
@@ -12,10 +12,18 @@ def _cmd_verdict(args: Any) -> int:
 
     bench = get_benchmark(args.benchmark)
     tasks = args.task or list(bench.tasks)
+    options: dict[str, Any] = {"split": args.split or "trainval", "n_placebo": args.placebo}
     out = args.out or bench.verdict_dir()
+    if args.set:
+        fixed = SECONDARY[args.set]
+        if args.split and args.split != fixed.get("split", "trainval"):
+            raise ValueError(f"--set {args.set} scores the {fixed.get('split', 'trainval')} "
+                             f"images; drop --split {args.split}")  # fmt: skip
+        options.update(fixed)
+        out = args.out or bench.verdict_dir() / args.set
     paths = score_benchmark(out, tasks=tasks, zoo_dir=args.zoo or bench.zoo_dir(),
-                            split=args.split, cache=args.cache, n_replicates=args.replicates,
-                            n_placebo=args.placebo)  # fmt: skip
+                            cache=args.cache, n_replicates=args.replicates,
+                            **options)  # fmt: skip
     for p in paths:
         print(p)
     return 0
@@ -37,7 +45,12 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--zoo", default=None, help="zoo folder (default: the benchmark's)")
     p.add_argument("--task", action="append",
                    help="this task only; repeatable (default: the benchmark's tasks)")
-    p.add_argument("--split", default="trainval", choices=("train", "trainval"))
+    p.add_argument("--set", default=None, choices=tuple(SECONDARY),
+                   help="a secondary score set (ped.bench.verdict.SECONDARY), stored in "
+                   "<out>/<set>: nsigma0.3 (the other ball radius), train (training images "
+                   "only); default: the primary endpoint's scores")
+    p.add_argument("--split", default=None, choices=("train", "trainval"),
+                   help="the labelled images scored (default trainval)")
     p.add_argument("--replicates", type=int, default=10, help="image replicates per task")
     p.add_argument("--placebo", type=int, default=100, help="placebo draws per task")
     p.add_argument("--cache", default=None, help="data cache (default ~/.cache/ped)")
