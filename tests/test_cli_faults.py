@@ -597,3 +597,8 @@ def test_verdict_refuses_an_unknown_task_or_benchmark_and_writes_nothing(tmp_pat
     assert not out.exists()
     err = _fail(["verdict", "--set", "nsigma9", "--out", str(out)], capsys)
     assert "invalid choice: 'nsigma9'" in err and not out.exists()
+    for args, message in ((["--set", "train", "--seed-spread", "nleep"], "give one"),
+                          (["--seed-spread", "nleep", "--seeds", "1"], "--seeds must be >= 2"),
+                          (["--seed-spread", "nope"], "unknown metric 'nope'")):
+        line = _one_error_line(_fail(["verdict", *args, "--out", str(out)], capsys), "verdict")
+        assert message in line and not out.exists()

@@ -139,6 +139,40 @@ def test_best_setting_and_split_comparison(zoo, tmp_path: Path) -> None:  # noqa
     assert set(V.SECONDARY) == {"nsigma0.3", "train"}
 
 
+def test_score_seeds_and_their_spread(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    feats, stats, gt = zoo
+    path = V.score_seeds("t", tmp_path, features=feats, stats=stats, seeds=(0, 3))
+    s = V.load_task_scores(path)
+    assert s["models"] == sorted(feats) and list(s["seeds"]) == [0, 3]
+    opts = V.DEFINITIONS["release"].get("nleep", {})
+    j = s["models"].index("m4")
+    x, y = feats["m4"]
+    moved = potential_energy_descent(x, y, reference=stats["m4"]).features
+    for i, seed in enumerate((0, 3)):
+        assert s["base__nleep"][i, j] == pytest.approx(METRICS["nleep"](x, y, random_state=seed,
+                                                                        **opts))  # fmt: skip
+        assert s["ped__nleep"][i, j] == pytest.approx(METRICS["nleep"](moved, y,
+                                                                       random_state=seed, **opts))
+    mtime = path.stat().st_mtime_ns
+    V.score_seeds("t", tmp_path, features=feats, stats=stats, seeds=(0, 3))
+    assert path.stat().st_mtime_ns == mtime  # current: skipped
+    spread = V.seed_spread({"t": s}, gt)
+    truth = gt.pivot_table(index="model", columns="seed", values="test").loc[s["models"]]
+    truth = truth.mean(axis=1).to_numpy()
+    assert list(spread["seed"]) == [0, 3]
+    assert spread["tau"].iloc[1] == pytest.approx(weighted_tau(s["base__nleep"][1], truth))
+    np.testing.assert_allclose(spread["change"], spread["tau_ped"] - spread["tau"])
+    sub = V.restrict_models({"t": s}, ["m1", "m0"])["t"]
+    assert sub["base__nleep"].shape == (2, 2)
+    for bad, match in (({"metric": "nope"}, "unknown metric"), ({"seeds": (1,)}, "two distinct"),
+                       ({"seeds": (1, 1)}, "two distinct")):
+        with pytest.raises(ValueError, match=match):
+            V.score_seeds("t", tmp_path / "bad", features=feats, stats=stats, **bad)
+    with pytest.raises(ValueError, match="statistics"):
+        V.score_seeds("t", tmp_path / "bad", features=feats, stats={"m0": stats["m0"]})
+    assert not (tmp_path / "bad").exists()
+
+
 def test_null_parameters_describe_the_benchmark(zoo, tmp_path: Path) -> None:  # noqa: ANN001
     feats, stats, gt = zoo
     path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=4, n_placebo=1)

@@ -58,6 +58,8 @@ __all__ = [
     "load_scores",
     "best_setting",
     "split_comparison",
+    "score_seeds",
+    "seed_spread",
     "finetuned_features",
     "mechanism",
     "tracking",
@@ -475,10 +477,12 @@ def score_benchmark(
     zoo_dir: str | os.PathLike[str] | None = None,
     split: str = "trainval",
     cache: str | os.PathLike[str] | None = None,
+    scorer: Callable[..., Path] | None = None,
     **options: Any,
 ) -> list[Path]:
-    """:func:`score_task` for every task of a zoo (features from :func:`ped.bench.zoo_features`,
-    PED's statistics from :func:`ped.bench.zoo.train.load_stats`); resumable task by task."""
+    """:func:`score_task` (or ``scorer``, e.g. :func:`score_seeds`) for every task of a zoo
+    (features from :func:`ped.bench.zoo_features`, PED's statistics from
+    :func:`ped.bench.zoo.train.load_stats`); resumable task by task."""
     from ped.bench import zoo_features
     from ped.bench.zoo.train import load_stats
 
@@ -486,7 +490,8 @@ def score_benchmark(
     for task in tasks:
         feats = zoo_features(task, split=split, zoo_dir=zoo_dir, cache=cache)  # type: ignore[arg-type]
         stats = {m: load_stats(m, zoo_dir) for m in feats}
-        paths.append(score_task(task, out_dir, features=feats, stats=stats, **options))
+        paths.append((scorer or score_task)(task, out_dir, features=feats, stats=stats,
+                                            **options))  # fmt: skip
     return paths
 
 
@@ -563,6 +568,94 @@ def split_comparison(
                         for (t, m), x, y in zip(keys, a, b)])  # fmt: skip
     out["flipped"] = np.sign(out["first"]) * np.sign(out["second"]) < 0
     return out
+
+
+def score_seeds(
+    task: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    stats: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    metric: str = "nleep",
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    metric_options: Mapping[str, Any] | None = None,
+    ped_options: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Score one task's zoo with a seeded metric under several seeds, with and without PED;
+    store ``<out>/<task>.npz`` (skipped when current).
+
+    A metric with a random component (NLEEP's Gaussian mixture starts from a seeded k-means)
+    gives a different score, and so a different ranking, for each ``random_state``: the stored
+    ``base__<metric>`` and ``ped__<metric>`` arrays, of shape ``(len(seeds), M)``, hold the scores of the extracted
+    features and of PED's (with ``stats``, as :func:`score_task`), one row per seed, for
+    :func:`seed_spread`.  ``metric_options`` default to the release definition
+    (:data:`ped.metrics.DEFINITIONS`).
+    """
+    from ped._io import write_npz_atomic
+    from ped.dynamics import potential_energy_descent
+    from ped.metrics import METRICS
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}")
+    seeds = [int(v) for v in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"need at least two distinct seeds, got {seeds}")
+    models = sorted(features)
+    missing = [m for m in models if m not in stats]
+    if missing:
+        raise ValueError(f"no PED statistics for model(s) {missing}")
+    opts = dict(DEFINITIONS["release"].get(metric, {}) if metric_options is None else metric_options)
+    ped_opts = dict(ped_options or {})
+    digest = hashlib.sha256()
+    for m in models:
+        digest.update(np.ascontiguousarray(features[m][0]).tobytes())
+        digest.update(np.ascontiguousarray(features[m][1]).tobytes())
+    config = {"task": task, "models": models, "metric": metric, "seeds": seeds,
+              "metric_options": opts, "ped_options": ped_opts,
+              "features": digest.hexdigest()[:16]}  # fmt: skip
+    path = Path(out_dir) / f"{task}.npz"
+    if path.is_file() and not force:
+        with np.load(path) as z:
+            if str(z["config"]) == json.dumps(config, sort_keys=True):
+                logger.info("%s: seed scores current, skipped", task)
+                return path
+    from threadpoolctl import threadpool_limits
+
+    from ped._progress import tqdm
+
+    base = np.empty((len(seeds), len(models)))
+    moved = np.empty_like(base)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for j, model in enumerate(tqdm(models, desc=f"{metric} seeds {task}", unit="model")):
+            x, y = features[model]
+            xp = potential_energy_descent(x, y, reference=stats[model], **ped_opts).features
+            for i, seed in enumerate(seeds):
+                base[i, j] = METRICS[metric](x, y, random_state=seed, **opts)
+                moved[i, j] = METRICS[metric](xp, y, random_state=seed, **opts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"base__{metric}": base, f"ped__{metric}": moved}
+    write_npz_atomic(path, models=np.asarray(models), seeds=np.asarray(seeds),
+                     config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)
+    return path
+
+
+def seed_spread(scores: Mapping[str, Mapping[str, Any]], gt: pd.DataFrame) -> pd.DataFrame:
+    r"""Per task and seed, :math:`\tau_w` of a seeded metric without and with PED, from
+    :func:`score_seeds` files (task -> :func:`load_task_scores`), against the models' mean
+    accuracy: columns ``task, seed, tau, tau_ped, change``."""
+    from ped.evaluation import weighted_tau
+
+    rows = []
+    for task, s in scores.items():
+        truth = accuracy_table(gt, task, s["models"]).mean(axis=1)
+        metric = s["config"]["metric"]
+        for i, seed in enumerate(np.asarray(s["seeds"])):
+            tau = weighted_tau(s[f"base__{metric}"][i], truth)
+            tau_ped = weighted_tau(s[f"ped__{metric}"][i], truth)
+            rows.append({"task": task, "seed": int(seed), "tau": tau, "tau_ped": tau_ped,
+                         "change": tau_ped - tau})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def null_parameters(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ped.bench.verdict import SECONDARY, score_benchmark
+from ped.bench.verdict import SECONDARY, score_benchmark, score_seeds
 
 
 def _cmd_verdict(args: Any) -> int:
@@ -14,6 +14,23 @@ def _cmd_verdict(args: Any) -> int:
     tasks = args.task or list(bench.tasks)
     options: dict[str, Any] = {"split": args.split or "trainval", "n_placebo": args.placebo}
     out = args.out or bench.verdict_dir()
+    if args.set and args.seed_spread:
+        raise ValueError("--set and --seed-spread are different score sets: give one")
+    if args.seed_spread:
+        if args.seeds < 2:
+            raise ValueError(f"--seeds must be >= 2, got {args.seeds}")
+        from ped.metrics import METRICS
+
+        if args.seed_spread not in METRICS:
+            raise ValueError(f"unknown metric {args.seed_spread!r}; the metrics are "
+                             f"{', '.join(METRICS)}")  # fmt: skip
+        out = args.out or bench.verdict_dir() / f"seeds_{args.seed_spread}"
+        paths = score_benchmark(out, tasks=tasks, zoo_dir=args.zoo or bench.zoo_dir(),
+                                cache=args.cache, split=options["split"], scorer=score_seeds,
+                                metric=args.seed_spread, seeds=tuple(range(args.seeds)))
+        for p in paths:
+            print(p)
+        return 0
     if args.set:
         fixed = SECONDARY[args.set]
         if args.split and args.split != fixed.get("split", "trainval"):
@@ -49,6 +66,10 @@ def register_cli(subparsers: Any) -> None:
                    help="a secondary score set (ped.bench.verdict.SECONDARY), stored in "
                    "<out>/<set>: nsigma0.3 (the other ball radius), train (training images "
                    "only); default: the primary endpoint's scores")
+    p.add_argument("--seed-spread", default=None, metavar="METRIC",
+                   help="instead: score METRIC (e.g. nleep, whose mixture is seeded) under "
+                   "--seeds seeds, with and without PED, into <out>/seeds_<METRIC>")
+    p.add_argument("--seeds", type=int, default=5, help="seeds of --seed-spread (default 5)")
     p.add_argument("--split", default=None, choices=("train", "trainval"),
                    help="the labelled images scored (default trainval)")
     p.add_argument("--replicates", type=int, default=10, help="image replicates per task")
