@@ -88,6 +88,21 @@ def test_logme_finite_when_alpha_diverges():
     assert np.isfinite(v)
 
 
+def test_logme_finite_when_the_features_fit_the_labels_exactly():
+    # N < D with duplicated rows (a bootstrap replicate of few images): the residual vanishes,
+    # beta grows without bound and sigma / (alpha / beta) overflows; the evidence stays finite
+    rng = np.random.default_rng(212)  # a draw on which sigma / t overflowed (NaN score)
+    n = int(rng.integers(10, 60))
+    d, c = int(rng.integers(n, 3 * n)), int(rng.integers(2, 6))
+    f = rng.standard_normal((n, d)) * 10 ** rng.uniform(-2, 2)
+    f = f[rng.integers(0, n, n)]
+    y = np.arange(n) % c
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        assert np.isfinite(logme(f, y))
+        assert np.isfinite(logme(f, y, tol=1e-13, max_iter=5000))
+    # (away from the overflow the formula is the plain one: the marginal-likelihood test above)
+
+
 def test_logme_default_is_close_to_converged():
     x, y = make_data()
     assert logme(x, y) == pytest.approx(logme(x, y, tol=1e-12, max_iter=1000), rel=1e-3)

@@ -136,8 +136,15 @@ def _logme_fit(
     gamma, m2, res2, alpha_m2 = _evidence_terms(sigma, x2, y2, alpha, beta)
     # D/2 log(alpha) - 1/2 log|A|, with log|A| over all D eigenvalues of A (the D - k zero
     # eigenvalues of F^T F contribute log alpha):  = -1/2 sum_i log(1 + sigma_i / t)
-    t = alpha / beta
-    log_ratio = np.log1p(sigma[:, None] / t[None, :]).sum(axis=0)
+    # log(1 + sigma / t); where sigma / t overflows (t tiny: features that fit the labels
+    # exactly, N <= D, send beta towards infinity) as log(sigma + t) - log(t), which is finite
+    t = np.maximum(alpha / beta, tiny)[None, :]
+    with np.errstate(over="ignore"):
+        ratio = sigma[:, None] / t
+    big = ~np.isfinite(ratio)
+    log_ratio = np.log1p(np.where(big, 0.0, ratio))
+    log_ratio[big] = (np.log(sigma[:, None] + t) - np.log(t))[big]
+    log_ratio = log_ratio.sum(axis=0)
     evidence = (
         0.5 * n * np.log(beta)
         - 0.5 * n * np.log(2.0 * np.pi)
