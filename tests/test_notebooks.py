@@ -77,7 +77,11 @@ CHECKS = {
     and 0 <= g["clear_up"] + g["clear_down"] <= g["n_cells"] == 4
     and all(-1 <= g[f"mean_tau_{b}"] <= 1 for b in ("knn", "etran", "loto"))
     and 0 <= g["sa_clear_up"] + g["sa_clear_down"] <= g["n_sa_cells"] == 2
-    and g["pub_cells_up"] <= g["pub_cells"] == 30,
+    and g["pub_cells_up"] <= g["pub_cells"] == 30
+    # the per-task better radius bounds both radii's endpoints from above
+    and g["bound"] >= max(g["endpoint"], g["radius_small"]) - 1e-12
+    and g["bound_low"] <= g["bound_high"] and 0 <= g["split_flips"] <= g["split_cells"] == 6
+    and 0 <= g["bound_small_tasks"] <= 2,
     "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
     and g["flowers_ped"] > 0 and g["bench_models"] >= 12,
     "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1
