@@ -95,6 +95,25 @@ def _config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _features_digest(
+    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]], models: Sequence[str]
+) -> str:
+    """A short sha256 of the scored features and labels of ``models``, in that order."""
+    digest = hashlib.sha256()
+    for m in models:
+        for array in features[m]:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _is_current(path: Path, config: Mapping[str, Any]) -> bool:
+    """Whether the stored score file ``path`` exists and was computed with ``config``."""
+    if not path.is_file():
+        return False
+    with np.load(path) as z:
+        return str(z["config"]) == json.dumps(config, sort_keys=True)
+
+
 def score_task(
     task: str,
     out_dir: str | os.PathLike[str],
@@ -133,21 +152,15 @@ def score_task(
     if missing:
         raise ValueError(f"no PED statistics for model(s) {missing}")
     ped_opts = dict(ped_options or {})
-    digest = hashlib.sha256()
-    for m in models:
-        x, y = features[m]
-        digest.update(np.ascontiguousarray(x).tobytes())
-        digest.update(np.ascontiguousarray(y).tobytes())
     config = {"task": task, "models": models, "metrics": list(metrics),
               "metric_options": {m: dict(metric_options.get(m, {})) for m in metrics},
               "ped_options": ped_opts, "n_replicates": n_replicates, "n_placebo": n_placebo,
-              "random_state": random_state, "features": digest.hexdigest()[:16]}  # fmt: skip
+              "random_state": random_state,
+              "features": _features_digest(features, models)}  # fmt: skip
     path = Path(out_dir) / f"{task}.npz"
-    if path.is_file() and not force:
-        with np.load(path) as z:
-            if str(z["config"]) == json.dumps(config, sort_keys=True):
-                logger.info("%s: scores current, skipped", task)
-                return path
+    if not force and _is_current(path, config):
+        logger.info("%s: scores current, skipped", task)
+        return path
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
     arrays: dict[str, NDArray[Any]] = {}
@@ -607,19 +620,13 @@ def score_seeds(
         raise ValueError(f"no PED statistics for model(s) {missing}")
     opts = dict(DEFINITIONS["release"].get(metric, {}) if metric_options is None else metric_options)
     ped_opts = dict(ped_options or {})
-    digest = hashlib.sha256()
-    for m in models:
-        digest.update(np.ascontiguousarray(features[m][0]).tobytes())
-        digest.update(np.ascontiguousarray(features[m][1]).tobytes())
     config = {"task": task, "models": models, "metric": metric, "seeds": seeds,
               "metric_options": opts, "ped_options": ped_opts,
-              "features": digest.hexdigest()[:16]}  # fmt: skip
+              "features": _features_digest(features, models)}  # fmt: skip
     path = Path(out_dir) / f"{task}.npz"
-    if path.is_file() and not force:
-        with np.load(path) as z:
-            if str(z["config"]) == json.dumps(config, sort_keys=True):
-                logger.info("%s: seed scores current, skipped", task)
-                return path
+    if not force and _is_current(path, config):
+        logger.info("%s: seed scores current, skipped", task)
+        return path
     from threadpoolctl import threadpool_limits
 
     from ped._progress import tqdm
