@@ -59,7 +59,7 @@ def test_score_task_arms_against_direct_computation(zoo, tmp_path: Path) -> None
     assert V.load_task_scores(path)["config"]["n_replicates"] == 2
 
 
-def test_score_task_rejects_bad_input(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+def test_score_task_rejects_bad_input(zoo, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     feats, stats, _ = zoo
     with pytest.raises(ValueError, match="unknown metric"):
         V.score_task("t", tmp_path, features=feats, stats=stats, metrics=("nope",))
@@ -69,6 +69,16 @@ def test_score_task_rejects_bad_input(zoo, tmp_path: Path) -> None:  # noqa: ANN
     other["m1"] = (feats["m1"][0], feats["m1"][1][::-1].copy())
     with pytest.raises(ValueError, match="other images"):
         V.score_task("t", tmp_path, features=other, stats=stats, n_replicates=1, n_placebo=0)
+    assert not list(tmp_path.glob("*.npz"))
+    # a metric that returns NaN is named, and nothing is stored
+    import ped.metrics as pm
+
+    def broken(x, y, **kw):  # noqa: ANN001, ANN003, ANN202
+        return float("nan") if x.shape[0] == len(feats["m0"][1]) else 0.0
+
+    monkeypatch.setitem(pm.METRICS, "logme", broken)
+    with pytest.raises(ValueError, match="logme of 'm0' is nan in the base arm"):
+        V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=1, n_placebo=0)
     assert not list(tmp_path.glob("*.npz"))
 
 

@@ -178,10 +178,23 @@ def score_task(
     with threadpool_limits(limits=1, user_api="blas"):
         _score_models(task, models, features, stats, reps, arrays, steps, metrics, metric_options,
                       n_placebo, random_state, ped_opts)
+    _check_finite(task, models, arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(path, models=np.asarray(models), steps=steps,
                      config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
     return path
+
+
+def _check_finite(task: str, models: Sequence[str], arrays: Mapping[str, NDArray[Any]]) -> None:
+    """Refuse to store a score that is NaN or infinite, naming where it is."""
+    for key, values in arrays.items():
+        bad = np.argwhere(~np.isfinite(values))
+        if bad.size:
+            row, col = bad[0]
+            arm, metric = key.split("__")
+            raise ValueError(f"task {task!r}: {metric} of {models[col]!r} is {values[row, col]} "
+                             f"in the {arm} arm (row {row}; {len(bad)} such score(s)); nothing "
+                             "stored")  # fmt: skip
 
 
 def _score_models(
@@ -640,8 +653,9 @@ def score_seeds(
             for i, seed in enumerate(seeds):
                 base[i, j] = METRICS[metric](x, y, random_state=seed, **opts)
                 moved[i, j] = METRICS[metric](xp, y, random_state=seed, **opts)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"base__{metric}": base, f"ped__{metric}": moved}
+    _check_finite(task, models, arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(path, models=np.asarray(models), seeds=np.asarray(seeds),
                      config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)
     return path
