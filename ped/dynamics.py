@@ -47,11 +47,11 @@ from ped._backend import (
 from ped._validation import (
     check_features,
     check_features_labels,
-    max_magnitude,
     check_labels,
     check_nonnegative,
     check_positive,
     check_positive_int,
+    max_magnitude,
 )
 
 __all__ = [
