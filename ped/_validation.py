@@ -68,8 +68,9 @@ def check_matrix_rules(
     ``"tensor"``): floating dtype, 2-D, not empty, finite, within :func:`max_magnitude`.
 
     ``extremes`` returns the smallest and largest entry and is called once the shape is
-    checked (``None``: the values are not checked); ``n_not_finite`` counts NaN and infinite entries and is called only when one of the
-    extremes is not finite.  Raises ``ValueError`` naming ``name`` and the problem."""
+    checked (``None``: the values are not checked); ``n_not_finite`` counts NaN and infinite
+    entries and is called only when one of the extremes is not finite.  Raises ``ValueError``
+    naming ``name`` and the problem."""
     if not floating:
         raise ValueError(
             f"{name} must be a floating-point {kind}, got dtype {dtype}; convert it first, "

@@ -497,10 +497,11 @@ def potential_energy_descent(
     if use_torch:
         moved = torch_translate(x, shift_total, y) if steps else x.detach().clone()
     else:
-        # one new array: the class shifts gathered into it, then the features added in place
-        moved = np.take(shift_total.astype(x.dtype), y, axis=0) if steps else x.copy()
-        if steps:
+        if steps:  # one new array: the class shifts gathered into it, the features added
+            moved = np.take(shift_total.astype(x.dtype), y, axis=0)
             moved += x
+        else:
+            moved = x.copy()
     return PEDResult(
         features=moved,
         steps=steps,

@@ -591,17 +591,14 @@ def complete_cells(gt: pd.DataFrame, *, min_seeds: int | None = None) -> pd.Data
         min_seeds = len(PROTOCOL.eval_seeds)
     if min_seeds < 2:
         raise ValueError(f"min_seeds must be >= 2, got {min_seeds}")
-    is_eval = np.asarray(gt["role"] == "eval")
-    seeds = gt[is_eval].groupby(["model", "task"])["seed"].agg(frozenset)
+    seeds = gt[gt["role"] == "eval"].groupby(["model", "task"])["seed"].agg(frozenset)
     done = seeds[seeds.map(len) >= min_seeds]
-    shared = {task: frozenset.intersection(*cells) for task, cells in
-              done.groupby(level="task")}  # fmt: skip
-    cell = list(zip(gt["model"], gt["task"]))
     complete = set(done.index)
-    keep = np.array([c in complete for c in cell], dtype=bool)
-    keep &= ~is_eval | np.array([keep[i] and gt["seed"].iat[i] in shared[c[1]]
-                                 for i, c in enumerate(cell)], dtype=bool)  # fmt: skip
-    return gt[keep].reset_index(drop=True)
+    shared = {(task, seed) for task, cells in done.groupby(level="task")
+              for seed in frozenset.intersection(*cells)}  # fmt: skip
+    keep = [(m, t) in complete and (role != "eval" or (t, s) in shared)
+            for m, t, role, s in zip(gt["model"], gt["task"], gt["role"], gt["seed"])]
+    return gt[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
 
 def as_rebuilt_table(gt: pd.DataFrame) -> pd.DataFrame:

@@ -12,8 +12,7 @@ def _cmd_verdict(args: Any) -> int:
 
     bench = get_benchmark(args.benchmark)
     tasks = args.task or list(bench.tasks)
-    options: dict[str, Any] = {"split": args.split or "trainval", "n_placebo": args.placebo}
-    out = args.out or bench.verdict_dir()
+    split = args.split or "trainval"
     if args.set and args.seed_spread:
         raise ValueError("--set and --seed-spread are different score sets: give one")
     if args.seed_spread:
@@ -24,23 +23,21 @@ def _cmd_verdict(args: Any) -> int:
         if args.seed_spread not in METRICS:
             raise ValueError(f"unknown metric {args.seed_spread!r}; the metrics are "
                              f"{', '.join(METRICS)}")  # fmt: skip
-        out = args.out or bench.verdict_dir() / f"seeds_{args.seed_spread}"
-        paths = score_benchmark(out, tasks=tasks, zoo_dir=args.zoo or bench.zoo_dir(),
-                                cache=args.cache, split=options["split"], scorer=score_seeds,
-                                metric=args.seed_spread, seeds=tuple(range(args.seeds)))
-        for p in paths:
-            print(p)
-        return 0
-    if args.set:
-        fixed = SECONDARY[args.set]
-        if args.split and args.split != fixed.get("split", "trainval"):
-            raise ValueError(f"--set {args.set} scores the {fixed.get('split', 'trainval')} "
-                             f"images; drop --split {args.split}")  # fmt: skip
-        options.update(fixed)
-        out = args.out or bench.verdict_dir() / args.set
+        folder = f"seeds_{args.seed_spread}"
+        options: dict[str, Any] = {"split": split, "scorer": score_seeds,
+                                   "metric": args.seed_spread, "seeds": tuple(range(args.seeds))}
+    else:
+        folder = args.set
+        options = {"split": split, "n_placebo": args.placebo, "n_replicates": args.replicates}
+        if args.set:
+            fixed = SECONDARY[args.set]
+            if args.split and args.split != fixed.get("split", "trainval"):
+                raise ValueError(f"--set {args.set} scores the {fixed.get('split', 'trainval')} "
+                                 f"images; drop --split {args.split}")  # fmt: skip
+            options.update(fixed)
+    out = args.out or (bench.verdict_dir() / folder if folder else bench.verdict_dir())
     paths = score_benchmark(out, tasks=tasks, zoo_dir=args.zoo or bench.zoo_dir(),
-                            cache=args.cache, n_replicates=args.replicates,
-                            **options)  # fmt: skip
+                            cache=args.cache, **options)  # fmt: skip
     for p in paths:
         print(p)
     return 0

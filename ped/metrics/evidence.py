@@ -141,10 +141,9 @@ def _logme_fit(
     t = np.maximum(alpha / beta, tiny)[None, :]
     with np.errstate(over="ignore"):
         ratio = sigma[:, None] / t
-    big = ~np.isfinite(ratio)
-    log_ratio = np.log1p(np.where(big, 0.0, ratio))
-    log_ratio[big] = (np.log(sigma[:, None] + t) - np.log(t))[big]
-    log_ratio = log_ratio.sum(axis=0)
+        big = ~np.isfinite(ratio)
+        log_ratio = np.where(big, np.log(sigma[:, None] + t) - np.log(t),
+                             np.log1p(np.where(big, 0.0, ratio))).sum(axis=0)  # fmt: skip
     evidence = (
         0.5 * n * np.log(beta)
         - 0.5 * n * np.log(2.0 * np.pi)
