@@ -126,6 +126,17 @@ def test_knn_k_clipped_blocks_and_determinism(monkeypatch):
     assert knn_accuracy(x, y, k=3, metric="euclidean") == pytest.approx(full, abs=1e-15)
 
 
+def test_knn_float32_cosine_matches_float64_away_from_near_ties():
+    # float32 features: similarities in float32 (as scikit-learn); the same neighbours, so the
+    # same score, as the float64 computation on data without near-ties
+    x, y = make_data(n_per_class=40, n_classes=4, dim=8, sep=0.8, seed=3)
+    x32 = x.astype(np.float32)
+    for k in (1, 5, 20):
+        assert knn_accuracy(x32, y, k=k) == knn_accuracy(x32.astype(np.float64), y, k=k)
+        assert knn_accuracy(x32, y, k=k, metric="euclidean") == knn_accuracy(
+            x32.astype(np.float64), y, k=k, metric="euclidean")
+
+
 def test_knn_zero_rows_and_singleton_class():
     x, y = make_data(n_per_class=8)
     x[0] = 0.0  # cosine distance 1 to everything: still finite
