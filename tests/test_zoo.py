@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -375,6 +376,57 @@ def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
     more = F.run_cell(None, task, out, model="m", encoder_sha256="changed", protocol=wider)
     assert sorted(r["seed"] for r in more if r["role"] == "eval") == [0, 1, 2, 3]
     assert [c["seed"] for c in calls[n_before:]] == [2, 3]
+
+
+def test_rebuilt_protocol_weight_decay_ends_at_zero_and_superseded_evals_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below ``wd_min`` the weight decay's next value is 0, where its axis ends; resuming with
+    more extensions moves the selection, and the evaluations of the old one are deleted."""
+    from ped.bench.tasks import load_task
+    from ped.bench.zoo import finetune as F
+
+    task = load_task("digits10")
+    calls: list[tuple[float, float, int]] = []
+
+    def fake_run(encoder, task, *, lr, wd, seed, features_of=None, **kw):  # noqa: ANN001, ANN202
+        calls.append((lr, wd, seed))
+        val = 50 - abs(np.log10(lr) + 1.5) - 1e3 * wd  # best at lr 0.03, the less decay the better
+        if features_of is not None:
+            return val, val + 1, np.full((len(features_of), 4), 1 + wd, np.float32)
+        return val, val + 1
+
+    monkeypatch.setattr(F, "finetune_run", fake_run)
+    out = tmp_path / "gt"
+    short = F.Protocol(steps=2, lr_grid=(0.01, 0.03, 0.1), wd_grid=(1e-4, 1e-3, 1e-2),
+                       selection_seeds=(9,), eval_seeds=(0, 1), max_extensions=1,
+                       wd_min=5e-6)  # fmt: skip
+    rows = F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=short)
+    assert sorted({r["wd"] for r in rows if r["role"] == "select"}) == [1e-5, 1e-4, 1e-3, 1e-2]
+    assert {(r["lr"], r["wd"]) for r in rows if r["role"] == "eval"} == {(0.03, 1e-5)}
+    # two more extensions allowed: 1e-5 -> 0 (a tenth, 1e-6, is below wd_min), and no further
+    longer = F.Protocol(**{**short.__dict__, "max_extensions": 3})
+    rows = F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=longer)
+    assert sorted({r["wd"] for r in rows if r["role"] == "select"}) == [0.0, 1e-5, 1e-4, 1e-3,
+                                                                        1e-2]  # fmt: skip
+    evals = [r for r in rows if r["role"] == "eval"]
+    assert [(r["seed"], r["lr"], r["wd"]) for r in evals] == [(0, 0.03, 0.0), (1, 0.03, 0.0)]
+    on_disk = sorted(p.name for p in (out / "runs" / "m" / "digits10").glob("eval_*.json"))
+    assert on_disk == ["eval_lr0.03_wd0_s0.json", "eval_lr0.03_wd0_s1.json"]
+    table = F.write_protocol_table(out)
+    assert set(table.loc[table["role"] == "eval", "wd"]) == {0.0}
+    assert len(F.verify_ground_truth(out)) == len(table)
+    # the fine-tuned features are the new selection's (the first seed reran at wd 0)
+    assert (np.load(F.features_path(out, "m", "digits10"))["features"] == 1.0).all()
+    from ped.bench import ground_truth_checks
+
+    others = [table.assign(model=m, test=table["test"] + d + table["seed"] % 2)
+              for m, d in (("n", 5), ("o", 9))]
+    checks = ground_truth_checks(pd.concat([table, *others]), random_model="m", n_resamples=10,
+                                 min_seeds=2).loc["digits10"]  # fmt: skip
+    assert checks["wd_zero"] == 3 and checks["wd_edges"] == 0 and checks["lr_edges"] == 0
+    with pytest.raises(ValueError, match="wd_min"):
+        F.Protocol(wd_min=0.0)
 
 
 def test_verify_ground_truth_refuses_what_is_malformed(

@@ -683,7 +683,8 @@ def ground_truth_checks(
        with >= 6 seeds, disjoint seeds and a ceiling >= 0.8.
     4. *Interior selection*: ``lr_edges`` and ``wd_edges`` count the models whose selected
        learning rate (weight decay) is the smallest or largest value tried for that model and
-       task.  Passes at zero.
+       task.  Passes at zero.  A weight decay of 0 is the end of its axis, not an edge of the
+       grid (there is nothing below it to try): ``wd_zero`` counts those selections apart.
 
     Only complete cells count (:func:`complete_cells` with ``min_seeds``), on the seeds they
     share: ``models`` says how many per task.
@@ -724,18 +725,20 @@ def ground_truth_checks(
         runs = gt[gt["task"] == task]
         sel_seeds = set(runs.loc[runs["role"] == "select", "seed"])
         eval_seeds = set(runs.loc[runs["role"] == "eval", "seed"])
-        lr_edges = wd_edges = 0
+        lr_edges = wd_edges = wd_zero = 0
         for _, cell in runs.groupby("model"):
             chosen = cell[cell["role"] == "eval"].iloc[0]
             tried = cell[cell["role"] == "select"]
             lr_edges += chosen["lr"] in (tried["lr"].min(), tried["lr"].max())
-            wd_edges += chosen["wd"] in (tried["wd"].min(), tried["wd"].max())
+            wd_zero += chosen["wd"] == 0
+            wd_edges += chosen["wd"] != 0 and chosen["wd"] in (tried["wd"].min(),
+                                                               tried["wd"].max())  # fmt: skip
         row = {
             "task": task, "models": n_models, "eval_seeds": n_seeds,
             "pretrain_gap": gap, "pretrain_se": se, "pretrain_z": gap / se if se > 0 else np.inf,
             "separability": separability, "left_out": table.index[far],
             "disjoint": not (sel_seeds & eval_seeds), "ceiling": ceiling, "ceiling_splits": splits,
-            "lr_edges": int(lr_edges), "wd_edges": int(wd_edges),
+            "lr_edges": int(lr_edges), "wd_edges": int(wd_edges), "wd_zero": int(wd_zero),
         }  # fmt: skip
         row["ok_pretrain"] = gap >= th["pretrain_gap"] and row["pretrain_z"] >= th["pretrain_z"]
         row["ok_separable"] = separability >= th["separability"]

@@ -334,8 +334,12 @@ class Protocol:
     (lr, wd) of the grid runs with each of ``selection_seeds``; the setting with the best mean
     validation accuracy is chosen.  When it lies on an edge of the grid, the grid grows on that
     side (the learning rate along the half-decade ladder 0.001, 0.003, 0.01, ...; the weight
-    decay by a factor of 10), at most ``max_extensions`` times per side, and the selection is
-    repeated.  Then ``eval_seeds`` (disjoint from the
+    decay by a factor of 10, and to 0, no weight decay, once a tenth would fall below
+    ``wd_min``), at most ``max_extensions`` times per side, and the selection is repeated.  A
+    weight decay of 0 ends its axis: a selection there is at the boundary of the parameter
+    space, not before an optimum beyond the grid, and is not extended.  When the selection
+    moves (a protocol with more extensions resumed on stored runs), the evaluation runs of the
+    superseded setting are deleted.  Then ``eval_seeds`` (disjoint from the
     selection seeds) run at the chosen setting: their test accuracies are the ground truth.
     The first evaluation seed also stores the fine-tuned encoder's features of the scored
     images (train + val), :math:`Z_T`.
@@ -347,7 +351,10 @@ class Protocol:
     wd_grid: tuple[float, ...] = (5e-5, 5e-4, 5e-3)
     selection_seeds: tuple[int, ...] = (100,)
     eval_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
-    max_extensions: int = 2
+    max_extensions: int = 3
+    #: The smallest positive weight decay tried: the step below it is 0 (see above).  At 5e-7,
+    #: 300 steps at a learning rate of 0.1 shrink a weight by at most 0.0015 %.
+    wd_min: float = 5e-7
     #: ``(task, n)`` pairs: that task evaluates seeds ``0..n-1`` instead of ``eval_seeds``
     #: (more seeds where the models are close, :func:`ped.bench.seeds_needed`); ``n`` must be
     #: at least ``len(eval_seeds)``, so a task's seeds extend the common ones.
@@ -356,6 +363,8 @@ class Protocol:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.max_extensions < 0:
             raise ValueError("steps and batch_size must be >= 1, max_extensions >= 0")
+        if not self.wd_min > 0:
+            raise ValueError(f"wd_min must be > 0, got {self.wd_min}")
         for name in ("lr_grid", "wd_grid"):
             grid = getattr(self, name)
             if len(grid) < 3 or list(grid) != sorted(set(grid)) or grid[0] <= 0:
@@ -410,10 +419,12 @@ def _next_value(x: float, side: int, axis: str) -> float:
     return float(f"{x * 10.0**side:.0e}")
 
 
-def _extend(grid: list[float], side: int, axis: str) -> list[float]:
-    if side < 0:
-        return [_next_value(grid[0], -1, axis), *grid]
-    return [*grid, _next_value(grid[-1], 1, axis)]
+def _extend(grid: list[float], side: int, axis: str, wd_min: float) -> list[float]:
+    """``grid`` grown by one value on ``side``; the weight decay's step below ``wd_min`` is 0."""
+    if side > 0:
+        return [*grid, _next_value(grid[-1], 1, axis)]
+    low = _next_value(grid[0], -1, axis)
+    return [0.0 if axis == "wd" and low < wd_min else low, *grid]
 
 
 def _v2_path(out: Path, model: str, task: str, role: str, lr: float, wd: float, seed: int) -> Path:
@@ -466,13 +477,20 @@ def run_cell(
         changed = False
         for axis, grid, value in (("lr", lrs, best[0]), ("wd", wds, best[1])):
             for side, edge in ((-1, grid[0]), (1, grid[-1])):
-                if value == edge and grown[(axis, side)] < protocol.max_extensions:
-                    grid[:] = _extend(grid, side, axis)
+                end = side < 0 and edge == 0  # no weight decay: the axis ends there
+                if value == edge and not end and grown[(axis, side)] < protocol.max_extensions:
+                    grid[:] = _extend(grid, side, axis, protocol.wd_min)
                     grown[(axis, side)] += 1
                     changed = True
         if not changed:
             break
     lr, wd = best
+    for p in sorted((out / "runs" / model / task.name).glob("eval_*.json")):
+        stored = json.loads(p.read_text())
+        if (stored["lr"], stored["wd"]) != (lr, wd):  # evaluated at a superseded selection
+            logger.warning("%s on %s: the selection moved to lr %g, wd %g; deleting %s",
+                           model, task.name, lr, wd, p.name)  # fmt: skip
+            p.unlink()
     eval_rows = []
     z_path = features_path(out, model, task.name)
     for i, seed in enumerate(protocol.eval_seeds_for(task.name)):
