@@ -68,7 +68,16 @@ def test_noise_ceiling_matches_a_hand_computed_split() -> None:
     taus = [weighted_tau(runs[list(p)].mean(axis=1), runs[[s for s in range(4) if s not in p]].mean(axis=1))
             for p in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]]  # fmt: skip
     out = B.noise_ceiling(gt).loc["t"]
-    assert out["splits"] == 6 and out["ceiling"] == pytest.approx(np.mean(taus))
+    # both orders of a split give the same tau_w: the three distinct splits are used
+    assert out["splits"] == 3 and out["ceiling"] == pytest.approx(np.mean(taus))
+    assert (out["low"], out["high"]) == (pytest.approx(min(taus)), pytest.approx(max(taus)))
+    # many seeds: 200 random splits, never the C(22, 11) = 705,432 of an enumeration, the same
+    # splits as the acceptance check's ceiling
+    many = _gt(acc, noise=3.0, seeds=22, rng=3)
+    out = B.noise_ceiling(many).loc["t"]
+    table = many[many["lr"] == 0.01].pivot_table(index="model", columns="seed", values="test")
+    assert out["splits"] == 200
+    assert out["ceiling"] == pytest.approx(B.split_half_ceiling(table)[0], rel=1e-12)
 
 
 def _features(n_models: int = 4, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -347,24 +347,18 @@ def spread_vs_noise(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFram
 def noise_ceiling(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
     r"""Per task: :math:`\tau_w` between the ground truths of two disjoint halves of the seeds.
 
-    Every split of the seeds into a part of :math:`\lfloor S/2 \rfloor` seeds and the rest is
-    used (with 3 seeds: one seed against the other two, 3 splits); each split gives the
-    :math:`\tau_w` between the per-model mean accuracies of its two parts.  Columns ``ceiling``
-    (the mean over splits), ``low`` and ``high`` (min and max) and ``splits``.  No metric can be
-    expected to agree with the ground truth much better than the ground truth agrees with itself.
+    The seeds are split into a part of :math:`\lfloor S/2 \rfloor` seeds and the rest, as
+    :func:`split_half_ceiling` does (every distinct split when there are at most 200, e.g. 3
+    with 3 or 4 seeds, else 200 random ones); each split gives the :math:`\tau_w` between the
+    per-model mean accuracies of its two parts.  Columns ``ceiling`` (the mean over splits),
+    ``low`` and ``high`` (min and max) and ``splits``.  No metric can be expected to agree with
+    the ground truth much better than the ground truth agrees with itself.
     """
     runs = selected_runs(gt, protocol)
     rows = []
     for task, group in runs.groupby("task", sort=True):
         table = group.pivot_table(index="model", columns="seed", values="test", aggfunc="mean")
-        table = table.dropna(axis=1)
-        seeds = list(table.columns)
-        if len(seeds) < 2:
-            raise ValueError(f"task {task!r}: a noise ceiling needs at least 2 seeds per model")
-        taus = []
-        for part in itertools.combinations(seeds, len(seeds) // 2):
-            rest = [s for s in seeds if s not in part]
-            taus.append(weighted_tau(table[list(part)].mean(axis=1), table[rest].mean(axis=1)))
+        taus = _split_half_taus(table.dropna(axis=1), f"task {task!r}: a noise ceiling")
         rows.append({"task": task, "ceiling": float(np.mean(taus)), "low": float(np.min(taus)),
                      "high": float(np.max(taus)), "splits": len(taus)})  # fmt: skip
     return pd.DataFrame(rows).set_index("task")
@@ -638,12 +632,22 @@ def split_half_ceiling(
     seeds), else ``n_splits`` random ones; both orders of a split give the same
     :math:`\tau_w`, so each is counted once.  Returns ``(mean tau_w, splits used)``.
     """
+    taus = _split_half_taus(table, "a split-half ceiling", n_splits=n_splits,
+                            random_state=random_state)  # fmt: skip
+    return float(np.mean(taus)), len(taus)
+
+
+def _split_half_taus(
+    table: pd.DataFrame, what: str, *, n_splits: int = 200, random_state: int = 0
+) -> list[float]:
+    """The :math:`\tau_w` of each split of :func:`split_half_ceiling` (``what`` names the
+    caller in the error for fewer than 2 seeds)."""
     seeds = list(table.columns)
     if len(seeds) < 2:
-        raise ValueError("a split-half ceiling needs at least 2 seeds per model")
+        raise ValueError(f"{what} needs at least 2 seeds per model")
     half = len(seeds) // 2
     distinct = math.comb(len(seeds), half) // (2 if 2 * half == len(seeds) else 1)
-    if distinct > n_splits:  # never enumerated: C(32, 16) alone is 6e8 splits
+    if distinct > n_splits:  # never enumerated: C(22, 11) alone is 7e5 splits
         rng = np.random.default_rng(random_state)
         splits = [tuple(rng.permutation(len(seeds))[:half]) for _ in range(n_splits)]
     else:
@@ -655,7 +659,7 @@ def split_half_ceiling(
     for part in splits:
         rest = [i for i in range(len(seeds)) if i not in part]
         taus.append(weighted_tau(values[:, list(part)].mean(1), values[:, rest].mean(1)))
-    return float(np.mean(taus)), len(splits)
+    return taus
 
 
 def ground_truth_checks(
