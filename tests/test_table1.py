@@ -76,6 +76,9 @@ def test_paired_gains_count_clear_changes():
     assert (up, down) == (1, 1)  # LogME up on t2, GBC down on t2; t1 unchanged
     no_draws = tau_cells(_scores(), _gt(), n_resamples=0)
     assert paired_gains(no_draws, ["logme"])[1:] == (0, 0)
+    # no metric (a sweep that skips the SA rows): no rows, the same columns, nothing clear
+    empty, up, down = paired_gains(cells, [], move="SA")
+    assert empty.empty and list(empty.columns) == list(gain.columns) and (up, down) == (0, 0)
 
 
 def test_table1_layout_bolds_a_raised_mean():

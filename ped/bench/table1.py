@@ -221,7 +221,7 @@ def paired_gains(
         raise ValueError(f"move must be one of {list(MOVES[1:])}, got {move!r}")
     rows = {row_label(m): cells.tau.loc[row_label(m, move)] - cells.tau.loc[row_label(m)]
             for m in metrics}  # fmt: skip
-    gain = pd.DataFrame(rows).T
+    gain = pd.DataFrame(rows, index=cells.tau.columns).T  # no metrics: no rows, same columns
     up = down = 0
     for m in metrics:
         for t in cells.tasks:
