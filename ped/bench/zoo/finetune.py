@@ -401,9 +401,9 @@ class Protocol:
 #: The rebuilt benchmark's protocol.  The tasks whose models lie close together evaluate more
 #: seeds: :func:`ped.bench.seeds_needed` on the first six seeds of 11 encoders projected 16
 #: (clipart_objects8), 18 (digits10), 7 (fashion10), 8 (greek24) and 8 (mnist10) for the
-#: separability check; these counts add a margin, and fashion10's also lifts its split-half
-#: ceiling (0.75 on six seeds).
-PROTOCOL = Protocol(task_eval_seeds=(("clipart_objects8", 20), ("digits10", 22), ("fashion10", 12),
+#: separability check; these counts add a margin.  fashion10's split-half ceiling grew slowly
+#: with its seeds (0.67, 0.73, 0.76, 0.78 on 6, 8, 10, 12 of them), so it evaluates 20.
+PROTOCOL = Protocol(task_eval_seeds=(("clipart_objects8", 20), ("digits10", 22), ("fashion10", 20),
                                      ("greek24", 10), ("mnist10", 10)))
 #: Columns of the rebuilt ground-truth table (``role``: ``select`` or ``eval``).
 COLUMNS_V2 = ["model", "task", "protocol", "role", "seed", "lr", "wd", "val", "test"]
