@@ -71,7 +71,7 @@ CHECKS = {
     and g["n_out_domain"] >= 2 and g["classes_max"] >= 50 and g["n_gt_models"] >= 8
     and 0 < g["sep_min"] <= g["sep_max"] and g["need_max"] >= g["n_eval_seeds"] >= 6
     and -1 <= g["ceiling_min"] <= g["ceiling_max"] <= 1 and g["gap_min_first"] < g["gap_max"]
-    and g["epochs_ratio"] > 1,
+    and g["epochs_ratio"] > 1 and 0 <= g["n_all_ok"] <= g["n_checked"],
     "09_table1": lambda g: all(-1 <= g[k] <= 1 for k in ("mean_tau_logme", "mean_tau_logme_ped",
                                                          "mean_tau_gbc", "mean_tau_gbc_ped"))
     and 0 <= g["clear_up"] + g["clear_down"] <= g["n_cells"] == 4
