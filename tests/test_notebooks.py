@@ -85,6 +85,9 @@ CHECKS = {
     "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
     and g["flowers_ped"] > 0 and g["bench_models"] >= 12,
     "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1
+    and g["ep_low"] <= g["ep_estimate"] <= g["ep_high"] and g["change_min"] <= g["change_max"]
+    and 0 <= g["n_above"] <= g["n_settings"] <= g["n_points"]
+    and 0 <= g["n_positive"] <= g["n_settings"]
     and g["ref_gap_min"] <= g["ref_gap_max"],
 }
 
