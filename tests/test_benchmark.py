@@ -564,17 +564,14 @@ def test_rebuilt_benchmark_keeps_what_it_meets(rebuilt_checks: pd.DataFrame) -> 
     assert max(len(load_task(t).classes) for t in checks.index) >= 50
     assert (checks["models"] >= 8).all()
     assert checks["disjoint"].all() and (checks["eval_seeds"] >= 6).all()  # point 3, its design
-    # point 4 for the learning rate: interior everywhere but Barlow Twins on mnist10, which
-    # selects 1.0, the top of its twice-extended grid (Protocol.max_extensions = 2)
-    assert checks["lr_edges"].sum() <= 1 and (checks["lr_edges"].drop("mnist10") == 0).all()
-    assert checks["ok_pretrain"].all()  # point 1 on every task (gap 3.2 to 11.6 points)
-    # 13 encoders: separable on fashion10, glyphs62, greek24 and mnist10 (their extra seeds in),
-    # ceiling >= 0.8 on glyphs62, greek24 and mnist10
-    assert checks["ok_separable"].sum() >= 4 and checks["ok_crisp"].sum() >= 3
+    assert checks["ok_pretrain"].all()  # point 1 on every task (gap 3.1 to 11.3 points)
+    # point 4: every selection interior; a weight decay of 0, the end of its axis, is no edge
+    assert (checks["lr_edges"] == 0).all() and (checks["wd_edges"] == 0).all()
+    assert checks["wd_zero"].sum() >= 1  # what the third extension found: no decay is best
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: points 2, 3 and 4 fail on some tasks (the "
-                   "pretrained encoders are within a few seed SEs of each other; weight decay "
-                   "selected at the grid's floor); a pass means the rebuild met them: drop this")
 def test_rebuilt_benchmark_meets_every_check(rebuilt_checks: pd.DataFrame) -> None:
+    """Issue 11's four checks on every task of the committed ground truth (13 encoders;
+    separability 5.1 to 9.5, noise ceiling 0.82 to 0.92 with 6 to 22 evaluation seeds)."""
     assert rebuilt_checks["ok"].all(), rebuilt_checks.loc[~rebuilt_checks["ok"]].index.tolist()
+    assert (rebuilt_checks["models"] >= 13).all()
