@@ -95,6 +95,7 @@ def knn_accuracy(
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     x, y, n_classes = check_inputs_numpy(features, labels, min_classes=2, min_per_class=1)
     k = check_positive_int(k, "k")
+    single = x.dtype == np.float32
     x = as_float64(x)
     n = x.shape[0]
     k_eff = min(k, n - 1)
@@ -104,7 +105,7 @@ def knn_accuracy(
     if metric == "cosine":
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-        if np.asarray(features).dtype == np.float32:  # the input's precision, as scikit-learn
+        if single:  # the input's precision, as scikit-learn's search
             x = x.astype(np.float32)
     else:
         sq = np.einsum("nd,nd->n", x, x)
