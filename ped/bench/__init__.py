@@ -640,7 +640,7 @@ def split_half_ceiling(
 def _split_half_taus(
     table: pd.DataFrame, what: str, *, n_splits: int = 200, random_state: int = 0
 ) -> list[float]:
-    """The :math:`\tau_w` of each split of :func:`split_half_ceiling` (``what`` names the
+    r"""The :math:`\tau_w` of each split of :func:`split_half_ceiling` (``what`` names the
     caller in the error for fewer than 2 seeds)."""
     seeds = list(table.columns)
     if len(seeds) < 2:
