@@ -35,7 +35,7 @@ def _cmd_verdict(args: Any) -> int:
                 raise ValueError(f"--set {args.set} scores the {fixed.get('split', 'trainval')} "
                                  f"images; drop --split {args.split}")  # fmt: skip
             options.update(fixed)
-    out = args.out or (bench.verdict_dir() / folder if folder else bench.verdict_dir())
+    out = args.out or bench.verdict_dir() / (folder or "")  # "": the primary scores' folder
     paths = score_benchmark(out, tasks=tasks, zoo_dir=args.zoo or bench.zoo_dir(),
                             cache=args.cache, **options)  # fmt: skip
     for p in paths:
