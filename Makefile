@@ -111,6 +111,7 @@ verdict: $(STAMP)
 	$(VENV)/bin/ped --verbose verdict --benchmark v2 --set nsigma0.3
 	$(VENV)/bin/ped --verbose verdict --benchmark v2 --set train
 	$(VENV)/bin/ped --verbose verdict --benchmark v2 --seed-spread nleep
+	$(VENV)/bin/ped --verbose verdict --benchmark v2 --control radial
 
 verdict-v1: $(STAMP)
 	$(VENV)/bin/ped --verbose verdict --benchmark v1

@@ -44,6 +44,7 @@ __all__ = [
     "holm",
     "simulate_calls",
     "placebo_shift",
+    "radial_shift",
     "shuffled_label_ped",
     "leave_one_out",
 ]
@@ -310,6 +311,24 @@ def simulate_calls(
             "cell_fwer": any_cell / n_simulations, "nominal": 1 - confidence}  # fmt: skip
 
 
+def _class_move_inputs(
+    features: ArrayLike, labels: ArrayLike, shift: ArrayLike, scale: ArrayLike | None
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[np.float64], NDArray[np.float64]]:
+    """Validated ``features, labels, shift, scale`` of :func:`placebo_shift` and
+    :func:`radial_shift`."""
+    x = np.asarray(features)
+    y = np.asarray(labels)
+    s = np.asarray(shift, dtype=np.float64)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"features (N, D) and labels (N,) needed, got {x.shape} and {y.shape}")
+    if s.ndim != 2 or s.shape[1] != x.shape[1] or y.min() < 0 or y.max() >= s.shape[0]:
+        raise ValueError(f"shift must be (C, {x.shape[1]}) with labels in 0..C-1, got {s.shape}")
+    sd = np.ones(x.shape[1]) if scale is None else np.asarray(scale, dtype=np.float64)
+    if sd.shape != (x.shape[1],) or not (sd > 0).all():
+        raise ValueError(f"scale must be ({x.shape[1]},) and positive")
+    return x, y, s, sd
+
+
 def placebo_shift(
     features: ArrayLike,
     labels: ArrayLike,
@@ -325,22 +344,48 @@ def placebo_shift(
     with), lengths and directions are taken in the standardised space where PED acts, then mapped
     back; otherwise in the features' own units.  A new array of the features' dtype is returned.
     """
-    x = np.asarray(features)
-    y = np.asarray(labels)
-    s = np.asarray(shift, dtype=np.float64)
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"features (N, D) and labels (N,) needed, got {x.shape} and {y.shape}")
-    if s.ndim != 2 or s.shape[1] != x.shape[1] or y.min() < 0 or y.max() >= s.shape[0]:
-        raise ValueError(f"shift must be (C, {x.shape[1]}) with labels in 0..C-1, got {s.shape}")
-    sd = np.ones(x.shape[1]) if scale is None else np.asarray(scale, dtype=np.float64)
-    if sd.shape != (x.shape[1],) or not (sd > 0).all():
-        raise ValueError(f"scale must be ({x.shape[1]},) and positive")
+    x, y, s, sd = _class_move_inputs(features, labels, shift, scale)
     rng = np.random.default_rng(random_state)
     length = np.linalg.norm(s / sd, axis=1)
     direction = rng.standard_normal(s.shape)
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     placebo = direction * length[:, None] * sd
     return (x + placebo[y]).astype(x.dtype, copy=False)
+
+
+def radial_shift(
+    features: ArrayLike,
+    labels: ArrayLike,
+    shift: ArrayLike,
+    *,
+    scale: ArrayLike | None = None,
+) -> NDArray[np.floating]:
+    r"""The label-informed control: each class moved rigidly away from the grand mean, along
+    the ray from the grand mean :math:`\bar x` through its centre :math:`c_i`, by the length of
+    its PED shift :math:`\lVert s_i \rVert`:
+
+    .. math::
+        x \mapsto x + \lVert s_{y} \rVert \, \frac{c_{y} - \bar x}{\lVert c_{y} - \bar x
+        \rVert}.
+
+    It uses the labels and PED's own step sizes, but no energy: the classes spread out as a
+    whole instead of moving apart where they overlap.  With ``scale`` (PED's per-dimension SD)
+    directions and lengths are taken in the standardised space, as in :func:`placebo_shift`.
+    A class whose centre is the grand mean does not move.  A new array of the features' dtype
+    is returned.
+    """
+    x, y, s, sd = _class_move_inputs(features, labels, shift, scale)
+    z = np.asarray(x, dtype=np.float64) / sd
+    n_classes = s.shape[0]
+    counts = np.bincount(y, minlength=n_classes)
+    sums = np.zeros((n_classes, x.shape[1]))
+    np.add.at(sums, y, z)
+    centres = sums / np.maximum(counts, 1)[:, None]
+    ray = centres - z.mean(axis=0)
+    norm = np.linalg.norm(ray, axis=1, keepdims=True)
+    direction = np.divide(ray, norm, out=np.zeros_like(ray), where=norm > 0)
+    move = direction * np.linalg.norm(s / sd, axis=1)[:, None] * sd
+    return (x + move[y]).astype(x.dtype, copy=False)
 
 
 def shuffled_label_ped(

@@ -14,26 +14,48 @@ stores them), three questions can be asked of each model and task:
    space of :math:`Z_0` and both *centred* (the mean shift over classes removed: a common
    translation moves no class relative to another), by their cosine.  Random directions in
    :math:`D` dimensions give cosines of about :math:`\pm 1/\sqrt{D}`.
-3. **Tracking** (across models) is a rank comparison of scores and lives in the verdict
+3. **Geometry.**  Does fine-tuning change the distances between class centres the way PED
+   does?  :func:`distance_agreement` rank-correlates, over the pairs of classes, the change of
+   each pair's centre distance under fine-tuning with its change under PED (log ratios of
+   distances measured in units of each feature set's own RMS radius).  Distances are invariant
+   to rotations of the feature space, so a network that rotates or permutes its coordinates
+   while fine-tuning still matches; the null permutes the correspondence of classes between the
+   two sides (the statistic recomputed for each permutation), and :func:`positive_control`
+   builds a fine-tuned set that moves the classes as PED does, diluted by an unrelated move of
+   the same size and seen in a random rotation, on which the test must find the match.
+4. **Tracking** (across models) is a rank comparison of scores and lives in the verdict
    chapter: does ``metric(PED(Z_0))`` rank the zoo like ``metric(Z_T)`` better than
    ``metric(Z_0)`` does?
 
-Comparing coordinates of :math:`Z_0` and :math:`Z_T` assumes the fine-tuned network keeps the
-meaning of its feature dimensions, which holds for short fine-tuning from the same weights and
-is what the paper's picture of features *moving* presumes.
+The direction test (2) compares coordinates of :math:`Z_0` and :math:`Z_T`, which :math:`Z_0` and :math:`Z_T` assumes that the fine-tuned network keeps the
+meaning of its feature dimensions, and a mean cosine has no simple null; the geometry test (3)
+assumes neither.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from ped._validation import check_features_labels
 from ped.dynamics import class_statistics, elastic_potential, potential_energy_descent
+from ped.inference import radial_shift
 
-__all__ = ["energy", "centred_shifts", "shift_alignment", "mechanism_summary"]
+__all__ = [
+    "energy",
+    "centred_shifts",
+    "shift_alignment",
+    "centre_distances",
+    "distance_changes",
+    "DistanceAgreement",
+    "distance_agreement",
+    "positive_control",
+    "mechanism_summary",
+]
 
 
 def _standardised(x: NDArray[Any], mean: NDArray[Any] | None = None,
@@ -81,8 +103,124 @@ def shift_alignment(first: ArrayLike, second: ArrayLike) -> NDArray[np.float64]:
     return np.where((na > 0) & (nb > 0), cos, np.nan)
 
 
+def _centres_rms_units(x: NDArray[Any], y: NDArray[Any], n_classes: int) -> NDArray[np.float64]:
+    r"""Class centres of ``x`` in units of its RMS radius :math:`\sqrt{\overline{\lVert x -
+    \bar x\rVert^2}}` (invariant to rotations, translations and a common scale)."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    radius = np.sqrt(np.einsum("nd,nd->", centred, centred) / len(x))
+    if not radius > 0:
+        raise ValueError("features without spread: every image has the same features")
+    return class_statistics(centred / radius, y, n_classes).means
+
+
+def centre_distances(features: ArrayLike, labels: ArrayLike) -> NDArray[np.float64]:
+    """``(C, C)`` distances between the class centres, in units of the features' RMS radius
+    (invariant to rotations, translations and a common scale of the space)."""
+    x, y, n_classes = check_features_labels(features, labels)
+    c = _centres_rms_units(x, y, n_classes)
+    return np.sqrt(np.maximum(((c[:, None] - c[None]) ** 2).sum(axis=2), 0.0))
+
+
+def distance_changes(before: ArrayLike, after: ArrayLike, labels: ArrayLike) -> NDArray[np.float64]:
+    r"""``(C, C)`` log ratios :math:`\log(d^{after}_{ij} / d^{before}_{ij})` of the distances
+    between class centres (:func:`centre_distances`, each set in its own units; diagonal 0).
+    The two sets may differ in dimension; a pair of coincident centres is refused."""
+    x0, y, n_classes = check_features_labels(before, labels)
+    x1, _, _ = check_features_labels(after, labels)  # the same images: one label per row
+    d0, d1 = centre_distances(x0, y), centre_distances(x1, y)
+    off = ~np.eye(n_classes, dtype=bool)
+    if (d0[off] <= 0).any() or (d1[off] <= 0).any():
+        raise ValueError("two classes share a centre: their distance ratio is undefined")
+    out = np.zeros((n_classes, n_classes))
+    out[off] = np.log(d1[off] / d0[off])
+    return out
+
+
+@dataclass(frozen=True)
+class DistanceAgreement:
+    r"""Spearman's :math:`\rho` over the pairs of classes between two matrices of distance
+    changes, its one-sided permutation p-value (``(k + 1) / (n + 1)``, :math:`k` permutations
+    reaching :math:`\rho`) and the permutation null's values; all NaN when one side does not
+    vary (no pair's distance changes)."""
+
+    rho: float
+    p_value: float
+    null: NDArray[np.float64]
+    n_pairs: int
+
+
+def distance_agreement(
+    first: ArrayLike, second: ArrayLike, *, n_permutations: int = 999, random_state: int = 0
+) -> DistanceAgreement:
+    """Rank agreement of two ``(C, C)`` :func:`distance_changes` matrices over the
+    :math:`C(C-1)/2` pairs, against the null that permutes the classes of ``second`` (rows and
+    columns together: the pairs keep their structure, the correspondence is lost)."""
+    a, b = (np.asarray(v, dtype=np.float64) for v in (first, second))
+    if a.ndim != 2 or a.shape != b.shape or a.shape[0] != a.shape[1] or a.shape[0] < 3:
+        raise ValueError(f"need two (C, C) matrices of one shape with C >= 3, got {a.shape}, "
+                         f"{b.shape}")  # fmt: skip
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    iu = np.triu_indices(a.shape[0], 1)
+    ra = scipy.stats.rankdata(a[iu])
+    rb = np.zeros_like(b)
+    rb[iu] = scipy.stats.rankdata(b[iu])
+    rb = rb + rb.T
+    if ra.std() == 0 or rb[iu].std() == 0:  # a side with no change: no ranking to agree with
+        return DistanceAgreement(float("nan"), float("nan"), np.full(n_permutations, np.nan),
+                                 len(iu[0]))  # fmt: skip
+    ra = (ra - ra.mean()) / ra.std()
+
+    def corr(mat: NDArray[np.float64]) -> float:
+        v = mat[iu]
+        sd = v.std()
+        return float(np.mean(ra * (v - v.mean())) / sd) if sd > 0 else 0.0
+
+    rho = corr(rb)
+    rng = np.random.default_rng(random_state)
+    null = np.array([corr(rb[np.ix_(p, p)]) for p in
+                     (rng.permutation(a.shape[0]) for _ in range(n_permutations))])  # fmt: skip
+    p_value = float(((null >= rho).sum() + 1) / (n_permutations + 1))
+    return DistanceAgreement(rho, p_value, null, len(iu[0]))
+
+
+def positive_control(
+    features: ArrayLike,
+    labels: ArrayLike,
+    moved: ArrayLike,
+    *,
+    dilution: float = 1.0,
+    random_state: int = 0,
+) -> NDArray[np.float64]:
+    r"""A fine-tuned set in which the match with PED exists: each class moved by PED's shift
+    (``moved - features``, per class) plus an unrelated class move of ``dilution`` times its
+    length in a random direction, then the whole space rotated by a random orthogonal matrix
+    (so that only a rotation-invariant test can see the match).  A new float64 array."""
+    x, y, n_classes = check_features_labels(features, labels)
+    m, _, _ = check_features_labels(moved, labels)
+    if m.shape != x.shape:
+        raise ValueError(f"features and moved must have one shape, got {x.shape} and {m.shape}")
+    if dilution < 0:
+        raise ValueError(f"dilution must be >= 0, got {dilution}")
+    rng = np.random.default_rng(random_state)
+    shift = class_statistics(np.asarray(m, np.float64) - x, y, n_classes).means
+    length = np.linalg.norm(shift, axis=1, keepdims=True)
+    noise = rng.standard_normal(shift.shape)
+    noise *= dilution * length / np.maximum(np.linalg.norm(noise, axis=1, keepdims=True), 1e-300)
+    rotation = scipy.stats.special_ortho_group.rvs(x.shape[1], random_state=rng)
+    return (x + (shift + noise)[y]) @ rotation
+
+
 def mechanism_summary(
-    z0: ArrayLike, zt: ArrayLike, labels: ArrayLike, *, reference: Any = None, **ped_options: Any
+    z0: ArrayLike,
+    zt: ArrayLike,
+    labels: ArrayLike,
+    *,
+    reference: Any = None,
+    n_permutations: int = 999,
+    random_state: int = 0,
+    **ped_options: Any,
 ) -> dict[str, Any]:
     """Energy and direction for one model and task: ``energy_before`` :math:`U(Z_0)`,
     ``energy_finetuned`` :math:`U(Z_T)`, ``energy_ped`` :math:`U(\\mathrm{PED}(Z_0))` (each on
@@ -90,13 +228,36 @@ def mechanism_summary(
     fine-tuning's and PED's centred shifts, in :math:`Z_0`'s standardised space; PED run with
     ``reference`` (default ``None``: the target's own statistics; the verdict passes the
     encoder's source statistics, as its PED arm uses) and ``ped_options``), ``cosines`` per
-    class and ``chance`` =
-    :math:`1/\\sqrt{D}`, the typical size of a random cosine; ``moved`` holds PED's features
+    class and ``chance`` = :math:`1/\\sqrt{D}`, the typical size of a random cosine;
+    ``distance_rho`` and ``distance_p`` (:func:`distance_agreement` of fine-tuning's and PED's
+    distance changes, ``n_permutations`` permutations), ``distance_null_sd`` (the null's SD),
+    ``radial_rho`` (the same agreement with the label-informed control's distance changes,
+    :func:`ped.inference.radial_shift` of PED's shift, in place of PED's), ``closeness_rho``
+    (Spearman's :math:`\\rho` of fine-tuning's changes with the closeness :math:`-d_{ij}` of
+    the pairs in :math:`Z_0`: "close classes separate most", with no dynamics at all), and
+    ``control_rho``, ``control_p`` (the test on :func:`positive_control`'s set in place of
+    :math:`Z_T`); ``moved`` holds PED's features
     :math:`\\mathrm{PED}(Z_0)`, for callers that score them."""
     x0, y, _ = check_features_labels(z0, labels)
     nsigma = float(ped_options.get("nsigma", 0.6))
-    moved = potential_energy_descent(x0, y, reference=reference, **ped_options).features
+    result = potential_energy_descent(x0, y, reference=reference, **ped_options)
+    moved = result.features
     cos = shift_alignment(centred_shifts(x0, zt, y), centred_shifts(x0, moved, y))
+    ped_change = distance_changes(x0, moved, y)
+    finetuned_change = distance_changes(x0, zt, y)
+    geometry = distance_agreement(finetuned_change, ped_change,
+                                  n_permutations=n_permutations, random_state=random_state)
+    scale = None if reference is None else np.asarray(reference[1])
+    radial = distance_agreement(finetuned_change, distance_changes(
+        x0, radial_shift(x0, y, result.shift, scale=scale), y),
+        n_permutations=n_permutations, random_state=random_state)  # fmt: skip
+    iu = np.triu_indices(ped_change.shape[0], 1)
+    near = -centre_distances(x0, y)[iu]
+    closeness = float(scipy.stats.spearmanr(finetuned_change[iu], near).statistic) \
+        if np.ptp(finetuned_change[iu]) > 0 and np.ptp(near) > 0 else float("nan")
+    control = distance_agreement(distance_changes(
+        x0, positive_control(x0, y, moved, random_state=random_state), y), ped_change,
+        n_permutations=n_permutations, random_state=random_state)  # fmt: skip
     return {
         "energy_before": energy(x0, y, nsigma=nsigma),
         "energy_finetuned": energy(zt, y, nsigma=nsigma),
@@ -104,5 +265,12 @@ def mechanism_summary(
         "cosine": float(np.nanmean(cos)) if np.isfinite(cos).any() else float("nan"),
         "cosines": cos,
         "chance": 1.0 / np.sqrt(x0.shape[1]),
+        "distance_rho": geometry.rho,
+        "distance_p": geometry.p_value,
+        "distance_null_sd": float(geometry.null.std()),
+        "radial_rho": radial.rho,
+        "closeness_rho": closeness,
+        "control_rho": control.rho,
+        "control_p": control.p_value,
         "moved": moved,
     }

@@ -16,6 +16,7 @@ import pandas as pd
 __all__ = [
     "data_dir",
     "published_tau_w",
+    "published_gains",
     "finetune_accuracy",
     "dataset_table",
     "measurement",
@@ -46,6 +47,17 @@ def published_tau_w() -> pd.DataFrame:
     Source: the PED official repository README (Li et al., ICCV 2023).
     """
     return pd.read_csv(data_dir() / "published" / "published_tau_w.csv", index_col="method")
+
+
+def published_gains(metrics: tuple[str, ...] = ("LogME", "SFDA", "GBC")) -> dict[str, float]:
+    """The published mean gain of PED per metric: the mean over the 10 datasets of
+    ``τ_w(metric+PED) - τ_w(metric)`` (:func:`published_tau_w`), keyed by the metric's lower-case
+    name (``"logme"``), and ``"mean"``, the mean of the metrics' gains: the effect a replication
+    is tested against."""
+    table = published_tau_w()
+    gains = {m.lower(): float((table.loc[f"{m}+PED"] - table.loc[m]).mean()) for m in metrics}
+    gains["mean"] = float(sum(gains.values()) / len(metrics))
+    return gains
 
 
 def finetune_accuracy() -> pd.DataFrame:

@@ -599,6 +599,23 @@ def test_verdict_refuses_an_unknown_task_or_benchmark_and_writes_nothing(tmp_pat
     assert "invalid choice: 'nsigma9'" in err and not out.exists()
     for args, message in ((["--set", "train", "--seed-spread", "nleep"], "give one"),
                           (["--seed-spread", "nleep", "--seeds", "1"], "--seeds must be >= 2"),
-                          (["--seed-spread", "nope"], "unknown metric 'nope'")):
+                          (["--seed-spread", "nope"], "unknown metric 'nope'"),
+                          (["--control", "radial", "--set", "train"], "give one"),
+                          (["--replication", "--set", "train"], "drop --set"),
+                          (["--replication", "--task", "mnist10"], "drop --set"),
+                          (["--replication"], "no stored verdict scores")):
         line = _one_error_line(_fail(["verdict", *args, "--out", str(out)], capsys), "verdict")
+        assert message in line and not out.exists()
+    err = _fail(["verdict", "--control", "nope", "--out", str(out)], capsys)
+    assert "invalid choice: 'nope'" in err and not out.exists()
+
+
+def test_selection_noise_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "noise"
+    for args, message in ((["--cells", "0"], "--cells must be >= 1"),
+                          (["--cells", "9999"], "n must be in 1..78"),
+                          (["--only", "nope"], "no trained encoder for ['nope']"),
+                          (["--task", "nope"], "no ground truth for task(s) ['nope']")):
+        line = _one_error_line(_fail(["zoo", "selection-noise", "--out", "data/zoo_v2",
+                                      "--noise-out", str(out), *args], capsys), "zoo")
         assert message in line and not out.exists()

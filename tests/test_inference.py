@@ -188,3 +188,40 @@ def test_shuffled_label_ped_and_leave_one_out() -> None:
     assert a.shape == x.shape and np.array_equal(a, b)
     out = I.leave_one_out(["m0", "m1", "m2"], lambda mask: float(np.flatnonzero(mask).sum()))
     assert out == {"m0": 3.0, "m1": 2.0, "m2": 1.0}
+
+
+def test_radial_shift_moves_each_class_away_from_the_grand_mean_by_peds_length() -> None:
+    from ped import potential_energy_descent
+
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(5), 12)
+    x = (rng.normal(0, 1, (60, 6)) + np.repeat(rng.normal(0, 0.7, (5, 6)), 12, axis=0)) * \
+        np.array([1, 2, 3, 1, 1, 4.0])  # fmt: skip
+    before = x.copy()
+    res = potential_energy_descent(x, y, reference=None)
+    sd = x.std(axis=0)
+    moved = I.radial_shift(x, y, res.shift, scale=sd)
+    np.testing.assert_array_equal(x, before)
+    delta = moved - x
+    z = x / sd
+    for c in range(5):
+        d = delta[y == c]
+        np.testing.assert_allclose(d, np.broadcast_to(d[0], d.shape), atol=1e-12)  # rigid
+        ray = z[y == c].mean(axis=0) - z.mean(axis=0)
+        step = d[0] / sd
+        assert np.linalg.norm(step) == pytest.approx(np.linalg.norm(res.shift[c] / sd))
+        cos = step @ ray / np.linalg.norm(step) / np.linalg.norm(ray)
+        assert cos == pytest.approx(1.0)  # outwards along the ray
+    # every class's centre ends further from the grand mean than it started
+    far = [np.linalg.norm((moved / sd)[y == c].mean(0) - (moved / sd).mean(0)) >
+           np.linalg.norm(z[y == c].mean(0) - z.mean(0)) for c in range(5)]
+    assert all(far)
+    # a class at the grand mean stays where it is
+    sym = np.vstack([-np.ones((3, 2)), np.ones((3, 2)), np.zeros((3, 2))])
+    ys = np.repeat([0, 1, 2], 3)
+    out = I.radial_shift(sym, ys, np.ones((3, 2)))
+    np.testing.assert_array_equal(out[ys == 2], sym[ys == 2])
+    with pytest.raises(ValueError, match="shift"):
+        I.radial_shift(x, y, res.shift[:2])
+    with pytest.raises(ValueError, match="scale"):
+        I.radial_shift(x, y, res.shift, scale=np.zeros(6))

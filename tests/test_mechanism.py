@@ -61,3 +61,105 @@ def test_mechanism_summary_recognises_a_ped_like_fine_tuning() -> None:
     rand = x + rng.normal(0, 0.5, (5, 8))[y]
     r = M.mechanism_summary(x, rand, y)
     assert abs(r["cosine"]) < 0.7 and r["chance"] == pytest.approx(1 / np.sqrt(8))
+
+
+def test_centre_distances_are_rotation_scale_and_translation_invariant() -> None:
+    import scipy.stats
+
+    x, y = _data(5, n_classes=6, dim=7)
+    q = scipy.stats.special_ortho_group.rvs(7, random_state=1)
+    d = M.centre_distances(x, y)
+    np.testing.assert_allclose(M.centre_distances(3.0 * x @ q + 5.0, y), d, atol=1e-12)
+    # by hand: centres in units of the RMS radius
+    c = np.array([x[y == k].mean(axis=0) for k in range(6)])
+    radius = np.sqrt(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean())
+    assert d[1, 4] == pytest.approx(np.linalg.norm(c[1] - c[4]) / radius)
+    changes = M.distance_changes(x, 2.0 * x @ q, y)
+    np.testing.assert_allclose(changes, 0.0, atol=1e-12)  # a rotation changes no distance
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        M.distance_changes(x, x[:-1], y)
+    with pytest.raises(ValueError, match="spread"):
+        M.centre_distances(np.ones_like(x), y)
+
+
+def test_distance_agreement_null_and_its_statistic() -> None:
+    rng = np.random.default_rng(0)
+    c = 9
+    a = rng.standard_normal((c, c))
+    a = a + a.T
+    np.fill_diagonal(a, 0)
+    same = M.distance_agreement(a, 2 * a + 1, n_permutations=199)
+    assert same.rho == pytest.approx(1.0)
+    assert same.p_value == pytest.approx(1 / 200)  # no permutation reaches a perfect match
+    assert same.n_pairs == 36 and same.null.shape == (199,)
+    # the statistic is Spearman's rho over the upper-triangle pairs
+    b = rng.standard_normal((c, c))
+    b = b + b.T
+    res = M.distance_agreement(a, b, n_permutations=99)
+    iu = np.triu_indices(c, 1)
+    import scipy.stats
+
+    assert res.rho == pytest.approx(scipy.stats.spearmanr(a[iu], b[iu]).statistic)
+    # under the null (independent matrices) p-values are roughly uniform: about 5 % below 0.05
+    ps = []
+    for s in range(200):
+        r = np.random.default_rng(100 + s)
+        u, v = r.standard_normal((2, c, c))
+        ps.append(M.distance_agreement(u + u.T, v + v.T, n_permutations=99,
+                                       random_state=s).p_value)
+    assert 0.01 <= np.mean(np.array(ps) <= 0.05) <= 0.11
+    # a relabelled copy (classes permuted on one side) is found once the labels agree again
+    perm = rng.permutation(c)
+    assert M.distance_agreement(a, a[np.ix_(perm, perm)], n_permutations=99).rho < 0.9
+    with pytest.raises(ValueError, match="C >= 3"):
+        M.distance_agreement(a[:2, :2], a[:2, :2])
+    with pytest.raises(ValueError, match="n_permutations"):
+        M.distance_agreement(a, a, n_permutations=0)
+
+
+def test_positive_control_is_found_and_random_moves_are_not() -> None:
+    from ped import potential_energy_descent
+
+    # in many dimensions (the benchmark has 128) a random move of a class barely changes its
+    # distances to the others, to first order, while PED's moves point along them
+    x, y = _data(6, n_classes=8, dim=64)
+    moved = potential_energy_descent(x, y, reference=None, nsigma=0.6, max_steps=6,
+                                     exit_ratio=0).features  # fmt: skip
+    ped_change = M.distance_changes(x, moved, y)
+    found, unrelated = [], []
+    rng = np.random.default_rng(0)
+    for s in range(8):
+        zt = M.positive_control(x, y, moved, random_state=s)
+        assert zt.shape == x.shape
+        found.append(M.distance_agreement(M.distance_changes(x, zt, y), ped_change,
+                                          n_permutations=199, random_state=s).p_value)
+        # the negative: classes moved by as much, in random directions, no PED part
+        rand = x + rng.normal(0, np.abs(moved - x).mean(), (8, 64))[y]
+        unrelated.append(M.distance_agreement(M.distance_changes(x, rand, y), ped_change,
+                                              n_permutations=199, random_state=s).p_value)
+    assert np.mean(np.array(found) <= 0.05) >= 0.75  # the test finds the match that exists
+    assert np.mean(np.array(unrelated) <= 0.05) <= 0.25
+    # undiluted, the rotated copy matches exactly
+    exact = M.positive_control(x, y, moved, dilution=0.0)
+    assert M.distance_agreement(M.distance_changes(x, exact, y), ped_change).rho > 0.99
+    with pytest.raises(ValueError, match="dilution"):
+        M.positive_control(x, y, moved, dilution=-1)
+
+
+def test_mechanism_summary_reports_the_geometry_test() -> None:
+    from ped import potential_energy_descent
+
+    x, y = _data(7, n_classes=8, dim=64)
+    zt = potential_energy_descent(x, y, reference=None, nsigma=0.9, max_steps=6,
+                                  exit_ratio=0).features  # fmt: skip
+    s = M.mechanism_summary(x, zt, y, n_permutations=99)
+    assert s["distance_rho"] > 0.8 and s["distance_p"] <= 0.05
+    assert -1 <= s["closeness_rho"] <= 1 and -1 <= s["radial_rho"] <= 1
+    assert s["control_p"] <= 0.05
+
+
+def test_distance_agreement_is_undefined_when_nothing_moves() -> None:
+    a = np.zeros((4, 4))
+    b = np.arange(16.0).reshape(4, 4)
+    res = M.distance_agreement(a, b + b.T, n_permutations=9)
+    assert np.isnan(res.rho) and np.isnan(res.p_value) and res.null.shape == (9,)

@@ -276,3 +276,50 @@ def test_finetuned_features_reads_the_stored_files(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["m"][1], y)
     with pytest.raises(FileNotFoundError, match="ghost"):
         V.finetuned_features(tmp_path, "t", ["m", "ghost"])
+
+
+def test_score_control_pairs_with_the_primary_scores(zoo, tmp_path: Path) -> None:  # noqa: ANN001
+    from ped.inference import radial_shift
+
+    feats, stats, _ = zoo
+    path = V.score_control("t", tmp_path, features=feats, stats=stats, n_replicates=3)
+    s = V.load_task_scores(path)
+    assert s["models"] == sorted(feats) and s["config"]["control"] == "radial"
+    j = s["models"].index("m2")
+    x, y = feats["m2"]
+    idx = image_replicates(y, 3, random_state=0)  # the primary scores' replicates
+    for r, rows in ((0, np.arange(len(y))), (2, idx[1])):
+        moved = potential_energy_descent(x[rows], y[rows], reference=stats["m2"])
+        xc = radial_shift(x[rows], y[rows], moved.shift, scale=stats["m2"][1])
+        for metric in V.PRIMARY_METRICS:
+            expected = METRICS[metric](xc, y[rows], **V.PRIMARY_OPTIONS[metric])
+            assert s[f"radial__{metric}"][r, j] == pytest.approx(expected)
+    mtime = path.stat().st_mtime_ns
+    V.score_control("t", tmp_path, features=feats, stats=stats, n_replicates=3)
+    assert path.stat().st_mtime_ns == mtime  # current: kept
+    with pytest.raises(ValueError, match="unknown control"):
+        V.score_control("t", tmp_path, features=feats, stats=stats, control="nope")
+    with pytest.raises(ValueError, match="unknown metric"):
+        V.score_control("t", tmp_path, features=feats, stats=stats, metrics=["nope"])
+
+
+def test_dose_movement_counts_steps_exits_and_displacement(zoo) -> None:  # noqa: ANN001
+    from ped.bench import dose
+
+    feats, stats, _ = zoo
+    m = dose.movement(feats, stats, nsigma=0.6, max_steps=4)
+    steps = [potential_energy_descent(x, y, reference=stats[k], nsigma=0.6, max_steps=4).steps
+             for k, (x, y) in feats.items()]
+    assert m["steps"] == pytest.approx(np.mean(steps))
+    assert m["exit_fired"] == pytest.approx(np.mean([0 < s < 4 for s in steps]))
+    assert m["no_step"] == pytest.approx(np.mean([s == 0 for s in steps]))
+    assert m["displacement"] > 0
+    tiny = dose.movement(feats, stats, nsigma=0.6, max_steps=4, time_step=0.01)
+    assert tiny["displacement"] < m["displacement"]  # a smaller step moves less
+    sweep = pd.DataFrame({"nsigma": [0.3, 0.6], "variant": ["official", "paper"],
+                          "mean_tau_ped": [0.5, 0.4], "mean_tau_plain": [0.45, 0.45]})
+    settings = dose.sweep_settings([sweep, sweep])
+    assert len(settings) == 2 and list(settings["change"]) == pytest.approx([0.05, -0.05])
+    assert set(settings["time_step"]) == {0.1} and set(settings["max_steps"]) == {6}
+    table = dose.dose_response(settings, {"t": feats}, stats)
+    assert {"steps", "exit_fired", "displacement", "change"} <= set(table.columns)

@@ -43,6 +43,8 @@ __all__ = [
     "PRIMARY_METRICS",
     "PRIMARY_OPTIONS",
     "ARMS",
+    "CONTROLS",
+    "score_control",
     "score_task",
     "load_task_scores",
     "restrict_models",
@@ -245,6 +247,87 @@ def _score_models(
                 arrays[f"shuffled__{metric}"][r, j] = score(metric, shuffled, yr)
 
 
+#: The controls scored apart from the primary arms (``ped verdict --control NAME``, stored in
+#: ``<verdict folder>/<name>/``): ``radial`` moves each class away from the grand mean by its
+#: PED shift's length (:func:`ped.inference.radial_shift`), the control that uses the labels
+#: but no energy.
+CONTROLS: tuple[str, ...] = ("radial",)
+
+
+def score_control(
+    task: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    stats: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    control: str = "radial",
+    metrics: Sequence[str] = PRIMARY_METRICS,
+    metric_options: Mapping[str, Mapping[str, Any]] = PRIMARY_OPTIONS,
+    n_replicates: int = 10,
+    ped_options: Mapping[str, Any] | None = None,
+    random_state: int = 0,
+    force: bool = False,
+) -> Path:
+    """Score one task's zoo under a control arm of :data:`CONTROLS`; store ``<out>/<task>.npz``
+    (skipped when current).
+
+    The control is scored exactly as PED in :func:`score_task`: on all images (row 0) and on
+    the same class-stratified image replicates (rows 1..; the same ``random_state``), each
+    time from PED's own shift on that replicate, so that its cells pair with the primary
+    scores' ``base`` arm.  Stored: ``<control>__<metric>`` of shape ``(1 + n_replicates, M)``,
+    ``models`` and the configuration.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from ped._io import write_npz_atomic
+    from ped._progress import tqdm
+    from ped.dynamics import potential_energy_descent
+    from ped.inference import radial_shift
+    from ped.metrics import METRICS
+
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}; the controls are {', '.join(CONTROLS)}")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}")
+    if n_replicates < 1:
+        raise ValueError("n_replicates must be >= 1")
+    models = sorted(features)
+    missing = [m for m in models if m not in stats]
+    if missing:
+        raise ValueError(f"no PED statistics for model(s) {missing}")
+    ped_opts = dict(ped_options or {})
+    config = {"task": task, "control": control, "models": models, "metrics": list(metrics),
+              "metric_options": {m: dict(metric_options.get(m, {})) for m in metrics},
+              "ped_options": ped_opts, "n_replicates": n_replicates,
+              "random_state": random_state,
+              "features": _features_digest(features, models)}  # fmt: skip
+    path = Path(out_dir) / f"{task}.npz"
+    if not force and _is_current(path, config):
+        logger.info("%s: %s scores current, skipped", task, control)
+        return path
+    y0 = features[models[0]][1]
+    reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
+    arrays = {f"{control}__{m}": np.empty((len(reps), len(models))) for m in metrics}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for j, model in enumerate(tqdm(models, desc=f"{control} {task}", unit="model")):
+            x, y = features[model]
+            if not np.array_equal(y, y0):
+                raise ValueError(f"model {model!r} scores other images than {models[0]!r}")
+            for r, idx in enumerate(reps):
+                xr, yr = x[idx], y[idx]
+                moved = potential_energy_descent(xr, yr, reference=stats[model], **ped_opts)
+                xc = radial_shift(xr, yr, moved.shift, scale=np.asarray(stats[model][1]))
+                for metric in metrics:
+                    arrays[f"{control}__{metric}"][r, j] = float(
+                        METRICS[metric](xc, yr, **metric_options.get(metric, {})))
+    _check_finite(task, models, arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz_atomic(path, models=np.asarray(models),
+                     config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
+    return path
+
+
 def load_task_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A stored :func:`score_task` file as a dict (``models`` a list, ``config`` a dict)."""
     with np.load(path) as z:
@@ -435,6 +518,14 @@ def finetuned_features(
     return out
 
 
+#: The per-model columns of :func:`mechanism` that come from
+#: :func:`ped.mechanism.mechanism_summary`.
+MECHANISM_COLUMNS: tuple[str, ...] = (
+    "energy_before", "energy_finetuned", "energy_ped", "cosine", "chance", "distance_rho",
+    "distance_p", "distance_null_sd", "radial_rho", "closeness_rho", "control_rho", "control_p",
+)  # fmt: skip
+
+
 def mechanism(
     features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
     finetuned: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
@@ -452,7 +543,9 @@ def mechanism(
     the source statistics PED standardises with (as the verdict's PED arm).  Columns:
     ``energy_before`` :math:`U(Z_0)`, ``energy_finetuned`` :math:`U(Z_T)`, ``energy_ped``
     :math:`U(\mathrm{PED}(Z_0))`, ``cosine`` (mean over classes between fine-tuning's and PED's
-    centred class shifts) and ``chance`` (:math:`1/\sqrt{D}`), from
+    centred class shifts) and ``chance`` (:math:`1/\sqrt{D}`), the geometry test's
+    ``distance_rho``, ``distance_p``, ``distance_null_sd`` and its positive control's
+    ``control_rho``, ``control_p``, from
     :func:`ped.mechanism.mechanism_summary`; and for each metric ``<metric>`` (its score of
     :math:`Z_0`), ``<metric>+PED`` and ``<metric>@T`` (of :math:`Z_T`), so that across models one
     can ask whether PED's scores track the fine-tuned features' better than the static ones do
@@ -471,8 +564,7 @@ def mechanism(
         if not np.array_equal(np.asarray(y), np.asarray(yz)):
             raise ValueError(f"model {model!r}: the fine-tuned features score other images")
         summary = mechanism_summary(x, z, y, reference=stats[model], **ped_opts)
-        row = {"model": model, **{k: summary[k] for k in ("energy_before", "energy_finetuned",
-                                                          "energy_ped", "cosine", "chance")}}
+        row = {"model": model, **{k: summary[k] for k in MECHANISM_COLUMNS}}
         moved = summary["moved"]  # the one PED run, shared with the energies and the cosine
         for metric in metrics:
             fn, opts = METRICS[metric], metric_options.get(metric, {})

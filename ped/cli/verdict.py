@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ped.bench.verdict import SECONDARY, score_benchmark, score_seeds
+from ped.bench.verdict import CONTROLS, SECONDARY, score_benchmark, score_control, score_seeds
+
+
+def _cmd_replication(bench: Any, args: Any) -> int:
+    """The replication simulations (:mod:`ped.bench.replication`) from the stored scores."""
+    from ped import paper
+    from ped.bench.replication import primary_cells, run_simulations
+    from ped.bench.verdict import load_scores
+
+    gt, models = bench.load()
+    folder = Path(args.out) if args.out else bench.verdict_dir()
+    cells, labels = primary_cells(load_scores(folder, list(bench.tasks), models), gt)
+    out = folder / "simulations"
+    tables = run_simulations(out, cells, labels, paper.published_gains())
+    print(f"{len(tables)} simulation units in {out}")
+    return 0
 
 
 def _cmd_verdict(args: Any) -> int:
     from ped.bench import get_benchmark
 
     bench = get_benchmark(args.benchmark)
+    if args.replication:
+        if args.set or args.seed_spread or args.control or args.task:
+            raise ValueError("--replication reads the primary scores of every task: drop "
+                             "--set, --seed-spread, --control and --task")  # fmt: skip
+        return _cmd_replication(bench, args)
     tasks = args.task or list(bench.tasks)
     split = args.split or "trainval"
-    if args.set and args.seed_spread:
-        raise ValueError("--set and --seed-spread are different score sets: give one")
-    if args.seed_spread:
+    if sum(bool(v) for v in (args.set, args.seed_spread, args.control)) > 1:
+        raise ValueError("--set, --seed-spread and --control are different score sets: give one")
+    if args.control:
+        folder = args.control
+        options: dict[str, Any] = {"split": split, "scorer": score_control,
+                                   "control": args.control, "n_replicates": args.replicates}
+    elif args.seed_spread:
         if args.seeds < 2:
             raise ValueError(f"--seeds must be >= 2, got {args.seeds}")
         from ped.metrics import METRICS
@@ -24,7 +49,7 @@ def _cmd_verdict(args: Any) -> int:
             raise ValueError(f"unknown metric {args.seed_spread!r}; the metrics are "
                              f"{', '.join(METRICS)}")  # fmt: skip
         folder = f"seeds_{args.seed_spread}"
-        options: dict[str, Any] = {"split": split, "scorer": score_seeds,
+        options = {"split": split, "scorer": score_seeds,
                                    "metric": args.seed_spread, "seeds": tuple(range(args.seeds))}
     else:
         folder = args.set
@@ -66,6 +91,14 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--seed-spread", default=None, metavar="METRIC",
                    help="instead: score METRIC (e.g. nleep, whose mixture is seeded) under "
                    "--seeds seeds, with and without PED, into <out>/seeds_<METRIC>")
+    p.add_argument("--control", default=None, choices=CONTROLS,
+                   help="instead: score a control arm (radial: each class moved away from the "
+                   "grand mean by its PED shift's length; labels, no energy) on the primary "
+                   "scores' image replicates, into <out>/<control>")
+    p.add_argument("--replication", action="store_true",
+                   help="instead: from the stored primary scores, measure the benchmark's shape "
+                   "and run the replication simulations (null, power, duplicates; resumable) "
+                   "into <out>/simulations (ped.bench.replication)")
     p.add_argument("--seeds", type=int, default=5, help="seeds of --seed-spread (default 5)")
     p.add_argument("--split", default=None, choices=("train", "trainval"),
                    help="the labelled images scored (default trainval)")

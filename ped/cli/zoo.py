@@ -103,6 +103,37 @@ def _cmd_groundtruth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_selection(args: argparse.Namespace) -> int:
+    from ped.bench.tasks import REBUILT_TASK_NAMES
+    from ped.bench.zoo.finetune import verify_ground_truth
+    from ped.bench.zoo.selection import choose_cells, run_selection_noise, selection_changes
+
+    if args.cells < 1:
+        raise ValueError(f"--cells must be >= 1, got {args.cells}")
+    zoo, models, tasks, gt_dir = _ground_truth_plan(args, list(REBUILT_TASK_NAMES),
+                                                    "ground_truth_v2")  # fmt: skip
+    out = Path(args.noise_out) if args.noise_out else zoo.parent / "selection_noise"
+    from ped.bench.zoo.train import read_manifest
+
+    unknown = sorted(set(models) - set(read_manifest(zoo)["encoders"]))
+    if unknown:
+        raise ValueError(f"no trained encoder for {unknown} in {zoo}")
+    gt = verify_ground_truth(gt_dir)
+    bad = sorted(set(tasks) - set(gt["task"]))
+    if bad:
+        raise ValueError(f"no ground truth for task(s) {bad} in {gt_dir}")
+    cells = choose_cells(models, tasks, args.cells, random_state=args.draw_seed)
+    start = time.perf_counter()
+    table = run_selection_noise(cells, out, zoo_dir=zoo, gt=gt, seed=args.seed,
+                                n_eval=args.n_eval, cache=args.cache, jobs=args.jobs,
+                                device=args.device)  # fmt: skip
+    changes = selection_changes(gt, table)
+    print(changes.round(3).to_string(index=False))
+    print(f"{int(changes['changed'].sum())} of {len(changes)} choices changed; wrote "
+          f"{out / 'ground_truth.csv'} ({len(table)} runs), {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def register_cli(subparsers: Any) -> None:
     """Add ``ped zoo {train,features}`` to the ``ped`` command line."""
     p = subparsers.add_parser(
@@ -146,7 +177,23 @@ def register_cli(subparsers: Any) -> None:
     r.add_argument("--gt-out", default=None, help="ground-truth folder (default: "
                    "<zoo>/../ground_truth_v2)")  # fmt: skip
     r.set_defaults(func=_cmd_groundtruth)
-    for q in (t, f, g, r):
+    n = sub.add_parser("selection-noise", help="rerun the rebuilt ground truth's model "
+                       "selection with a second seed on random cells (resumable)")
+    n.add_argument("--only", action="append", metavar="MODEL", help="draw among these encoders")
+    n.add_argument("--task", action="append", help="draw among these tasks (default: the "
+                   "rebuilt benchmark's tasks)")  # fmt: skip
+    n.add_argument("--cells", type=int, default=24, help="model x task cells drawn (default 24)")
+    n.add_argument("--draw-seed", type=int, default=0, help="seed of the draw of cells")
+    n.add_argument("--jobs", type=int, default=1, help="cells side by side")
+    n.add_argument("--seed", type=int, default=101, help="the second selection seed")
+    n.add_argument("--n-eval", type=int, default=6, help="evaluation seeds run at a changed "
+                   "choice (default 6)")  # fmt: skip
+    n.add_argument("--gt-out", default=None, help="the ground truth whose selection is rerun "
+                   "(default: <zoo>/../ground_truth_v2)")  # fmt: skip
+    n.add_argument("--noise-out", default=None, help="where the reruns go (default: "
+                   "<zoo>/../selection_noise)")  # fmt: skip
+    n.set_defaults(func=_cmd_selection)
+    for q in (t, f, g, r, n):
         q.add_argument("--out", default=None, help="zoo folder (default: data/zoo)")
         q.add_argument("--cache", default=None, help="data cache (default $PED_CACHE_DIR or "
                        "~/.cache/ped)")  # fmt: skip

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ __all__ = [
     "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
     "finetune_run", "linear_probe_run", "run_ground_truth", "ground_truth_table", "selected",
     "Protocol", "PROTOCOL", "COLUMNS_V2", "run_cell", "run_protocol", "protocol_table",
-    "write_protocol_table", "features_path", "verify_ground_truth",
+    "write_protocol_table", "features_path", "verify_ground_truth", "select_setting", "run_cells",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -436,6 +436,45 @@ def features_path(out_dir: str | os.PathLike[str], model: str, task: str) -> Pat
     return Path(out_dir) / "features" / model / f"{task}.npz"
 
 
+def select_setting(
+    unit: Callable[[str, float, float, int], dict[str, Any]],
+    protocol: Protocol = PROTOCOL,
+    *,
+    seeds: Sequence[int] | None = None,
+) -> tuple[tuple[float, float], list[dict[str, Any]]]:
+    """The model selection of ``protocol``: every (lr, wd) of the grid with each selection seed,
+    the grid grown on the side where the best mean validation accuracy sits on an edge (see
+    :class:`Protocol`), until the choice is interior or the extensions are spent.
+
+    ``unit(role, lr, wd, seed)`` runs (or loads) one run and returns its row (``val`` among its
+    keys); ``seeds`` replaces ``protocol.selection_seeds`` (a selection rerun with another
+    seed, :mod:`ped.bench.zoo.selection`).  Returns the chosen ``(lr, wd)`` and every row run.
+    Ties go to the smaller learning rate, then the smaller weight decay.
+    """
+    seeds = tuple(protocol.selection_seeds if seeds is None else seeds)
+    if not seeds:
+        raise ValueError("need at least one selection seed")
+    lrs, wds = list(protocol.lr_grid), list(protocol.wd_grid)
+    grown = {("lr", -1): 0, ("lr", 1): 0, ("wd", -1): 0, ("wd", 1): 0}
+    while True:
+        rows = [unit("select", lr, wd, s) for lr in lrs for wd in wds for s in seeds]
+        mean_val: dict[tuple[float, float], float] = {}
+        for r in rows:
+            mean_val.setdefault((r["lr"], r["wd"]), 0.0)
+            mean_val[(r["lr"], r["wd"])] += r["val"] / len(seeds)
+        best = max(mean_val, key=lambda k: (mean_val[k], -k[0], -k[1]))
+        changed = False
+        for axis, grid, value in (("lr", lrs, best[0]), ("wd", wds, best[1])):
+            for side, edge in ((-1, grid[0]), (1, grid[-1])):
+                end = side < 0 and edge == 0  # no weight decay: the axis ends there
+                if value == edge and not end and grown[(axis, side)] < protocol.max_extensions:
+                    grid[:] = _extend(grid, side, axis, protocol.wd_min)
+                    grown[(axis, side)] += 1
+                    changed = True
+        if not changed:
+            return best, rows
+
+
 def run_cell(
     encoder: Any,
     task: Any,
@@ -464,26 +503,7 @@ def run_cell(
         return _run_unit(path, row, lambda: finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
                                                          **kw), config)  # fmt: skip
 
-    lrs, wds = list(protocol.lr_grid), list(protocol.wd_grid)
-    grown = {("lr", -1): 0, ("lr", 1): 0, ("wd", -1): 0, ("wd", 1): 0}
-    while True:
-        rows = [unit("select", lr, wd, s) for lr in lrs for wd in wds
-                for s in protocol.selection_seeds]  # fmt: skip
-        mean_val: dict[tuple[float, float], float] = {}
-        for r in rows:
-            mean_val.setdefault((r["lr"], r["wd"]), 0.0)
-            mean_val[(r["lr"], r["wd"])] += r["val"] / len(protocol.selection_seeds)
-        best = max(mean_val, key=lambda k: (mean_val[k], -k[0], -k[1]))
-        changed = False
-        for axis, grid, value in (("lr", lrs, best[0]), ("wd", wds, best[1])):
-            for side, edge in ((-1, grid[0]), (1, grid[-1])):
-                end = side < 0 and edge == 0  # no weight decay: the axis ends there
-                if value == edge and not end and grown[(axis, side)] < protocol.max_extensions:
-                    grid[:] = _extend(grid, side, axis, protocol.wd_min)
-                    grown[(axis, side)] += 1
-                    changed = True
-        if not changed:
-            break
+    best, rows = select_setting(unit, protocol)
     lr, wd = best
     for p in sorted((out / "runs" / model / task.name).glob("eval_*.json")):
         stored = json.loads(p.read_text())
@@ -545,11 +565,7 @@ def run_protocol(
 ) -> pd.DataFrame:
     """Every model x task of ``protocol`` (resumable), ``jobs`` cells side by side in worker
     processes; then the table (:func:`protocol_table`) and the manifest are written."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     import torch
-    from ped._progress import tqdm
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -557,26 +573,50 @@ def run_protocol(
     threads = max(1, torch.get_num_threads() // jobs)
     cells = [(m, t, out, Path(zoo_dir), cache, protocol, device, precision, threads)
              for t in tasks for m in models]  # fmt: skip
+    run_cells(_cell_worker, cells, jobs=jobs, desc="ground truth")
+    return write_protocol_table(out)
+
+
+def run_cells(
+    worker: Callable[[tuple[Any, ...]], Any],
+    cells: Sequence[tuple[Any, ...]],
+    *,
+    jobs: int,
+    desc: str,
+    after_each: Callable[[], Any] | None = None,
+) -> None:
+    """``worker(cell)`` for every cell (a tuple whose first two items name its model and
+    task), in this process or ``jobs`` spawned worker processes side by side; ``after_each`` is
+    called in this process as each cell ends.  A cell that fails is logged and the others go
+    on; then a ``RuntimeError`` names every failed cell."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ped._progress import tqdm
+
     failed = []
-    with tqdm(total=len(cells), desc="ground truth", unit="cell") as bar:
+    with tqdm(total=len(cells), desc=desc, unit="cell") as bar:
         if jobs == 1:
             for cell in cells:
-                _cell_worker(cell)
+                worker(cell)
+                if after_each is not None:
+                    after_each()
                 bar.update(1)
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as executor:
-                futures = {executor.submit(_cell_worker, c): c[:2] for c in cells}
+                futures = {executor.submit(worker, c): c[:2] for c in cells}
                 for future in as_completed(futures):
                     try:
                         future.result()
                     except Exception as exc:  # noqa: BLE001 - reported, the others go on
                         logger.error("%s x %s failed: %s", *futures[future], exc)
                         failed.append(futures[future])
+                    if after_each is not None:
+                        after_each()
                     bar.update(1)
     if failed:
-        raise RuntimeError(f"ground truth failed for {failed}")
-    return write_protocol_table(out)
+        raise RuntimeError(f"{desc} failed for {failed}")
 
 
 def protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:

@@ -1,0 +1,241 @@
+"""The verdict read as a replication: the stored simulations behind its calibration and power.
+
+:mod:`ped.replication` has the inference; this module applies it to the embedded benchmark's
+stored verdict scores and keeps its simulations, the slow part, as a committed artefact
+(``make replication``, a few minutes on 2 cores): one CSV per unit in
+``<verdict folder>/simulations/`` with a sha256 manifest that ties each file to its
+configuration (the measured :class:`~ped.replication.BenchmarkShape` included), verified
+whenever the files are read.  A unit whose configuration changed (new scores, a new ground
+truth) is recomputed; the others are kept.
+
+Units: ``null`` (no effect), ``published`` (each metric's published gain), ``curve_<k>`` (a
+common gain, for the power curve and the minimum detectable effect) and ``duplicates_<null |
+published>`` (the with-replacement bootstrap of models, :func:`ped.inference.
+hierarchical_bootstrap`, beside the jackknife interval on the same simulated benchmarks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from ped._io import write_csv_atomic, write_json_atomic
+from ped.bench.verdict import PRIMARY_METRICS, endpoint_cells
+from ped.inference import Cell, hierarchical_bootstrap
+from ped.replication import (
+    BenchmarkShape,
+    measure_shape,
+    replicate,
+    simulate,
+    simulate_benchmark,
+)
+
+__all__ = [
+    "CURVE",
+    "primary_cells",
+    "simulation_plan",
+    "run_simulations",
+    "load_simulations",
+    "coverage_of_duplicates",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Common gains (Kendall-type agreement) of the power curve.
+CURVE: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3)
+MANIFEST = "manifest.json"
+
+
+def primary_cells(
+    scores: Mapping[str, Mapping[str, Any]],
+    gt: pd.DataFrame,
+    *,
+    arm: str = "ped",
+    metrics: Sequence[str] = PRIMARY_METRICS,
+) -> tuple[list[Cell], list[str]]:
+    """The primary endpoint's cells (task x metric, :func:`ped.bench.verdict.endpoint_cells`)
+    and the metric of each."""
+    cells = endpoint_cells(scores, gt, arm=arm, metrics=metrics)
+    return cells, [m for _ in scores for m in metrics]
+
+
+def simulation_plan(
+    shape: BenchmarkShape,
+    published: Mapping[str, float],
+    *,
+    n_null: int = 400,
+    n_power: int = 400,
+    n_curve: int = 200,
+    n_duplicates: int = 200,
+    n_resamples: int = 200,
+    curve: Sequence[float] = CURVE,
+) -> dict[str, dict[str, Any]]:
+    """Every unit's configuration (what its stored file must match)."""
+    gains = {m: float(published[m]) for m in shape.metrics}
+    base = {"shape": asdict(shape), "n_resamples": n_resamples,
+            "published": {k: float(v) for k, v in published.items()}}  # fmt: skip
+    plan = {"null": {**base, "effects": {}, "n": n_null, "seed": 1},
+            "published": {**base, "effects": gains, "n": n_power, "seed": 2}}  # fmt: skip
+    for i, g in enumerate(curve):
+        plan[f"curve_{i}"] = {**base, "effects": {m: float(g) for m in shape.metrics},
+                              "n": n_curve, "seed": 10 + i, "effect": float(g)}  # fmt: skip
+    for name, effects, seed in (("null", {}, 3), ("published", gains, 4)):
+        plan[f"duplicates_{name}"] = {**base, "effects": effects, "n": n_duplicates,
+                                      "seed": seed, "duplicates": True}  # fmt: skip
+    return plan
+
+
+def _digest(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shape_from_dict(d: Mapping[str, Any]) -> BenchmarkShape:
+    """A :class:`BenchmarkShape` from its JSON form (lists back to tuples)."""
+    return BenchmarkShape(**{k: tuple(map(tuple, v)) if k == "metric_sd" else
+                             (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def _duplicates(config: Mapping[str, Any]) -> pd.DataFrame:
+    """Per simulated benchmark: the with-replacement bootstrap interval of the mean
+    (``dup_low``, ``dup_high``), the jackknife interval (``pop_low``, ``pop_high``) and the
+    simulated zoo's true change ``theta_zoo``."""
+    shape = _shape_from_dict(config["shape"])
+    seeds = np.random.default_rng(config["seed"]).integers(0, 2**63 - 1, config["n"])
+    rows = []
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(int(seed))
+        cells, labels, theta = simulate_benchmark(shape, config["effects"], rng)
+        boot = hierarchical_bootstrap(cells, n_resamples=config["n_resamples"],
+                                      random_state=int(rng.integers(2**31)))  # fmt: skip
+        est = replicate(cells, labels, config["published"], n_resamples=config["n_resamples"],
+                        random_state=int(rng.integers(2**31)))["mean"]  # fmt: skip
+        distinct = len(np.unique(rng.integers(0, shape.n_models, shape.n_models)))
+        rows.append({"simulation": i, "estimate": est.estimate, "dup_low": boot.low,
+                     "dup_high": boot.high, "pop_low": est.pop_low, "pop_high": est.pop_high,
+                     "theta_zoo": theta, "distinct_models_example": distinct})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def run_simulations(
+    out_dir: str | os.PathLike[str],
+    cells: Sequence[Cell],
+    labels: Sequence[str],
+    published: Mapping[str, float],
+    **plan_options: Any,
+) -> dict[str, pd.DataFrame]:
+    """Measure the benchmark's shape from ``cells``, then run (or keep, when current) every
+    unit of :func:`simulation_plan`; the manifest is rewritten after each unit.  Returns
+    unit -> table."""
+    from ped._progress import tqdm
+
+    shape = measure_shape(cells, labels)
+    plan = simulation_plan(shape, published, **plan_options)
+    out = Path(out_dir)
+    manifest_path = out / MANIFEST
+    manifest: dict[str, Any] = {"version": 1, "units": {}}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError:
+            logger.warning("unreadable %s: every unit is recomputed", manifest_path)
+    manifest["shape"] = asdict(shape)
+    tables = {}
+    for unit, config in tqdm(plan.items(), desc="simulations", unit="unit"):
+        path = out / f"{unit}.csv"
+        entry = manifest["units"].get(unit, {})
+        if (entry.get("config") == _digest(config) and path.is_file()
+                and _sha256(path) == entry.get("sha256")):  # fmt: skip
+            tables[unit] = pd.read_csv(path)
+            continue
+        if config.get("duplicates"):
+            table = _duplicates(config)
+        else:
+            table = simulate(shape, config["effects"], n_simulations=config["n"],
+                             n_resamples=config["n_resamples"], random_state=config["seed"],
+                             published=config["published"])  # fmt: skip
+            if "effect" in config:
+                table.insert(0, "effect", config["effect"])
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv_atomic(table, path)
+        manifest["units"][unit] = {"config": _digest(config), "sha256": _sha256(path),
+                                   "rows": len(table)}  # fmt: skip
+        write_json_atomic(manifest_path, manifest)
+        tables[unit] = table
+    stale = sorted(set(manifest["units"]) - set(plan))
+    for unit in stale:
+        manifest["units"].pop(unit)
+        (out / f"{unit}.csv").unlink(missing_ok=True)
+    write_json_atomic(manifest_path, manifest)
+    return tables
+
+
+def load_simulations(
+    out_dir: str | os.PathLike[str],
+    cells: Sequence[Cell] | None = None,
+    labels: Sequence[str] | None = None,
+    published: Mapping[str, float] | None = None,
+    **plan_options: Any,
+) -> tuple[BenchmarkShape, dict[str, pd.DataFrame]]:
+    """The stored simulations, each file checked against its sha256 in the manifest (an error
+    names the file).  With ``cells``, ``labels`` and ``published``, each unit's configuration
+    is also checked against the one the current scores give (stale: rerun
+    ``make replication``)."""
+    out = Path(out_dir)
+    manifest_path = out / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"no simulations in {out}: run `make replication`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        units, shape_dict = manifest["units"], manifest["shape"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{manifest_path} is not a simulation manifest ({exc})") from exc
+    shape = _shape_from_dict(shape_dict)
+    plan = None
+    if cells is not None:
+        if labels is None or published is None:
+            raise ValueError("checking against the scores needs cells, labels and published")
+        plan = simulation_plan(measure_shape(cells, labels), published, **plan_options)
+        missing = sorted(set(plan) - set(units))
+        if missing:
+            raise ValueError(f"{out}: unit(s) {missing} missing: run `make replication`")
+    tables = {}
+    for unit, entry in units.items():
+        path = out / f"{unit}.csv"
+        if not path.is_file():
+            raise ValueError(f"{path} is listed in {manifest_path} but missing")
+        if _sha256(path) != entry["sha256"]:
+            raise ValueError(f"{path} does not match its sha256 in {manifest_path} (edited or "
+                             "corrupt)")  # fmt: skip
+        if plan is not None and entry["config"] != _digest(plan[unit]):
+            raise ValueError(f"{path} was simulated for other scores or settings (stale): run "
+                             "`make replication`")  # fmt: skip
+        tables[unit] = pd.read_csv(path)
+    return shape, tables
+
+
+def coverage_of_duplicates(table: pd.DataFrame, population_effect: float) -> dict[str, float]:
+    """Coverage of ``population_effect`` by the with-replacement bootstrap and by the jackknife
+    interval, and their mean widths, from a ``duplicates_*`` unit."""
+    dup = (table["dup_low"] <= population_effect) & (population_effect <= table["dup_high"])
+    pop = (table["pop_low"] <= population_effect) & (population_effect <= table["pop_high"])
+    n = len(table)
+    return {"n": n, "cover_duplicates": float(dup.mean()), "cover_jackknife": float(pop.mean()),
+            "width_duplicates": float((table["dup_high"] - table["dup_low"]).mean()),
+            "width_jackknife": float((table["pop_high"] - table["pop_low"]).mean()),
+            "cover_se": float(np.sqrt(0.95 * 0.05 / n)),
+            "binom_p_duplicates": float(scipy.stats.binomtest(int(dup.sum()), n, 0.95).pvalue),
+            "binom_p_jackknife": float(scipy.stats.binomtest(int(pop.sum()), n, 0.95).pvalue)}
