@@ -12,10 +12,11 @@ the change in :math:`\tau_w` must resample all three:
 with replacement, the seeds with replacement and one image replicate (the metric recomputed on
 a class-stratified bootstrap of the images, :func:`image_replicates`), and recomputes the paired
 change :math:`\Delta = \tau_w(\text{PED}) - \tau_w(\text{none})` on the same draw, so the two
-arms share their noise.  A change is called *clear* when its percentile interval excludes zero;
-:func:`simulate_calls` measures how often that rule fires when the two arms are of equal quality
-(it must be at most the nominal 5 %), and per-cell calls are corrected with Holm's step-down
-method (:func:`holm`), which controls the family-wise error rate without assumptions on the
+arms share their noise.  Drawing models with replacement scores tied duplicates of a model;
+the verdict's intervals now come from :mod:`ped.replication` (models fixed, or a jackknife over
+models), which also measures, on simulated benchmarks, the false-positive rate, coverage and
+power of its tests.  Per-cell calls are corrected with Holm's step-down method
+(:func:`holm`), which controls the family-wise error rate without assumptions on the
 dependence between cells.
 
 Controls: :func:`placebo_shift` moves each class by the length of its PED shift in a random
@@ -42,7 +43,6 @@ __all__ = [
     "hierarchical_bootstrap",
     "bootstrap_pvalue",
     "holm",
-    "simulate_calls",
     "placebo_shift",
     "radial_shift",
     "shuffled_label_ped",
@@ -256,59 +256,6 @@ def holm(pvalues: ArrayLike, alpha: float = 0.05) -> NDArray[np.bool_]:
             break
         reject[i] = True
     return reject
-
-
-def simulate_calls(
-    *,
-    n_models: int,
-    n_seeds: int,
-    n_tasks: int,
-    n_metrics: int,
-    spread: float,
-    seed_sd: float,
-    metric_noise: float,
-    image_noise: float,
-    treated_noise: float | None = None,
-    n_replicates: int = 20,
-    n_simulations: int = 200,
-    n_resamples: int = 200,
-    confidence: float = 0.95,
-    random_state: int = 0,
-) -> dict[str, float]:
-    """How often the "clear" rule fires on simulated benchmarks: the null, or an effect.
-
-    Each simulation draws a zoo per task: true accuracies :math:`\\mu_m \\sim N(0,
-    \\text{spread}^2)`, evaluation runs :math:`\\mu_m + N(0, \\text{seed\\_sd}^2)`; per metric
-    (a cell: task x metric, the metrics of a task sharing its ground truth) two arms of equal
-    quality, each :math:`\\mu_m` plus its own fixed error :math:`N(0,
-    \\text{metric\\_noise}^2)`, and per image replicate a further :math:`N(0,
-    \\text{image\\_noise}^2)`.  The rule is
-    applied to the mean change over cells (``clear_rate``: the false-positive rate of the
-    endpoint) and, Holm-corrected, to every cell (``cell_fwer``: the fraction of simulations
-    with any cell called).  Under the null (``treated_noise=None``) both must stay at or below
-    ``1 - confidence``.  With ``treated_noise`` the treated arm's error has that SD instead (a
-    better metric when smaller): the rates are then the rule's power.
-    """
-    rng = np.random.default_rng(random_state)
-    clear = any_cell = 0
-    for _ in range(n_simulations):
-        cells = []
-        for task in range(n_tasks):
-            mu = rng.normal(0, spread, n_models)
-            acc = mu[:, None] + rng.normal(0, seed_sd, (n_models, n_seeds))
-            for _ in range(n_metrics):
-                arms = [mu + rng.normal(0, sd, n_models) for sd in
-                        (metric_noise, metric_noise if treated_noise is None else treated_noise)]
-                noise = [np.vstack([np.zeros(n_models),
-                                    rng.normal(0, image_noise, (n_replicates, n_models))])
-                         for _ in range(2)]  # fmt: skip
-                cells.append(Cell(arms[0] + noise[0], arms[1] + noise[1], acc, group=f"t{task}"))
-        res = hierarchical_bootstrap(cells, n_resamples=n_resamples, confidence=confidence,
-                                     random_state=int(rng.integers(2**31)))  # fmt: skip
-        clear += res.clear
-        any_cell += bool(holm(res.cell_pvalues(), 1 - confidence).any())
-    return {"simulations": n_simulations, "clear_rate": clear / n_simulations,
-            "cell_fwer": any_cell / n_simulations, "nominal": 1 - confidence}  # fmt: skip
 
 
 def _class_move_inputs(

@@ -20,6 +20,7 @@ __all__ = [
     "finetune_accuracy",
     "dataset_table",
     "measurement",
+    "verdict_history",
     "PUBLISHED_MODELS",
 ]
 
@@ -74,6 +75,18 @@ def dataset_table() -> pd.DataFrame:
     """The paper's 11 target datasets: ``classes``, ``samples`` (images scored, every official
     split once) and ``accuracy_kind``, indexed by dataset name."""
     return pd.read_csv(data_dir() / "published" / "datasets.csv", index_col="dataset")
+
+
+def verdict_history() -> pd.DataFrame:
+    """When each part of the verdict's primary endpoint was fixed, from the repository's
+    history (``data/verdict/history.csv``: ``date``, ``commit``, ``event``, ``what``; one row
+    per event, in time order)."""
+    table = pd.read_csv(data_dir() / "verdict" / "history.csv")
+    expected = ["date", "commit", "event", "what"]
+    if list(table.columns) != expected:
+        raise ValueError(f"{data_dir() / 'verdict' / 'history.csv'} must have the columns "
+                         f"{expected}, got {list(table.columns)}")
+    return table
 
 
 def measurement(name: str) -> dict[str, Any]:

@@ -50,3 +50,37 @@ def test_measurements_load_and_unknown_names_are_reported():
     assert {r["shape"] for r in ped_gpu["rows"]} == {"cifar100", "sun397"}
     with pytest.raises(FileNotFoundError, match="ped_gpu_h200"):
         data.measurement("nope")
+
+
+def test_published_gains_are_the_table_means():
+    gains = data.published_gains()
+    tau = data.published_tau_w()
+    assert gains["logme"] == pytest.approx((tau.loc["LogME+PED"] - tau.loc["LogME"]).mean())
+    assert gains["mean"] == pytest.approx((gains["logme"] + gains["sfda"] + gains["gbc"]) / 3)
+    assert gains["mean"] == pytest.approx(0.190, abs=5e-4)
+
+
+def test_verdict_history_matches_the_repository():
+    """Each event's commit exists and carries the stated time (when the tests run in a clone);
+    the events are in time order."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    history = data.verdict_history()
+    assert list(history["date"]) == sorted(history["date"])
+    assert {"primary endpoint defined", "rebuilt benchmark's verdict scores"} <= set(
+        history["event"])
+    root = Path(data.__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git clone")
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=root,
+                             capture_output=True, text=True).stdout.strip()
+    if shallow == "true":
+        pytest.skip("a shallow clone lacks the history")
+    for commit, date in zip(history["commit"], history["date"]):
+        out = subprocess.run(["git", "log", "-1", "--format=%cd", "--date=format-local:%Y-%m-%d %H:%M",
+                              commit], cwd=root, capture_output=True, text=True,
+                             env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})
+        assert out.returncode == 0, f"commit {commit} is not in the repository"
+        assert f"{out.stdout.strip()} UTC" == date

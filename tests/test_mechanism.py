@@ -163,3 +163,27 @@ def test_distance_agreement_is_undefined_when_nothing_moves() -> None:
     b = np.arange(16.0).reshape(4, 4)
     res = M.distance_agreement(a, b + b.T, n_permutations=9)
     assert np.isnan(res.rho) and np.isnan(res.p_value) and res.null.shape == (9,)
+
+
+def test_geometry_summary_by_hand() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"task": ["a", "a", "b", "b"], "distance_rho": [0.2, 0.4, 0.6, np.nan],
+                          "distance_p": [0.01, 0.2, 0.001, np.nan],
+                          "control_rho": [0.9, 0.8, 0.95, 0.9], "control_p": [0.001, 0.01, 0.2,
+                                                                                0.001],
+                          "radial_rho": [0.1, 0.2, 0.3, 0.4],
+                          "closeness_rho": [0.5, 0.3, 0.9, 0.1]})
+    g = M.geometry_summary(table, n_resamples=200)
+    assert g.n_pairs == 3 and g.rho == pytest.approx(0.4)
+    assert g.rho_low <= g.rho <= g.rho_high
+    assert g.significant == pytest.approx(2 / 3)
+    import scipy.stats
+
+    assert g.binomial_p == pytest.approx(scipy.stats.binomtest(2, 3, 0.05,
+                                                               alternative="greater").pvalue)
+    assert g.control_detected == pytest.approx(2 / 3) and g.control_rho == pytest.approx(
+        (0.9 + 0.8 + 0.95) / 3)
+    assert g.radial_rho == pytest.approx(0.2) and g.closeness_beats_ped == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="no model"):
+        M.geometry_summary(table.assign(distance_rho=np.nan))

@@ -85,37 +85,57 @@ def _gt() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _select_rows(model: str, best: tuple[float, float], skip: int = 0) -> list[dict]:
+    rows = []
+    for lr in (0.01, 0.03, 0.1):
+        for wd in (5e-5, 5e-4, 5e-3):
+            val = 70.0 - abs(np.log10(lr / best[0])) - abs(np.log10(wd / best[1]))
+            rows.append({"model": model, "task": "t", "role": "select", "seed": 101, "lr": lr,
+                         "wd": wd, "val": val, "test": 0.0})
+    return rows[skip:]
+
+
 def test_selection_changes_and_the_perturbed_ground_truth() -> None:
+    protocol = F.Protocol(steps=2, lr_grid=(0.01, 0.03, 0.1), wd_grid=(5e-5, 5e-4, 5e-3),
+                          selection_seeds=(100,), eval_seeds=(0, 1, 2, 3), max_extensions=0)
     gt = _gt()
+    evals = [{"model": "a", "task": "t", "role": "eval", "seed": s, "lr": 0.03, "wd": 5e-4,
+              "val": 0.0, "test": 65.0 + s} for s in range(2)]
     noise = pd.DataFrame([
-        # a: the second seed prefers lr 0.03; evaluated there on seeds 0, 1
-        {"model": "a", "task": "t", "role": "select", "seed": 101, "lr": 0.01, "wd": 5e-4,
-         "val": 50.0, "test": 0.0},
-        {"model": "a", "task": "t", "role": "select", "seed": 101, "lr": 0.03, "wd": 5e-4,
-         "val": 52.0, "test": 0.0},
-        {"model": "a", "task": "t", "role": "eval", "seed": 0, "lr": 0.03, "wd": 5e-4,
-         "val": 0.0, "test": 65.0},
-        {"model": "a", "task": "t", "role": "eval", "seed": 1, "lr": 0.03, "wd": 5e-4,
-         "val": 0.0, "test": 66.0},
-        # b: the same choice
-        {"model": "b", "task": "t", "role": "select", "seed": 101, "lr": 0.03, "wd": 5e-4,
-         "val": 70.0, "test": 0.0},
-        {"model": "b", "task": "t", "role": "select", "seed": 101, "lr": 0.1, "wd": 5e-4,
-         "val": 69.0, "test": 0.0},
+        *_select_rows("a", (0.03, 5e-4)), *evals,  # a: prefers lr 0.03 now, evaluated there
+        *_select_rows("b", (0.03, 5e-4)),          # b: the same choice
+        *_select_rows("c", (0.1, 5e-4), skip=2),   # c: still running (two runs missing)
     ])
-    ch = S.selection_changes(gt, noise).set_index("model")
+    ch = S.selection_changes(gt, noise, protocol=protocol, n_eval=2).set_index("model")
+    assert list(ch.index) == ["a", "b"]  # the unfinished cell is left out
     assert bool(ch.loc["a", "changed"]) and not bool(ch.loc["b", "changed"])
     # seeds 0, 1: new 65, 66 against the original's 60, 61: +5 points
     assert ch.loc["a", "shift"] == pytest.approx(5.0) and ch.loc["a", "n_eval"] == 2
-    assert ch.loc["a", "val_gap"] == pytest.approx(2.0)
-    assert ch.loc["b", "shift"] == 0.0
-    acc = np.array([[60.0, 61, 62, 63], [70, 71, 72, 73], [80, 81, 82, 83]])
-    before = acc.copy()
-    moved = S.perturbed_accuracy(acc, ["a", "b", "c"], "t", ch.reset_index())
-    np.testing.assert_array_equal(acc, before)  # not modified
-    np.testing.assert_array_equal(moved[0], acc[0] + 5.0)
-    np.testing.assert_array_equal(moved[1:], acc[1:])
-    with pytest.raises(ValueError, match="no evaluation runs"):
-        S.selection_changes(gt, noise[noise["role"] == "select"])
-    with pytest.raises(ValueError, match=r"\(3, S\)"):
-        S.perturbed_accuracy(acc[:2], ["a", "b", "c"], "t", ch.reset_index())
+    assert ch.loc["a", "val_gap"] == pytest.approx(np.log10(3))  # 70 against 70 - log10(3)
+    assert ch.loc["b", "shift"] == 0.0 and ch.loc["b", "n_eval"] == 0
+    # a changed choice whose evaluation is not finished is left out too
+    assert "a" not in set(S.selection_changes(gt, noise[noise["role"] == "select"],
+                                              protocol=protocol, n_eval=2)["model"])
+    before = gt.copy()
+    moved = S.perturbed_ground_truth(gt, ch.reset_index())
+    pd.testing.assert_frame_equal(gt, before)  # not modified
+    np.testing.assert_array_equal(moved.loc[moved["model"] == "a", "test"],
+                                  gt.loc[gt["model"] == "a", "test"] + 5.0)
+    np.testing.assert_array_equal(moved.loc[moved["model"] != "a", "test"],
+                                  gt.loc[gt["model"] != "a", "test"])
+    unchanged = S.perturbed_ground_truth(gt, ch.reset_index().assign(changed=False))
+    pd.testing.assert_frame_equal(unchanged, gt)
+    two_seeds = noise.copy()
+    two_seeds.loc[0, "seed"] = 102
+    with pytest.raises(ValueError, match="one seed"):
+        S.selection_changes(gt, two_seeds, protocol=protocol)
+
+
+def test_selection_margins_by_hand() -> None:
+    rows = [{"model": "a", "task": "t", "role": "select", "seed": 100, "lr": lr, "wd": 5e-4,
+             "val": v, "test": 0.0} for lr, v in ((0.01, 60.0), (0.03, 62.0), (0.1, 61.5))]
+    rows += [{"model": "a", "task": "t", "role": "eval", "seed": s, "lr": 0.03, "wd": 5e-4,
+              "val": v, "test": 0.0} for s, v in enumerate((61.0, 63.0, 62.0))]
+    m = S.selection_margins(pd.DataFrame(rows)).iloc[0]
+    assert m["margin"] == pytest.approx(0.5) and m["val_sd"] == pytest.approx(1.0)
+    assert bool(m["close"])

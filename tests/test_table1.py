@@ -81,6 +81,29 @@ def test_paired_gains_count_clear_changes():
     assert empty.empty and list(empty.columns) == list(gain.columns) and (up, down) == (0, 0)
 
 
+def test_paired_gains_calls_cells_after_holm():
+    """Four cells with bootstrap p-values 2/201 (clear), and three at about 0.03: uncorrected
+    all four would be called; Holm's step-down keeps the first only (0.03 > 0.05 / 3)."""
+    from ped.bench.table1 import TauCells
+
+    tau = pd.DataFrame(0.0, index=["LogME", "LogME+PED", "GBC", "GBC+PED"],
+                       columns=["t1", "t2", "mean"])
+    rng = np.random.default_rng(0)
+    draws = {}
+    base = rng.normal(0, 0.01, 200)
+    for row in tau.index:
+        for t in ("t1", "t2"):
+            draws[(row, t)] = base
+    draws[("LogME+PED", "t1")] = base + 1.0  # every draw up: p = 2/201
+    for row, t in (("LogME+PED", "t2"), ("GBC+PED", "t1"), ("GBC+PED", "t2")):
+        d = np.full(200, 0.5)
+        d[:2] = -0.5  # 2 of 200 draws at or below zero: p = 2 * 3 / 201 = 0.030
+        draws[(row, t)] = base + d
+    cells = TauCells(tau, tau, tau, draws)
+    assert paired_gains(cells, ["logme", "gbc"])[1:] == (1, 0)
+    assert paired_gains(cells, ["logme", "gbc"], alpha=0.2)[1:] == (4, 0)
+
+
 def test_table1_layout_bolds_a_raised_mean():
     cells = tau_cells(_scores(), _gt(), n_resamples=50)
     ceiling = pd.Series({"t1": 0.9, "t2": 0.7})

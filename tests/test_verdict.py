@@ -183,24 +183,6 @@ def test_score_seeds_and_their_spread(zoo, tmp_path: Path) -> None:  # noqa: ANN
     assert not (tmp_path / "bad").exists()
 
 
-def test_null_parameters_describe_the_benchmark(zoo, tmp_path: Path) -> None:  # noqa: ANN001
-    feats, stats, gt = zoo
-    path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=4, n_placebo=1)
-    params = V.null_parameters({"t": V.load_task_scores(path)}, gt)
-    assert params["n_models"] == 7 and params["n_seeds"] == 4 and params["n_tasks"] == 1
-    acc = gt.pivot_table(index="model", columns="seed", values="test")
-    expected = np.sqrt(acc.var(axis=1, ddof=1).mean()) / acc.mean(axis=1).std(ddof=1)
-    assert params["seed_sd"] == pytest.approx(expected)
-    assert params["image_noise"] > 0 and params["metric_noise"] > 0
-    # the metric noise inverts tau = (2/pi) arcsin(1/sqrt(1 + sigma^2)), tau the mean tau_w
-    s = V.load_task_scores(path)
-    truth = acc.loc[s["models"]].mean(axis=1).to_numpy()
-    tau = np.clip(np.mean([weighted_tau(s[f"base__{m}"][0], truth) for m in V.PRIMARY_METRICS]),
-                  0.05, 0.95)  # fmt: skip
-    rho = 1 / np.sqrt(1 + params["metric_noise"] ** 2)
-    assert 2 / np.pi * np.arcsin(rho) == pytest.approx(tau)
-
-
 def test_primary_options_are_the_release_definitions() -> None:
     from ped.metrics import DEFINITIONS
 

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,11 @@ from ped.bench.verdict import PRIMARY_METRICS, endpoint_cells
 from ped.inference import Cell, hierarchical_bootstrap
 from ped.replication import (
     BenchmarkShape,
+    ReplicationEstimate,
+    calibration,
     measure_shape,
+    minimum_detectable_effect,
+    power_curve,
     replicate,
     simulate,
     simulate_benchmark,
@@ -42,6 +46,10 @@ from ped.replication import (
 
 __all__ = [
     "CURVE",
+    "verdict_replication",
+    "PowerSummary",
+    "power_summary",
+    "selection_endpoint",
     "primary_cells",
     "simulation_plan",
     "run_simulations",
@@ -239,3 +247,119 @@ def coverage_of_duplicates(table: pd.DataFrame, population_effect: float) -> dic
             "cover_se": float(np.sqrt(0.95 * 0.05 / n)),
             "binom_p_duplicates": float(scipy.stats.binomtest(int(dup.sum()), n, 0.95).pvalue),
             "binom_p_jackknife": float(scipy.stats.binomtest(int(pop.sum()), n, 0.95).pvalue)}
+
+
+def verdict_replication(
+    scores: Mapping[str, Mapping[str, Any]],
+    gt: pd.DataFrame,
+    *,
+    arm: str = "ped",
+    metrics: Sequence[str] = PRIMARY_METRICS,
+    n_resamples: int = 1000,
+    random_state: int = 0,
+) -> dict[str, ReplicationEstimate]:
+    """The verdict's replication estimates (:func:`ped.replication.replicate`) of ``arm``
+    against the extracted features, per metric and for their mean, tested against the published
+    gains (:func:`ped.paper.published_gains`)."""
+    from ped.paper import published_gains
+
+    cells, labels = primary_cells(scores, gt, arm=arm, metrics=metrics)
+    return replicate(cells, labels, published_gains(), n_resamples=n_resamples,
+                     random_state=random_state)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PowerSummary:
+    """What the stored simulations say about the verdict's tests (:func:`power_summary`).
+
+    ``null`` and ``published``: :func:`ped.replication.calibration` of the null and of the
+    published gains (``population_effect``: the simulated zoos' mean true change there);
+    ``curve``: :func:`ped.replication.power_curve` of the mean over the common gains;
+    ``mde_*``: the realised change at which each test reaches 80 % power; ``duplicates_*``:
+    :func:`coverage_of_duplicates` under the null and the published gains."""
+
+    null: dict[str, float]
+    published: dict[str, float]
+    population_effect: float
+    curve: pd.DataFrame
+    mde_zoo: float
+    mde_pop: float
+    mde_tasks: float
+    duplicates_null: dict[str, float]
+    duplicates_published: dict[str, float]
+
+
+def power_summary(tables: Mapping[str, pd.DataFrame], *, alpha: float = 0.05) -> PowerSummary:
+    """:class:`PowerSummary` of :func:`load_simulations`' tables."""
+    pub = tables["published"]
+    effect = float(pub.loc[pub["label"] == "mean", "theta_zoo"].mean())
+    curve_units = sorted(k for k in tables if k.startswith("curve_"))
+    curve = power_curve(pd.concat([tables[k] for k in curve_units], ignore_index=True),
+                        alpha=alpha)  # fmt: skip
+    mean = curve[curve["label"] == "mean"].sort_values("realised")
+    mde = {k: minimum_detectable_effect(mean["realised"], mean[f"power_{k}"])
+           for k in ("zoo", "pop", "tasks")}  # fmt: skip
+    dup_pub = tables["duplicates_published"]
+    return PowerSummary(
+        null=calibration(tables["null"], alpha=alpha),
+        published=calibration(pub, alpha=alpha, population_effect=effect),
+        population_effect=effect, curve=mean.reset_index(drop=True),
+        mde_zoo=mde["zoo"], mde_pop=mde["pop"], mde_tasks=mde["tasks"],
+        duplicates_null=coverage_of_duplicates(tables["duplicates_null"], 0.0),
+        duplicates_published=coverage_of_duplicates(dup_pub, float(dup_pub["theta_zoo"].mean())),
+    )  # fmt: skip
+
+
+def selection_endpoint(
+    scores: Mapping[str, Mapping[str, Any]],
+    gt: pd.DataFrame,
+    changes: pd.DataFrame,
+    *,
+    n_draws: int = 1000,
+    random_state: int = 0,
+    metrics: Sequence[str] = PRIMARY_METRICS,
+) -> dict[str, Any]:
+    r"""What the noise of model selection does to the endpoint.
+
+    ``changes`` (:func:`ped.bench.zoo.selection.selection_changes`) covers a random sample of
+    the cells.  ``observed``: the endpoint with the sampled cells' ground truth moved to what
+    the second selection seed chose (:func:`ped.bench.zoo.selection.perturbed_ground_truth`).
+    ``draws``: the endpoint when *every* cell is selected again, simulated by giving each cell,
+    independently, a change of choice with the sampled rate and, if it changes, a shift drawn
+    from the sampled shifts (``n_draws`` draws); their SD is the selection noise of the
+    endpoint.  ``ranking``: per task, :math:`	au_w` between the models' mean accuracies
+    before and after the observed re-selection."""
+    from ped.bench.zoo.selection import perturbed_ground_truth
+    from ped.evaluation import weighted_tau
+    from ped.replication import _cell_changes
+
+    def estimate(table: pd.DataFrame) -> float:
+        return float(_cell_changes(primary_cells(scores, table, metrics=metrics)[0]).mean())
+
+    moved = perturbed_ground_truth(gt, changes)
+    ranking = {}
+    for task, s in scores.items():
+        models = s["models"]
+        before = _mean_accuracy(gt, task, models)
+        after = _mean_accuracy(moved, task, models)
+        ranking[task] = weighted_tau(after, before)
+    rate = float(changes["changed"].mean()) if len(changes) else 0.0
+    shifts = changes.loc[changes["changed"], "shift"].to_numpy()
+    rng = np.random.default_rng(random_state)
+    draws = np.empty(n_draws)
+    cells = [(m, t) for t, s in scores.items() for m in s["models"]]
+    for i in range(n_draws):
+        flip = rng.random(len(cells)) < rate
+        fake = pd.DataFrame({"model": [c[0] for c in cells], "task": [c[1] for c in cells],
+                             "changed": flip,
+                             "shift": rng.choice(shifts, len(cells)) if shifts.size else 0.0})
+        draws[i] = estimate(perturbed_ground_truth(gt, fake))
+    return {"base": estimate(gt), "observed": estimate(moved), "draws": draws,
+            "sd": float(draws.std(ddof=1)), "rate": rate, "n_cells": len(changes),
+            "ranking": pd.Series(ranking, name="τ_w between the two ground truths")}
+
+
+def _mean_accuracy(gt: pd.DataFrame, task: str, models: Sequence[str]) -> np.ndarray:
+    from ped.bench.verdict import accuracy_table
+
+    return accuracy_table(gt, task, models).mean(axis=1)

@@ -210,26 +210,38 @@ def table1(cells: TauCells, ceiling: pd.Series | None = None) -> Any:
 
 
 def paired_gains(
-    cells: TauCells, metrics: Sequence[str], move: str = "PED"
+    cells: TauCells, metrics: Sequence[str], move: str = "PED", *, alpha: float = 0.05
 ) -> tuple[pd.DataFrame, int, int]:
     r"""Each metric's change of :math:`\tau_w` with PED (or the ``move`` ``"SA"``), per task and
     on the mean (rows: the metrics' display names), and the number of task cells whose paired
-    change is clearly up and clearly down: the 95 % percentile interval of
-    ``draws[+PED] - draws[static]`` (the same seed resamples) above or below zero.  Without
-    draws both counts are 0."""
+    change is clearly up and clearly down.
+
+    A cell's two-sided bootstrap p-value comes from ``draws[+PED] - draws[static]`` (the same
+    seed resamples, :func:`ped.inference.bootstrap_pvalue`), and a cell is called at level
+    ``alpha`` after Holm's correction over every cell of the call
+    (:func:`ped.inference.holm`), as the primary endpoint's cell-level calls are.  The draws
+    resample the evaluation seeds only: the estimand is the change for these models and these
+    scored images.  Without draws both counts are 0."""
+    from ped.inference import bootstrap_pvalue, holm
+
     if move not in MOVES[1:]:
         raise ValueError(f"move must be one of {list(MOVES[1:])}, got {move!r}")
     rows = {row_label(m): cells.tau.loc[row_label(m, move)] - cells.tau.loc[row_label(m)]
             for m in metrics}  # fmt: skip
     gain = pd.DataFrame(rows, index=cells.tau.columns).T  # no metrics: no rows, same columns
-    up = down = 0
+    diffs = []
     for m in metrics:
         for t in cells.tasks:
             key_ped, key = (row_label(m, move), t), (row_label(m, False), t)
             if key_ped in cells.draws and key in cells.draws:
-                low, high = np.nanpercentile(cells.draws[key_ped] - cells.draws[key], [2.5, 97.5])
-                up += int(low > 0)
-                down += int(high < 0)
+                d = cells.draws[key_ped] - cells.draws[key]
+                diffs.append(d[np.isfinite(d)])
+    diffs = [d for d in diffs if d.size]
+    if not diffs:
+        return gain, 0, 0
+    called = holm(np.array([bootstrap_pvalue(d) for d in diffs]), alpha)
+    up = sum(int(c and np.median(d) > 0) for c, d in zip(called, diffs))
+    down = sum(int(c and np.median(d) < 0) for c, d in zip(called, diffs))
     return gain, up, down
 
 

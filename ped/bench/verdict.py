@@ -54,7 +54,6 @@ __all__ = [
     "arm_changes",
     "placebo_percentile",
     "leave_one_model_out",
-    "null_parameters",
     "score_benchmark",
     "SECONDARY",
     "load_scores",
@@ -769,43 +768,3 @@ def seed_spread(scores: Mapping[str, Mapping[str, Any]], gt: pd.DataFrame) -> pd
             rows.append({"task": task, "seed": int(seed), "tau": tau, "tau_ped": tau_ped,
                          "change": tau_ped - tau})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def null_parameters(
-    scores: Mapping[str, Mapping[str, Any]],
-    gt: pd.DataFrame,
-    *,
-    metrics: Sequence[str] = PRIMARY_METRICS,
-) -> dict[str, Any]:
-    r"""Parameters of :func:`ped.inference.simulate_calls` that mimic this benchmark.
-
-    In units of the spread of the models' true accuracies (``spread = 1``): ``seed_sd`` is the
-    pooled within-model SD of the evaluation runs over the SD of the models' mean accuracies
-    (averaged over tasks); ``image_noise`` the SD of a model's score over the image replicates
-    over the SD of the scores across models (averaged over tasks, metrics and models); and
-    ``metric_noise`` the error SD that gives a Gaussian metric the benchmark's mean Kendall-type
-    agreement :math:`\bar\tau` of the extracted features' scores, from
-    :math:`\tau = \tfrac{2}{\pi}\arcsin\rho` and :math:`\rho = (1 + \sigma^2)^{-1/2}`
-    (:math:`\bar\tau` clipped to [0.05, 0.95]).  Also the counts: models, seeds, tasks, metrics.
-    The result is the keyword arguments of :func:`ped.inference.simulate_calls`.
-    """
-    from ped.evaluation import weighted_tau
-
-    seed_ratio, image_ratio, taus, n_seeds = [], [], [], []
-    for task, s in scores.items():
-        acc = accuracy_table(gt, task, s["models"])
-        seed_ratio.append(np.sqrt(acc.var(axis=1, ddof=1).mean()) / acc.mean(axis=1).std(ddof=1))
-        n_seeds.append(acc.shape[1])
-        for metric in metrics:
-            base = s[f"base__{metric}"]
-            across = base[0].std(ddof=1)
-            if base.shape[0] > 2 and across > 0:
-                image_ratio.append(float(base[1:].std(axis=0, ddof=1).mean() / across))
-            taus.append(weighted_tau(base[0], acc.mean(axis=1)))
-    tau = float(np.clip(np.mean(taus), 0.05, 0.95))
-    rho = np.sin(np.pi * tau / 2)
-    return {"n_models": int(np.median([len(s["models"]) for s in scores.values()])),
-            "n_seeds": int(min(n_seeds)), "n_tasks": len(scores), "n_metrics": len(metrics),
-            "spread": 1.0, "seed_sd": float(np.mean(seed_ratio)),
-            "image_noise": float(np.mean(image_ratio)) if image_ratio else 0.0,
-            "metric_noise": float(np.sqrt(1 / rho**2 - 1))}  # fmt: skip

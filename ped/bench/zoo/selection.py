@@ -10,12 +10,11 @@ truth.  This module measures that noise on a random sample of model x task cells
 2. :func:`rerun_cell` repeats the whole selection (the same grid, grown by the same rule) with
    another selection seed; where the chosen setting changes, it runs the first ``n_eval``
    evaluation seeds at the new setting;
-3. :func:`selection_changes` compares the two choices per cell, and
-   :func:`perturbed_accuracy` moves each changed cell's ground truth by the paired difference
-   between the new and the original setting on the same evaluation seeds
-   (:math:`\bar a_{new} - \bar a_{orig}` over seeds :math:`0..n_{eval}-1`), so that every
-   analysis of the verdict can be rerun on the ground truth that the other selection seed would
-   have given.
+3. :func:`selection_changes` compares the two choices per cell and measures each changed
+   cell's shift, the paired difference between the new and the original setting on the same
+   evaluation seeds (:math:`\bar a_{new} - \bar a_{orig}` over seeds :math:`0..n_{eval}-1`),
+   and :func:`perturbed_ground_truth` moves each changed cell's ground truth by it, so that every analysis of the verdict can
+   be rerun on the ground truth that the other selection seed would have given.
 
 Every run is a unit stored as ``<out>/runs/<model>/<task>/<role>_lr_wd_s.json`` (the format of
 the rebuilt ground truth, :func:`ped.bench.zoo.finetune.write_protocol_table` writes its table
@@ -49,8 +48,9 @@ __all__ = [
     "original_choice",
     "rerun_cell",
     "run_selection_noise",
+    "selection_margins",
     "selection_changes",
-    "perturbed_accuracy",
+    "perturbed_ground_truth",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,57 +172,105 @@ def run_selection_noise(
     return write_protocol_table(out)
 
 
-def selection_changes(gt: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
-    """Per rerun cell: the original and the new choice, whether it changed, and the paired
-    difference of the evaluation accuracy between the two settings.
+def selection_margins(gt: pd.DataFrame) -> pd.DataFrame:
+    """Per model x task of a rebuilt ground truth: the validation margin of the chosen setting
+    over the runner-up on the selection seed(s) (``margin``, points) and the SD of the
+    validation accuracy over the evaluation seeds at the chosen setting (``val_sd``), the
+    seed-to-seed noise that a margin has to beat; ``close`` is ``margin < val_sd``."""
+    rows = []
+    for (model, task), g in gt.groupby(["model", "task"], sort=True):
+        vals = g[g["role"] == "select"].groupby(["lr", "wd"])["val"].mean().sort_values()
+        ev = g[g["role"] == "eval"]
+        if len(vals) < 2 or len(ev) < 2:
+            continue
+        rows.append({"model": model, "task": task, "margin": float(vals.iloc[-1] - vals.iloc[-2]),
+                     "val_sd": float(ev["val"].std(ddof=1))})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["model", "task", "margin", "val_sd"])
+    out["close"] = out["margin"] < out["val_sd"]
+    return out
 
-    Columns ``model, task, lr, wd`` (original), ``lr_new, wd_new``, ``changed``, ``n_eval``
-    (evaluation seeds run at the new setting; 0 when unchanged), ``shift`` (mean test accuracy
-    at the new setting minus at the original one over those seeds, in points; 0 when
+
+class _Missing(Exception):
+    """A run the selection needs is not stored yet (the cell is still running)."""
+
+
+def _replay(runs: pd.DataFrame, protocol: Protocol, seed: int) -> tuple[float, float]:
+    """The choice that :func:`ped.bench.zoo.finetune.select_setting` makes on the stored
+    selection runs of one cell; :class:`_Missing` when a run it needs is not stored."""
+    val = {(float(r.lr), float(r.wd)): float(r.val) for r in runs.itertuples()}
+
+    def unit(role: str, lr: float, wd: float, s: int) -> dict[str, Any]:
+        if (float(lr), float(wd)) not in val:
+            raise _Missing
+        return {"lr": lr, "wd": wd, "val": val[(float(lr), float(wd))]}
+
+    best, _ = select_setting(unit, protocol, seeds=(seed,))
+    return float(best[0]), float(best[1])
+
+
+def selection_changes(
+    gt: pd.DataFrame, noise: pd.DataFrame, *, protocol: Protocol = PROTOCOL, n_eval: int = 6
+) -> pd.DataFrame:
+    """Per *finished* rerun cell: the original and the new choice, whether it changed, and the
+    paired difference of the evaluation accuracy between the two settings.
+
+    A cell is finished when the selection, replayed on its stored runs by the protocol's rule
+    (the same grid growth), needs no run that is missing, and, where the choice changed, its
+    ``n_eval`` evaluation runs at the new setting are stored; cells still running are left
+    out.  Columns ``model, task, lr, wd`` (original), ``lr_new, wd_new``, ``changed``,
+    ``n_eval`` (evaluation seeds at the new setting; 0 when unchanged), ``shift`` (mean test
+    accuracy at the new setting minus at the original one over those seeds, in points; 0 when
     unchanged), ``seed_sd`` (the SD of the original setting's evaluation runs, for scale) and
     ``val_gap`` (the second seed's validation accuracy at its choice minus at the original
-    setting, points).
+    setting, points; NaN when it did not run the original setting).
     """
     rows = []
     for (model, task), runs in noise.groupby(["model", "task"], sort=True):
         lr0, wd0 = original_choice(gt, model, task)
         sel = runs[runs["role"] == "select"]
-        if sel.empty:
-            raise ValueError(f"{model} on {task}: no selection runs")
-        mean_val = sel.groupby(["lr", "wd"])["val"].mean()
-        best = max(mean_val.index, key=lambda k: (mean_val[k], -k[0], -k[1]))
+        if sel.empty or sel["seed"].nunique() != 1:
+            raise ValueError(f"{model} on {task}: expected the selection runs of one seed")
+        try:
+            best = _replay(sel, protocol, int(sel["seed"].iloc[0]))
+        except _Missing:
+            continue
         orig_runs = gt[(gt["model"] == model) & (gt["task"] == task) & (gt["role"] == "eval")]
-        changed = (float(best[0]), float(best[1])) != (lr0, wd0)
-        new_eval = runs[runs["role"] == "eval"]
-        shift, n_eval = 0.0, 0
+        changed = best != (lr0, wd0)
+        shift, n_done = 0.0, 0
         if changed:
-            if new_eval.empty:
-                raise ValueError(f"{model} on {task}: the choice changed but no evaluation "
-                                 "runs at the new setting are stored")  # fmt: skip
-            seeds = sorted(new_eval["seed"])
+            new_eval = runs[(runs["role"] == "eval") & np.isclose(runs["lr"], best[0])
+                            & np.isclose(runs["wd"], best[1])]  # fmt: skip
+            seeds = sorted(int(v) for v in new_eval["seed"])
+            if seeds != list(range(n_eval)):
+                continue  # the evaluation at the new setting is still running
             at_orig = orig_runs.set_index("seed").loc[seeds, "test"]
             shift = float(new_eval.set_index("seed").loc[seeds, "test"].mean() - at_orig.mean())
-            n_eval = len(seeds)
+            n_done = len(seeds)
+        mean_val = sel.groupby(["lr", "wd"])["val"].mean()
         val_orig = mean_val.get((lr0, wd0), np.nan)
         rows.append({"model": model, "task": task, "lr": lr0, "wd": wd0,
-                     "lr_new": float(best[0]), "wd_new": float(best[1]), "changed": changed,
-                     "n_eval": n_eval, "shift": shift,
+                     "lr_new": best[0], "wd_new": best[1], "changed": changed,
+                     "n_eval": n_done, "shift": shift,
                      "seed_sd": float(orig_runs["test"].std(ddof=1)),
                      "val_gap": float(mean_val[best] - val_orig)})  # fmt: skip
-    return pd.DataFrame(rows)
+    columns = ["model", "task", "lr", "wd", "lr_new", "wd_new", "changed", "n_eval", "shift",
+               "seed_sd", "val_gap"]
+    return pd.DataFrame(rows, columns=columns)
 
 
-def perturbed_accuracy(
-    accuracy: np.ndarray, models: Sequence[str], task: str, changes: pd.DataFrame
-) -> np.ndarray:
-    """The ``(M, S)`` evaluation accuracies of ``models`` on ``task`` with each changed cell of
-    ``changes`` (:func:`selection_changes`) moved by its ``shift``: the ground truth that the
-    second selection seed would have given (a new array; the input is not modified)."""
-    acc = np.array(accuracy, dtype=float, copy=True)
-    if acc.ndim != 2 or acc.shape[0] != len(models):
-        raise ValueError(f"accuracy must be ({len(models)}, S), got {acc.shape}")
-    rows = changes[(changes["task"] == task) & changes["changed"]]
-    for model, shift in zip(rows["model"], rows["shift"]):
-        if model in models:
-            acc[list(models).index(model)] += shift
-    return acc
+def perturbed_ground_truth(gt: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    """The ground truth that the second selection seed would have given: a copy of ``gt`` in
+    which the evaluation runs of every changed cell of ``changes`` (columns ``model, task,
+    changed, shift``, :func:`selection_changes`) are moved by the cell's ``shift`` (the input
+    is not modified)."""
+    out = gt.copy()
+    moved = changes[changes["changed"].astype(bool)]
+    if moved.empty:
+        return out
+    key = pd.MultiIndex.from_frame(moved[["model", "task"]])
+    shift = pd.Series(moved["shift"].to_numpy(dtype=float), index=key)
+    rows = pd.MultiIndex.from_frame(out[["model", "task"]])
+    add = shift.reindex(rows).fillna(0.0).to_numpy()
+    ev = (out["role"] == "eval").to_numpy() if "role" in out else np.ones(len(out), bool)
+    out["test"] = out["test"].to_numpy(dtype=float) + np.where(ev, add, 0.0)
+    return out

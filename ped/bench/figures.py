@@ -1,0 +1,128 @@
+"""Figures of the verdict (chapter 9 and the landing page), in the book's style
+(:func:`ped.plot.use_book_style`).
+
+- :func:`replication_figure`: each metric's change in :math:`\\tau_w` with its intervals under
+  the three estimands, beside the published gain;
+- :func:`power_figure`: the power of each test against the true change, from the stored
+  simulations;
+- :func:`dose_figure`: the change in mean :math:`\\tau_w` against how far PED moves;
+- :func:`geometry_figure`: the geometry test of the mechanism per model and task, with its
+  comparators and positive control.
+
+matplotlib is imported when a function is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["replication_figure", "power_figure", "dose_figure", "geometry_figure"]
+
+#: The estimands' intervals as drawn: column prefix, legend label, line width.
+_INTERVALS = (("zoo", "this zoo (seeds, images)", 6.0),
+              ("pop", "zoo as a sample (+ models)", 2.5),
+              ("tasks", "tasks as a sample too", 1.0))  # fmt: skip
+
+
+def replication_figure(table: pd.DataFrame, *, names: Mapping[str, str] | None = None) -> Any:
+    """One row per label of ``table`` (:func:`ped.replication.as_frame`, or any frame with the
+    columns ``estimate``, ``published`` and ``<zoo|pop|tasks>_<low|high>``): the replica's
+    change with its three 95 % intervals, and the published gain."""
+    import matplotlib.pyplot as plt
+
+    names = dict(names or {})
+    labels = list(table.index)
+    fig, ax = plt.subplots(figsize=(7.5, 0.7 * len(labels) + 1.6))
+    y = np.arange(len(labels))[::-1]
+    for k, (key, text, width) in enumerate(_INTERVALS):
+        ax.hlines(y, table[f"{key}_low"], table[f"{key}_high"], lw=width, color=f"C{k}",
+                  alpha=0.8, label=f"95 % interval: {text}")  # fmt: skip
+    ax.plot(table["estimate"], y, "ko", ms=5, label="replica's change")
+    ax.plot(table["published"], y, "D", color="C3", ms=7, label="published gain (mean of 10)")
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_yticks(y, [names.get(v, v) for v in labels])
+    ax.set(xlabel="change in τ_w with PED", title="PED's change in τ_w: replica against paper")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def power_figure(curve: pd.DataFrame, *, published: float, observed: float) -> Any:
+    """Power of the three one-sided tests of a gain against the realised true change
+    (``curve``: :attr:`ped.bench.replication.PowerSummary.curve`), with the published gain and
+    the replica's estimate marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (key, text, _) in enumerate(_INTERVALS):
+        ax.plot(curve["realised"], curve[f"power_{key}"], "o-", color=f"C{k}", label=text)
+    ax.axhline(0.8, color="grey", lw=0.8, ls="--", label="80 % power")
+    ax.axvline(published, color="C3", lw=1.2, label="published mean gain")
+    ax.axvline(observed, color="k", lw=1.2, ls=":", label="replica's estimate")
+    ax.set(xlabel="true change in mean τ_w (simulated benchmarks)",
+           ylabel="power (one-sided 5 % test of a gain)", ylim=(0, 1.02),
+           title="Power of the replication on benchmarks shaped like this one")  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def dose_figure(table: pd.DataFrame) -> Any:
+    """The change in mean :math:`\\tau_w` against PED's mean standardised displacement (left,
+    log scale) and against the steps it takes (right), one marker per setting of
+    :func:`ped.bench.dose.dose_response` (colour: the ball radius; circle: the released
+    variant, cross: Algorithm 1)."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    radii = sorted(table["nsigma"].unique())
+    for i, r in enumerate(radii):
+        for variant, marker in (("official", "o"), ("paper", "x")):
+            rows = table[(table["nsigma"] == r) & (table["variant"] == variant)]
+            label = f"nsigma {r:g}" if variant == "official" else None
+            left.scatter(rows["displacement"].clip(lower=1e-6), rows["change"], marker=marker,
+                         color=f"C{i}", s=22, label=label)  # fmt: skip
+            right.scatter(rows["steps"], rows["change"], marker=marker, color=f"C{i}", s=22)
+    for ax in (left, right):
+        ax.axhline(0.0, color="grey", lw=0.8)
+    left.set_xscale("log")
+    left.set(xlabel="mean displacement of an image (standardised units, log scale)",
+             ylabel="change in mean τ_w with PED", title="How far PED moves")  # fmt: skip
+    right.set(xlabel="PED steps taken (mean over models and tasks)",
+              title="How long PED runs")  # fmt: skip
+    left.legend(fontsize=7, title="circle: released, x: Algorithm 1", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def geometry_figure(table: pd.DataFrame) -> Any:
+    """Per task, each model's rank agreement :math:`\\rho` between fine-tuning's changes of the
+    class-centre distances and PED's (circles), the radial control's (squares), the pairs'
+    closeness (triangles) and the positive control (crosses); the grey band is
+    :math:`\\pm 2` SD of the permutation null."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    tasks = sorted(table["task"].unique())
+    series = (("distance_rho", "PED", "o", -0.24), ("radial_rho", "radial control", "s", -0.08),
+              ("closeness_rho", "closeness (no dynamics)", "^", 0.08),
+              ("control_rho", "positive control", "x", 0.24))  # fmt: skip
+    for i, task in enumerate(tasks):
+        rows = table[table["task"] == task]
+        band = 2 * float(rows["distance_null_sd"].mean())
+        ax.fill_between([i - 0.35, i + 0.35], -band, band, color="grey", alpha=0.25,
+                        label="null ±2 SD (classes permuted)" if i == 0 else None)  # fmt: skip
+        for k, (col, text, marker, dx) in enumerate(series):
+            ax.scatter(np.full(len(rows), i + dx), rows[col], marker=marker, s=16,
+                       color=f"C{k}", label=text if i == 0 else None)  # fmt: skip
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
+    ax.set(xlabel="task", ylabel="Spearman ρ over pairs of classes", ylim=(-1, 1.05),
+           title="Does fine-tuning change class distances as PED does?")  # fmt: skip
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig
