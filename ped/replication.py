@@ -245,19 +245,19 @@ def _estimate(
         pp_t = float(scipy.stats.t.cdf((est - published) / se_tasks, t_count - 1)) \
             if se_tasks > 0 else np.nan  # fmt: skip
     else:
-        se_tasks, q, p0_t, pp_t = np.nan, np.nan, np.nan, np.nan
+        se_tasks, q, p0_t, pp_t = float("nan"), float("nan"), float("nan"), float("nan")
     b = d.size
     return ReplicationEstimate(
         label=label, estimate=est, published=float(published),
         zoo_low=float(zoo_low), zoo_high=float(zoo_high),
-        pop_low=est - z * se_pop, pop_high=est + z * se_pop,
-        tasks_low=est - q * se_tasks, tasks_high=est + q * se_tasks,
+        pop_low=float(est - z * se_pop), pop_high=float(est + z * se_pop),
+        tasks_low=float(est - q * se_tasks), tasks_high=float(est + q * se_tasks),
         se_seeds_images=se_b, se_models=se_models, se_pop=se_pop, se_tasks=se_tasks,
         p_zero_zoo=float(((d <= 0).sum() + 1) / (b + 1)),
         p_published_zoo=float(((d >= published).sum() + 1) / (b + 1)),
-        p_zero_pop=float(scipy.stats.norm.sf(est / se_pop)) if se_pop > 0 else np.nan,
+        p_zero_pop=float(scipy.stats.norm.sf(est / se_pop)) if se_pop > 0 else float("nan"),
         p_published_pop=float(scipy.stats.norm.cdf((est - published) / se_pop))
-        if se_pop > 0 else np.nan,
+        if se_pop > 0 else float("nan"),
         p_zero_tasks=p0_t, p_published_tasks=pp_t,
         n_tasks=t_count, n_models=m, confidence=confidence,
     )  # fmt: skip

@@ -81,7 +81,14 @@ CHECKS = {
     # the per-task better radius bounds both radii's endpoints from above
     and g["bound"] >= max(g["endpoint"], g["radius_small"]) - 1e-12
     and g["bound_low"] <= g["bound_high"] and 0 <= g["split_flips"] <= g["split_cells"] == 6
-    and 0 <= g["bound_small_tasks"] <= 2,
+    and 0 <= g["bound_small_tasks"] <= 2
+    # the replication: each interval holds its estimate, the rates are rates
+    and g["rep_mean_zoo_low"] <= g["endpoint"] <= g["rep_mean_zoo_high"]
+    and g["endpoint_low"] <= g["endpoint"] <= g["endpoint_high"]
+    and g["n_null"] >= 400 and 0 <= g["null_reject"] <= 0.1 and g["power_pop"] > 0.5
+    and 0 <= g["geo_control_detected"] <= 1 and -1 <= g["geo_rho"] <= 1
+    and g["dose_settings"] == 66 and -1 <= g["dose_rho"] <= 1
+    and 0 <= g["sel_changed"] <= g["sel_cells"] and 0 < g["sel_close"] <= g["sel_all"] == 26,
     "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
     and g["flowers_ped"] > 0 and g["bench_models"] >= 12,
     "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1

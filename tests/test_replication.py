@@ -114,6 +114,9 @@ def test_replicate_matches_hand_computations() -> None:
     assert e.p_published_tasks == pytest.approx(scipy.stats.t.cdf((e.estimate - 0.15) / se_t, 2))
     # a metric's estimate averages its own cells
     assert est["a"].estimate == pytest.approx(changes[0::2].mean())
+    # plain Python numbers, so that a chapter can glue them
+    assert all(type(getattr(e, f.name)) in (float, int, str)
+               for f in dataclasses.fields(e))
     frame = R.as_frame(est)
     assert list(frame.index) == ["a", "b", "mean"]
 
