@@ -14,12 +14,19 @@ Energy" (Li et al., ICCV 2023).  Public API:
 import logging
 
 from ped.attract import SAResult, spread_attract
-from ped.dynamics import PEDResult, elastic_potential, hooke_forces, potential_energy_descent
+from ped.dynamics import (
+    PEDOptions,
+    PEDResult,
+    elastic_potential,
+    hooke_forces,
+    potential_energy_descent,
+)
 from ped.evaluation import bootstrap_ci, kendall_tau, rank_statistics, top1_regret, weighted_tau
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PEDOptions",
     "PEDResult",
     "SAResult",
     "bootstrap_ci",

@@ -29,8 +29,8 @@ Gram matrix of the centres and the net displacement of every class from one :mat
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -65,6 +65,7 @@ __all__ = [
     "elastic_potential",
     "hooke_forces",
     "check_ped_options",
+    "PEDOptions",
     "potential_energy_descent",
 ]
 
@@ -366,17 +367,71 @@ def check_ped_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _OPTION_CHECKS[name](value, name) for name, value in options.items()}
 
 
+@dataclass(frozen=True)
+class PEDOptions(Mapping[str, Any]):
+    """PED's hyperparameters, with their defaults written once: the paper's, which the released
+    code uses (radius scale ``nsigma`` :math:`\lambda = 0.6`, time step 0.1, spring constant 1,
+    at most 6 steps, exit when a step is at most half the first, the released variant).
+
+    A frozen, checked value (:func:`check_ped_options`; a bad value is a ``ValueError`` naming
+    it) that is also a read-only mapping, so it can be passed on as keyword arguments
+    (``potential_energy_descent(x, y, **options)``) or stored as a dict (``dict(options)``).
+    :meth:`non_default` gives only what differs from the defaults, the form stored
+    configurations use.
+    """
+
+    nsigma: float = 0.6
+    time_step: float = 0.1
+    k: float = 1.0
+    max_steps: int = 6
+    exit_ratio: float = 0.5
+    variant: Variant = "official"
+
+    def __post_init__(self) -> None:
+        checked = check_ped_options({f.name: getattr(self, f.name) for f in fields(self)})
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    @classmethod
+    def _names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any] | None = None) -> PEDOptions:
+        """Options from a mapping of some of them (``None``: the defaults); unknown names and
+        bad values are a ``ValueError``."""
+        if isinstance(options, cls):
+            return options
+        return cls(**check_ped_options(dict(options or {})))
+
+    def non_default(self) -> dict[str, Any]:
+        """The options that differ from the defaults."""
+        default = PEDOptions()
+        return {n: getattr(self, n) for n in self._names() if getattr(self, n) != default[n]}
+
+
 def potential_energy_descent(
     features: ArrayLike,
     labels: ArrayLike,
     *,
     reference: ArrayLike | tuple[ArrayLike, ArrayLike] | None = None,
-    nsigma: float = 0.6,
-    time_step: float = 0.1,
-    k: float = 1.0,
-    max_steps: int = 6,
-    exit_ratio: float = 0.5,
-    variant: Variant = "official",
+    nsigma: float = PEDOptions.nsigma,
+    time_step: float = PEDOptions.time_step,
+    k: float = PEDOptions.k,
+    max_steps: int = PEDOptions.max_steps,
+    exit_ratio: float = PEDOptions.exit_ratio,
+    variant: Variant = PEDOptions.variant,
 ) -> PEDResult:
     r"""Move the features of every class by Potential Energy Descent (PED, Li et al., ICCV 2023).
 
@@ -418,17 +473,13 @@ def potential_energy_descent(
         paper's ImageNet-val features), or their per-dimension mean and std.  ``None``
         standardises with the target features' own mean and std (a departure from the paper,
         which has no target statistics in this role).  The std is floored at ``STD_FLOOR``.
-    nsigma : float, default 0.6
-        Radius scale :math:`\lambda` (the paper's candidates are 0.3 and 0.6).
-    time_step : float, default 0.1
-        :math:`\Delta t`.
-    k : float, default 1.0
-        Spring constant.
-    max_steps : int, default 6
-        Maximum number of steps (hard-coded to 6 in the released code).
-    exit_ratio : float, default 0.5
-        Early-exit threshold :math:`\epsilon`, relative to the first step.
-    variant : {"official", "paper"}
+    nsigma, time_step, k, max_steps, exit_ratio, variant
+        The hyperparameters, defaults from :class:`PEDOptions`: the radius scale
+        :math:`\lambda` (the paper's candidates are 0.3 and 0.6), the time step :math:`\Delta
+        t`, the spring constant, the most steps (hard-coded to 6 in the released code), the
+        early-exit threshold :math:`\epsilon` relative to the first step, and the variant
+        (``"official"`` or ``"paper"``).  ``potential_energy_descent(x, y, **options)`` takes
+        a :class:`PEDOptions`.
 
     Returns
     -------

@@ -42,7 +42,12 @@ import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from ped._validation import check_features_labels
-from ped.dynamics import class_statistics, elastic_potential, potential_energy_descent
+from ped.dynamics import (
+    PEDOptions,
+    class_statistics,
+    elastic_potential,
+    potential_energy_descent,
+)
 from ped.inference import radial_shift
 
 __all__ = [
@@ -68,7 +73,13 @@ def _standardised(x: NDArray[Any], mean: NDArray[Any] | None = None,
     return (x - mean) / std
 
 
-def energy(features: ArrayLike, labels: ArrayLike, *, nsigma: float = 0.6, k: float = 1.0) -> float:
+def energy(
+    features: ArrayLike,
+    labels: ArrayLike,
+    *,
+    nsigma: float = PEDOptions.nsigma,
+    k: float = PEDOptions.k,
+) -> float:
     r"""Elastic potential :math:`U = \sum_{i<j} \tfrac12 k \max(0, r_i + r_j - d_{ij})^2`
     (eq. 7) of the class balls of standardised ``features`` (their own mean and std)."""
     x, y, n_classes = check_features_labels(features, labels)
@@ -241,7 +252,7 @@ def mechanism_summary(
     :math:`Z_T`); ``moved`` holds PED's features
     :math:`\\mathrm{PED}(Z_0)`, for callers that score them."""
     x0, y, _ = check_features_labels(z0, labels)
-    nsigma = float(ped_options.get("nsigma", 0.6))
+    nsigma = float(ped_options.get("nsigma", PEDOptions.nsigma))
     result = potential_energy_descent(x0, y, reference=reference, **ped_options)
     moved = result.features
     cos = shift_alignment(centred_shifts(x0, zt, y), centred_shifts(x0, moved, y))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -429,3 +430,31 @@ def test_torch_float32_keeps_dtype_and_does_not_modify_input(rng):
 def test_torch_bad_input(tensor, message):
     with pytest.raises(ValueError, match=message):
         ped.potential_energy_descent(tensor, np.array([0, 1, 1]))
+
+
+def test_ped_options_hold_the_defaults_once_and_check_values() -> None:
+    import inspect
+
+    from ped import PEDOptions, potential_energy_descent
+
+    o = PEDOptions()
+    assert dict(o) == {"nsigma": 0.6, "time_step": 0.1, "k": 1.0, "max_steps": 6,
+                       "exit_ratio": 0.5, "variant": "official"}
+    # the function's defaults are the options' (written once)
+    sig = inspect.signature(potential_energy_descent).parameters
+    assert {n: sig[n].default for n in o} == dict(o)
+    assert o.non_default() == {} and PEDOptions(nsigma=0.3).non_default() == {"nsigma": 0.3}
+    assert PEDOptions.of({"max_steps": 3}) == PEDOptions(max_steps=3)
+    assert PEDOptions.of(None) == o and PEDOptions.of(o) is o
+    with pytest.raises(ValueError, match="nsigma"):
+        PEDOptions(nsigma=0)
+    with pytest.raises(ValueError, match="unknown PED option"):
+        PEDOptions.of({"radius": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.nsigma = 1.0  # type: ignore[misc]
+    # passed on as keyword arguments, it is the same descent
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 5)), np.repeat(np.arange(3), 20)
+    a = potential_energy_descent(x, y, **PEDOptions(nsigma=0.9, max_steps=3))
+    b = potential_energy_descent(x, y, nsigma=0.9, max_steps=3)
+    np.testing.assert_array_equal(a.features, b.features)

@@ -19,15 +19,16 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ped.dynamics import potential_energy_descent, standardisation
+from ped.dynamics import PEDOptions, potential_energy_descent, standardisation
 
 __all__ = ["SETTING_COLUMNS", "DEFAULTS", "movement", "sweep_settings", "dose_response"]
 
 #: The PED options a sensitivity sweep varies.
 SETTING_COLUMNS: tuple[str, ...] = ("nsigma", "variant", "time_step", "max_steps", "reference")
-#: Their values where a sweep leaves them at the chapter's defaults.
-DEFAULTS: dict[str, Any] = {"nsigma": 0.6, "variant": "official", "time_step": 0.1,
-                            "max_steps": 6, "reference": "source"}  # fmt: skip
+#: Their values where a sweep leaves them at the chapter's defaults: PED's
+#: (:class:`ped.dynamics.PEDOptions`) and the encoder's source statistics.
+DEFAULTS: dict[str, Any] = {**{k: PEDOptions()[k] for k in SETTING_COLUMNS if k != "reference"},
+                            "reference": "source"}  # fmt: skip
 
 
 def movement(

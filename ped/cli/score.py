@@ -7,6 +7,7 @@ from typing import Any
 
 from ped._io import write_csv_atomic
 from ped.cli import int_at_least, positive_float
+from ped.dynamics import PEDOptions
 from ped.fullscale.scoring import SCORE_COLUMNS, evaluate_scores, score_features
 
 
@@ -88,10 +89,12 @@ def register_cli(subparsers: Any) -> None:
         "(default: the target statistics)",
     )  # fmt: skip
     s.add_argument(
-        "--nsigma", type=positive_float, default=0.6, help="PED radius scale (0.3 or 0.6)"
-    )
-    s.add_argument("--time-step", type=positive_float, default=0.1, help="PED time step")
-    s.add_argument("--variant", choices=("official", "paper"), default="official")
+        "--nsigma", type=positive_float, default=PEDOptions.nsigma,
+        help=f"PED radius scale (0.3 or 0.6; default {PEDOptions.nsigma})",
+    )  # fmt: skip
+    s.add_argument("--time-step", type=positive_float, default=PEDOptions.time_step,
+                   help=f"PED time step (default {PEDOptions.time_step})")  # fmt: skip
+    s.add_argument("--variant", choices=("official", "paper"), default=PEDOptions.variant)
     s.add_argument("--definitions", choices=("paper", "release"), default="paper",
                    help="metric definitions: the papers' formulas (default) or the released "
                    "code's (SFDA, NLEEP and LEEP without their log, GBC as Pándy et al.'s code "
