@@ -14,6 +14,11 @@ manifests, executed notebooks, sweep sidecars):
 - :func:`check_output_path` checks, before any work is done, that a file can be written at a
   path (not a folder, no file in the way of its folder, a writable folder), so that a long
   computation is never lost to an unwritable ``--out``.
+- The output rule, enforced by both: an existing destination is replaced only when it is a
+  regular file that is not one of the command's inputs.  A device node, a pipe, a socket or a
+  symbolic link at the destination is refused (a link is never followed nor replaced: name its
+  target to write there), and so is an input of the command (``inputs=``), so that no
+  command can destroy what it reads or what the system owns.
 
 Temporaries are hidden files named ``.tmp-<name>.<random>``: no glob of results
 (``*_feature.npy``, ``*.json``) ever matches one.
@@ -26,7 +31,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,7 @@ __all__ = [
     "write_npz_atomic",
     "write_csv_atomic",
     "check_output_path",
+    "refuse_target",
 ]
 
 #: Prefix of the temporary files of :func:`atomic_path`.
@@ -82,6 +88,7 @@ def atomic_path(
     ``suffix`` ends the temporary's name (for writers that insist on an extension).
     """
     path = Path(path)
+    refuse_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix
@@ -152,6 +159,34 @@ def write_csv_atomic(frame: Any, path: str | os.PathLike[str]) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def refuse_target(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "output",
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """The output rule: raise ``FileExistsError`` naming ``what`` and the path when ``path``
+    exists and is not a regular file (a device node, a pipe, a socket), or is a symbolic link
+    (never followed nor replaced), or is the same file as one of ``inputs``."""
+    path = Path(path)
+    if path.is_symlink():
+        raise FileExistsError(errno.EEXIST, f"{what} {path} is a symbolic link: name the file "
+                              "it points to, or another path", str(path))  # fmt: skip
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise FileExistsError(errno.EEXIST, f"{what} {path} exists and is not a regular file "
+                              "(a device, pipe or socket): refusing to replace it", str(path))
+    if path.is_file() and any(_same_file(path, source) for source in inputs):
+        raise FileExistsError(errno.EEXIST, f"{what} {path} is one of the command's inputs: "
+                              "refusing to overwrite it", str(path))  # fmt: skip
+
+
+def _same_file(a: Path, b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # b does not exist (yet): not the same file
+        return False
+
+
 def _nearest_existing(path: Path) -> Path:
     current = path
     while not current.exists() and current != current.parent:
@@ -159,8 +194,16 @@ def _nearest_existing(path: Path) -> Path:
     return current
 
 
-def check_output_path(path: str | os.PathLike[str], *, what: str = "output") -> Path:
+def check_output_path(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "output",
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> Path:
     """Check that the file ``path`` can be written, before any work is done; return it.
+
+    The output rule (:func:`refuse_target`) comes first: a symbolic link, a device, pipe or
+    socket, or one of ``inputs`` at ``path`` is a ``FileExistsError``.
 
     Raises ``IsADirectoryError`` when ``path`` is a folder, ``NotADirectoryError`` when a file
     stands where one of its folders should be, and the ``OSError`` of a write attempt
@@ -169,6 +212,7 @@ def check_output_path(path: str | os.PathLike[str], *, what: str = "output") -> 
     be anyway); a probe file is created in the folder and removed at once.
     """
     path = Path(path)
+    refuse_target(path, what=what, inputs=inputs)
     if path.is_dir():
         raise IsADirectoryError(
             errno.EISDIR, f"{what} {path} is a folder, not a file name", str(path)

@@ -369,7 +369,7 @@ def check_ped_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PEDOptions(Mapping[str, Any]):
-    """PED's hyperparameters, with their defaults written once: the paper's, which the released
+    r"""PED's hyperparameters, with their defaults written once: the paper's, which the released
     code uses (radius scale ``nsigma`` :math:`\lambda = 0.6`, time step 0.1, spring constant 1,
     at most 6 steps, exit when a step is at most half the first, the released variant).
 

@@ -9,6 +9,7 @@ import logging
 import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -619,3 +620,67 @@ def test_selection_noise_refuses_bad_arguments_and_writes_nothing(tmp_path, caps
         line = _one_error_line(_fail(["zoo", "selection-noise", "--out", "data/zoo_v2",
                                       "--noise-out", str(out), *args], capsys), "zoo")
         assert message in line and not out.exists()
+
+
+def test_output_rule_refuses_links_devices_and_inputs(features_dir, tmp_path, registry, capsys):
+    """No command replaces a symbolic link, a device, pipe or socket, or one of its own inputs;
+    the refused target is untouched and nothing is scored."""
+    target = tmp_path / "kept.csv"
+    target.write_text("mine\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    line = _one_error_line(_fail(_score(features_dir, link), capsys), "score")
+    assert "is a symbolic link" in line
+    assert link.is_symlink() and target.read_text() == "mine\n"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    line = _one_error_line(_fail(_score(features_dir, fifo), capsys), "score")
+    assert "not a regular file" in line and stat.S_ISFIFO(fifo.lstat().st_mode)
+    own = features_dir / "alpha_toy_label.npy"
+    before = own.read_bytes()
+    line = _one_error_line(_fail(_score(features_dir, own), capsys), "score")
+    assert "one of the command's inputs" in line and own.read_bytes() == before
+    assert registry["rec"].calls == 0
+    # evaluate: its own scores file is an input
+    scores = tmp_path / "scores.csv"
+    scores.write_text("model,dataset,metric,ped,score,error\n")
+    line = _one_error_line(_fail(["evaluate", "--scores", str(scores), "--out", str(scores)],
+                                 capsys), "evaluate")  # fmt: skip
+    assert "one of the command's inputs" in line
+
+
+def test_library_writers_follow_the_output_rule(tmp_path):
+    from ped._io import write_text_atomic
+
+    target = tmp_path / "t.txt"
+    target.write_text("old")
+    link = tmp_path / "l.txt"
+    link.symlink_to(target)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        write_text_atomic(link, "new")
+    assert target.read_text() == "old" and link.is_symlink()
+    write_text_atomic(target, "new")  # a regular file is replaced, as asked
+    assert target.read_text() == "new"
+    with pytest.raises(FileExistsError, match="not a regular file"):
+        write_text_atomic("/dev/null", "x")
+    assert os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_execute_refuses_to_overwrite_its_source_and_clashing_names(tmp_path, capsys):
+    import shutil
+
+    src = Path(__file__).resolve().parent.parent / "notebooks" / "01_gradient_and_energy.md"
+    nb = tmp_path / "n.ipynb"
+    import jupytext
+
+    jupytext.write(jupytext.read(src), nb)
+    before = nb.read_bytes()
+    line = _one_error_line(_fail(["execute", str(nb), "--out", str(tmp_path)], capsys),
+                           "execute")
+    assert "one of the command's inputs" in line and nb.read_bytes() == before
+    other = tmp_path / "b"
+    other.mkdir()
+    shutil.copy(src, other / "n.md")
+    line = _one_error_line(_fail(["execute", str(nb), str(other / "n.md"), "--out",
+                                  str(tmp_path / "out")], capsys), "execute")
+    assert "the same executed notebook" in line and not (tmp_path / "out").exists()

@@ -276,7 +276,10 @@ class PowerSummary:
     published gains (``population_effect``: the simulated zoos' mean true change there);
     ``curve``: :func:`ped.replication.power_curve` of the mean over the common gains;
     ``mde_*``: the realised change at which each test reaches 80 % power; ``duplicates_*``:
-    :func:`coverage_of_duplicates` under the null and the published gains."""
+    :func:`coverage_of_duplicates` under the null and the published gains; ``per_metric``: per
+    label (each metric and ``mean``), the null's false-positive rate and the power at the
+    published gains of each test, and the minimum detectable change of the population test
+    (``mde_pop``; for a metric, on the scale of its mean simulated estimate)."""
 
     null: dict[str, float]
     published: dict[str, float]
@@ -287,6 +290,7 @@ class PowerSummary:
     mde_tasks: float
     duplicates_null: dict[str, float]
     duplicates_published: dict[str, float]
+    per_metric: pd.DataFrame
 
 
 def power_summary(tables: Mapping[str, pd.DataFrame], *, alpha: float = 0.05) -> PowerSummary:
@@ -300,6 +304,19 @@ def power_summary(tables: Mapping[str, pd.DataFrame], *, alpha: float = 0.05) ->
     mde = {k: minimum_detectable_effect(mean["realised"], mean[f"power_{k}"])
            for k in ("zoo", "pop", "tasks")}  # fmt: skip
     dup_pub = tables["duplicates_published"]
+    rows = {}
+    for label, c in curve.groupby("label", sort=False):
+        c = c.sort_values("estimate")
+        x = c["realised"] if label == "mean" else c["estimate"]
+        null = tables["null"][tables["null"]["label"] == label]
+        at_pub = pub[pub["label"] == label]
+        rows[label] = {
+            **{f"null_{k}": float((null[f"p_zero_{k}"] < alpha).mean())
+               for k in ("zoo", "pop", "tasks")},
+            **{f"power_{k}": float((at_pub[f"p_zero_{k}"] < alpha).mean())
+               for k in ("zoo", "pop", "tasks")},
+            "mde_pop": minimum_detectable_effect(x, c["power_pop"]),
+        }  # fmt: skip
     return PowerSummary(
         null=calibration(tables["null"], alpha=alpha),
         published=calibration(pub, alpha=alpha, population_effect=effect),
@@ -307,6 +324,7 @@ def power_summary(tables: Mapping[str, pd.DataFrame], *, alpha: float = 0.05) ->
         mde_zoo=mde["zoo"], mde_pop=mde["pop"], mde_tasks=mde["tasks"],
         duplicates_null=coverage_of_duplicates(tables["duplicates_null"], 0.0),
         duplicates_published=coverage_of_duplicates(dup_pub, float(dup_pub["theta_zoo"].mean())),
+        per_metric=pd.DataFrame(rows).T,
     )  # fmt: skip
 
 

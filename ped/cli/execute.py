@@ -58,8 +58,12 @@ def _cmd_execute(args: argparse.Namespace) -> int:
         unknown = set(parameters) - set(notebook_parameters(source))
         if unknown:
             raise ValueError(f"{source.name} has no parameter(s) {sorted(unknown)}")
+    clash = [t.name for t in set(targets) if targets.count(t) > 1]
+    if clash:
+        raise ValueError(f"two sources would write the same executed notebook(s) {sorted(clash)}"
+                         f" in {out}: execute them into different folders")  # fmt: skip
     for target in targets:
-        check_output_path(target, what="executed notebook")
+        check_output_path(target, what="executed notebook", inputs=sources)
     log = logging.getLogger("ped")
     with tqdm(total=len(sources), desc="execute", unit="notebook",
               disable=args.no_progress) as bar:  # fmt: skip

@@ -19,7 +19,11 @@ def _min_models(text: str) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from ped._io import check_output_path
 
-    out = check_output_path(args.out, what="scores CSV")  # before any work
+    from pathlib import Path
+
+    inputs = [*Path(args.features).glob("*"), *(Path(args.reference).glob("*")
+                                                 if args.reference else [])]  # fmt: skip
+    out = check_output_path(args.out, what="scores CSV", inputs=inputs)  # before any work
     options = (
         {"nsigma": args.nsigma, "time_step": args.time_step, "variant": args.variant}
         if args.ped else None
@@ -43,7 +47,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ped._io import check_output_path
 
-    out = check_output_path(args.out, what="evaluation CSV")  # before any work
+    inputs = [args.scores] + ([args.truth] if args.truth else [])
+    out = check_output_path(args.out, what="evaluation CSV", inputs=inputs)  # before any work
     table = evaluate_scores(args.scores, args.truth, min_models=args.min_models)
     write_csv_atomic(table, out)
     print(f"wrote {out}: {len(table)} row(s)")
