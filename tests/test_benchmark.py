@@ -575,3 +575,28 @@ def test_rebuilt_benchmark_meets_every_check(rebuilt_checks: pd.DataFrame) -> No
     separability 5.1 to 9.5, noise ceiling 0.82 to 0.92 with 6 to 22 evaluation seeds)."""
     assert rebuilt_checks["ok"].all(), rebuilt_checks.loc[~rebuilt_checks["ok"]].index.tolist()
     assert (rebuilt_checks["models"] >= 13).all()
+
+
+def test_the_rebuilt_ground_truth_is_verified_when_loaded(tmp_path, monkeypatch):
+    """An in-range edit of one accuracy in the committed table is refused by the loader the
+    book uses, naming the file (issue 26: the manifest is enforced where it is read)."""
+    import shutil
+
+    from ped.bench import get_benchmark
+    from ped.paper import data_dir
+
+    src = data_dir()
+    shutil.copytree(src / "ground_truth_v2", tmp_path / "ground_truth_v2")
+    (tmp_path / "zoo_v2").mkdir()
+    shutil.copy(src / "zoo_v2" / "manifest.json", tmp_path / "zoo_v2" / "manifest.json")
+    monkeypatch.setenv("PED_DATA_DIR", str(tmp_path))
+    bm = get_benchmark("v2")
+    gt, models = bm.load()
+    assert len(models) == 13 and len(gt) > 0
+    csv = tmp_path / "ground_truth_v2" / "ground_truth.csv"
+    lines = csv.read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[-2] = f"{min(float(fields[-2]) + 10, 100):.4f}"  # the test accuracy, still in range
+    csv.write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match=r"ground_truth\.csv does not match its sha256"):
+        bm.load()

@@ -129,9 +129,15 @@ class Benchmark:
         ``ground_truth`` when given, else :meth:`ground_truth_csv`) of this benchmark's tasks,
         complete cells only for the rebuilt protocol (:func:`complete_cells`), and the models
         of the zoo with a ground truth on every task, in the zoo's order.  A task with no
-        ground truth at all is a ``ValueError``."""
+        ground truth at all is a ``ValueError``.  The rebuilt benchmark's committed table is
+        first checked against its sha256 manifest
+        (:func:`ped.bench.zoo.finetune.verify_ground_truth`): an edited, truncated or stale
+        file is a ``ValueError`` naming it."""
+        from ped.bench.zoo.finetune import verify_ground_truth
         from ped.bench.zoo.train import read_manifest
 
+        if self.rebuilt and not ground_truth:
+            verify_ground_truth(self.ground_truth_csv().parent)
         gt = load_ground_truth(ground_truth if ground_truth else self.ground_truth_csv())
         gt = gt[gt["task"].isin(self.tasks)]
         if self.rebuilt:
