@@ -6,6 +6,7 @@ and shares one LocalCluster between its tests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -113,7 +114,8 @@ def test_small_sweep_collects_a_tidy_table(base_sweep):
     assert result.ok and not result.failures and not result.skipped
     assert sorted(runs(notebook.parent)) == ["1,1", "1,10", "2,1", "2,10"]
     table = result.table
-    assert list(table.columns) == ["id", "x", "scale", "label", "y", "seconds"]
+    assert list(table.columns) == ["id", "x", "scale", "label", "y", "seconds", "notebook_sha256"]
+    assert set(table.notebook_sha256) == {hashlib.sha256(notebook.read_bytes()).hexdigest()}
     assert list(zip(table.x, table.scale)) == [(1, 1), (1, 10), (2, 1), (2, 10)]
     assert table.y.tolist() == [2.0, 20.0, 4.0, 40.0]
     assert table.label.tolist() == ["x1", "x1", "x2", "x2"]
@@ -140,6 +142,19 @@ def test_rerun_of_a_finished_sweep_executes_nothing(base_sweep):
     assert result.executed == [] and len(result.skipped) == 4 and result.ok
     assert runs(notebook.parent) == before
     assert sorted(result.table.y) == [2.0, 4.0, 20.0, 40.0]
+
+
+def test_a_changed_notebook_recomputes_its_finished_points(tmp_path, scheduler):
+    """Points computed by another version of the notebook are not mixed into one table: they
+    are executed again, and every row carries the version's hash."""
+    notebook = write_notebook(tmp_path / "nb" / "count.md", COUNTING_BODY)
+    grid = {"x": [1, 2]}
+    first = run_sweep(notebook, grid, tmp_path / "out", scheduler=scheduler, progress=False)
+    assert len(first.executed) == 2
+    notebook.write_text(notebook.read_text() + "\n<!-- another version -->\n")
+    again = run_sweep(notebook, grid, tmp_path / "out", scheduler=scheduler, progress=False)
+    assert sorted(again.executed) == sorted(first.executed) and again.skipped == []
+    assert set(again.table.notebook_sha256) == {hashlib.sha256(notebook.read_bytes()).hexdigest()}
 
 
 def test_a_killed_sweep_resumes_without_losing_or_redoing_points(base_sweep, tmp_path, scheduler):
@@ -192,10 +207,13 @@ def test_a_failing_point_is_reported_while_the_others_finish(tmp_path, scheduler
     with pytest.raises(SweepError, match=r'(?s)\{"x": 3\}.*boom 3'):
         result.raise_for_failures()
 
-    # Fixed notebook: a rerun retries only the failed point.
+    # The same notebook: a rerun retries only the failed point.
+    retry = run_sweep(notebook, {"x": [1, 3]}, out, scheduler=scheduler, progress=False)
+    assert retry.executed == [pid] and retry.skipped == [point_id({"x": 1})]
+    # A fixed notebook is another version: every point runs again, so one table holds one version.
     write_notebook(notebook, FAILING_BODY.replace("raise", "pass  #"), parameters="x = 1")
     again = run_sweep(notebook, {"x": [1, 3]}, out, scheduler=scheduler, progress=False)
-    assert again.ok and again.executed == [pid] and again.skipped == [point_id({"x": 1})]
+    assert again.ok and sorted(again.executed) == sorted([pid, point_id({"x": 1})])
     assert load_sweep(out).y.tolist() == [2.0, 6.0]
     assert not (out / POINTS_DIR / f"{pid}.failed.ipynb").exists()
 
@@ -348,7 +366,8 @@ def test_sidecars_are_validated_and_collected(tmp_path):
     assert read_sidecar(points / "other.json") is None
     assert read_sidecar(points / "missing.json") is None
     table = collect_results(tmp_path)
-    assert list(table.columns) == ["id", "grid", "seed", "output_seed", "shift", "seconds"]
+    assert list(table.columns) == ["id", "grid", "seed", "output_seed", "shift", "seconds",
+                                   "notebook_sha256"]
     loaded = load_sweep(tmp_path)
     assert loaded.grid.tolist() == [[0.3, 0.6]] and loaded.id.tolist() == [pid]
     assert loaded.output_seed.tolist() == [7] and loaded["shift"].tolist() == [0.5]

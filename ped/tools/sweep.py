@@ -74,6 +74,8 @@ MANIFEST_FILE = "sweep.json"
 #: Columns of the results table that are not parameters or glued outputs.
 ID_COLUMN = "id"
 SECONDS_COLUMN = "seconds"
+#: The column of results.csv with the sha256 of the notebook version that computed the point.
+SHA_COLUMN = "notebook_sha256"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NUMPY_SCALAR = re.compile(r"^np\.(?:float|int|uint|bool_?)\w*\((.*)\)$")
@@ -612,16 +614,18 @@ def run_sweep(
         for parameters in points:
             pid = point_id(parameters)
             done = None if force else _is_done(points_dir, pid, parameters)
+            if done is not None and done.get("notebook_sha256") != sha:
+                stale += 1  # another version of the notebook (or one not recorded): recompute
+                done = None
             if done is None:
                 todo.append(parameters)
             else:
                 records[pid] = done
-                stale += done.get("notebook_sha256") not in (None, sha)
         skipped = list(records)
         if stale:
             logger.warning(
-                "%d finished point(s) were computed with another version of %s; they are kept "
-                "(rerun with force=True / --force to recompute them)",
+                "%d finished point(s) were computed with another version of %s; recomputing "
+                "them, so that one results table holds one version",
                 stale,
                 notebook.name,
             )
@@ -693,15 +697,16 @@ def _table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for record in ok:
         param_names += [n for n in record["parameters"] if n not in param_names]
         output_names += [n for n in (record.get("outputs") or {}) if n not in output_names]
-    reserved = {ID_COLUMN, SECONDS_COLUMN, *param_names}
+    reserved = {ID_COLUMN, SECONDS_COLUMN, SHA_COLUMN, *param_names}
     renamed = {n: (f"output_{n}" if n in reserved else n) for n in output_names}
     for name, new in renamed.items():
         if name != new:
             logger.warning("glued value %r clashes with a column name; stored as %r", name, new)
-    columns = [ID_COLUMN, *param_names, *sorted(renamed.values()), SECONDS_COLUMN]
+    columns = [ID_COLUMN, *param_names, *sorted(renamed.values()), SECONDS_COLUMN, SHA_COLUMN]
     rows = []
     for record in ok:
-        row: dict[str, Any] = {ID_COLUMN: record["id"], SECONDS_COLUMN: record.get("seconds")}
+        row: dict[str, Any] = {ID_COLUMN: record["id"], SECONDS_COLUMN: record.get("seconds"),
+                               SHA_COLUMN: record.get("notebook_sha256")}  # fmt: skip
         row.update({n: _cell(v) for n, v in record["parameters"].items()})
         row.update({renamed[n]: _cell(v) for n, v in (record.get("outputs") or {}).items()})
         rows.append(row)
