@@ -333,3 +333,29 @@ def test_table1_layout_is_the_papers_rows_and_columns():
     assert wide.loc["GBC", "d1"] == -0.2
     with pytest.raises(ValueError, match="no column 'kendall'"):
         table1_layout(evaluation, "kendall")
+
+
+@pytest.mark.parametrize("value", ["-80", "1e9", "", "inf", "high"])
+def test_truth_values_are_checked_with_the_file_and_row_named(tmp_path, value):
+    """Accuracies outside [0, 100] %, missing, infinite or not numbers are refused, naming the
+    file, the line, the model and the dataset, in the tidy and in the wide layout."""
+    tidy = tmp_path / "tidy.csv"
+    tidy.write_text(f"model,dataset,accuracy\na,d1,50\nb,d1,{value}\n")
+    with pytest.raises(ValueError, match=rf"truth file {tidy}, row 3 \(model 'b', dataset "
+                                         r"'d1'\): accuracy"):
+        load_truth(tidy)
+    wide = tmp_path / "wide.csv"
+    wide.write_text(f"dataset,a,b\nd1,50,60\nd2,70,{value}\n")
+    with pytest.raises(ValueError, match=rf"truth file {wide}, row 3 \(model 'b', dataset 'd2'\)"):
+        load_truth(wide)
+
+
+def test_truth_in_range_loads_tidy_and_wide_alike(tmp_path):
+    tidy = tmp_path / "tidy.csv"
+    tidy.write_text("model,dataset,accuracy\na,d1,50\nb,d1,60.5\n")
+    wide = tmp_path / "wide.csv"
+    wide.write_text("dataset,a,b\nd1,50,60.5\n")
+    a = load_truth(tidy).sort_values("model").reset_index(drop=True)
+    b = load_truth(wide).sort_values("model").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == ["model", "dataset", "accuracy"]

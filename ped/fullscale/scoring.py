@@ -520,22 +520,30 @@ def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd
     ``None`` gives the published fine-tuning accuracies (:func:`ped.paper.finetune_accuracy`).
     A CSV (or DataFrame) is either tidy, with columns ``model``, ``dataset``, ``accuracy``, or
     wide like ``data/published/finetune_acc.csv``: a ``dataset`` column (or index) and one column
-    per model.
+    per model.  Every accuracy is checked as the library checks a ground truth: a value that is
+    not a number, missing (NaN, an empty cell), infinite or outside [0, 100] (%) is a
+    ``ValueError`` naming the file, the row and the model and dataset.
     """
     if truth is None:
         from ped.paper import finetune_accuracy
 
         wide = finetune_accuracy()
         return _wide_to_tidy(wide)
+    where = "truth table"
     if isinstance(truth, pd.DataFrame):
         frame = truth.copy()
     else:
         path = Path(truth)
         if not path.is_file():
             raise FileNotFoundError(f"truth file {path} not found")
-        frame = pd.read_csv(path)
+        where = f"truth file {path}"
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where} is not a readable CSV ({exc})") from exc
     if {"model", "dataset", "accuracy"} <= set(frame.columns):
         tidy = frame[["model", "dataset", "accuracy"]].copy()
+        tidy["row"] = tidy.index + 2  # the file's line: a header, then one row per line
     else:
         if "dataset" in frame.columns:
             frame = frame.set_index("dataset")
@@ -544,10 +552,20 @@ def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd
                 "truth table must be tidy (columns model, dataset, accuracy) or wide (a "
                 f"'dataset' column and one column per model); got columns {list(frame.columns)}"
             )
-        tidy = _wide_to_tidy(frame)
+        frame = frame.assign(row=range(2, len(frame) + 2))
+        tidy = frame.reset_index().melt(id_vars=["dataset", "row"], var_name="model",
+                                        value_name="accuracy")  # fmt: skip
     tidy["model"] = tidy["model"].astype(str)
     tidy["dataset"] = tidy["dataset"].astype(str)
-    tidy["accuracy"] = pd.to_numeric(tidy["accuracy"], errors="raise").astype(float)
+    value = pd.to_numeric(tidy["accuracy"], errors="coerce")
+    bad = value.isna() | ~np.isfinite(value) | (value < 0) | (value > 100)
+    if bad.any():
+        first = tidy[bad].iloc[0]
+        raise ValueError(f"{where}, row {first['row']} (model {first['model']!r}, dataset "
+                         f"{first['dataset']!r}): accuracy {first['accuracy']!r} is not a number "
+                         f"in [0, 100] % ({int(bad.sum())} such value(s))")  # fmt: skip
+    tidy["accuracy"] = value.astype(float)
+    tidy = tidy[["model", "dataset", "accuracy"]]
     duplicated = tidy.duplicated(["model", "dataset"])
     if duplicated.any():
         first = tidy.loc[duplicated, ["model", "dataset"]].iloc[0].tolist()
