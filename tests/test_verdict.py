@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,38 @@ def test_dose_movement_counts_steps_exits_and_displacement(zoo) -> None:  # noqa
     assert set(settings["time_step"]) == {0.1} and set(settings["max_steps"]) == {6}
     table = dose.dose_response(settings, {"t": feats}, stats)
     assert {"steps", "exit_fired", "displacement", "change"} <= set(table.columns)
+
+
+def test_stored_scores_are_verified_when_read_and_rescored_when_corrupt(zoo, tmp_path: Path
+                                                                        ) -> None:  # noqa: ANN001
+    feats, stats, _ = zoo
+    path = V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=2, n_placebo=1)
+    manifest = json.loads((tmp_path / V.SCORES_MANIFEST).read_text())
+    assert set(manifest["files"]) == {"t.npz"}
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=r"t\.npz does not match its sha256"):
+        V.load_task_scores(path)
+    with pytest.raises(ValueError, match="does not match its sha256"):
+        V.load_scores(tmp_path, ["t"])
+    # the writer does not take the corrupt file for a current one: it rescores it
+    V.score_task("t", tmp_path, features=feats, stats=stats, n_replicates=2, n_placebo=1)
+    assert V.load_task_scores(path)["models"] == sorted(feats)
+    assert path.read_bytes() == good  # the same scores, recomputed
+    # a file that the manifest does not list is refused too
+    stray = tmp_path / "other.npz"
+    stray.write_bytes(good)
+    with pytest.raises(ValueError, match="other.npz is not in"):
+        V.load_task_scores(stray)
+
+
+def test_committed_scores_match_their_manifests() -> None:
+    from ped.paper import data_dir
+
+    folders = [p.parent for p in (data_dir() / "verdict").rglob("*.npz")]
+    assert folders
+    for folder in set(folders):
+        for path in folder.glob("*.npz"):
+            V.verify_scores(path)

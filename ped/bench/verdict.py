@@ -46,6 +46,9 @@ __all__ = [
     "CONTROLS",
     "score_control",
     "score_task",
+    "SCORES_MANIFEST",
+    "record_scores",
+    "verify_scores",
     "load_task_scores",
     "restrict_models",
     "accuracy_table",
@@ -107,12 +110,61 @@ def _features_digest(
     return digest.hexdigest()[:16]
 
 
+#: The sha256 manifest of a folder of stored scores (file name -> sha256), written beside them.
+SCORES_MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, str]:
+    path = folder / SCORES_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a manifest of stored scores ({exc})") from exc
+    return dict(files)
+
+
+def record_scores(path: str | os.PathLike[str]) -> None:
+    """Add (or update) the stored score file ``path`` in its folder's sha256 manifest."""
+    from ped._io import write_json_atomic
+
+    path = Path(path)
+    files = _read_manifest(path.parent)
+    files[path.name] = _sha256(path)
+    write_json_atomic(path.parent / SCORES_MANIFEST, {"version": 1, "files": files})
+
+
+def verify_scores(path: str | os.PathLike[str]) -> None:
+    """Check a stored score file against its folder's manifest; a ``ValueError`` names the file
+    when it is missing from the manifest (no manifest, or written outside ``make verdict``)
+    or does not match its sha256 (edited, truncated or corrupt)."""
+    path = Path(path)
+    files = _read_manifest(path.parent)
+    if path.name not in files:
+        raise ValueError(f"{path} is not in {path.parent / SCORES_MANIFEST}: it was not written "
+                         "by `make verdict`, or the manifest is missing")  # fmt: skip
+    if _sha256(path) != files[path.name]:
+        raise ValueError(f"{path} does not match its sha256 in {path.parent / SCORES_MANIFEST} "
+                         "(edited or corrupt): rerun `make verdict`")  # fmt: skip
+
+
 def _is_current(path: Path, config: Mapping[str, Any]) -> bool:
-    """Whether the stored score file ``path`` exists and was computed with ``config``."""
+    """Whether the stored score file ``path`` exists, matches its manifest and was computed with
+    ``config`` (a file that fails its manifest is rescored, with a warning)."""
     if not path.is_file():
         return False
-    with np.load(path) as z:
-        return str(z["config"]) == json.dumps(config, sort_keys=True)
+    try:
+        verify_scores(path)
+        with np.load(path) as z:
+            return str(z["config"]) == json.dumps(config, sort_keys=True)
+    except (ValueError, OSError, KeyError) as exc:  # corrupt, unlisted, unreadable
+        logger.warning("%s: %s; rescoring", path, exc)
+        return False
 
 
 def score_task(
@@ -183,6 +235,7 @@ def score_task(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(path, models=np.asarray(models), steps=steps,
                      config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
+    record_scores(path)
     return path
 
 
@@ -324,11 +377,14 @@ def score_control(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(path, models=np.asarray(models),
                      config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
+    record_scores(path)
     return path
 
 
 def load_task_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A stored :func:`score_task` file as a dict (``models`` a list, ``config`` a dict)."""
+    """A stored :func:`score_task` file as a dict (``models`` a list, ``config`` a dict),
+    after checking it against its folder's manifest (:func:`verify_scores`)."""
+    verify_scores(path)
     with np.load(path) as z:
         out: dict[str, Any] = {k: z[k].copy() for k in z.files}
     out["models"] = [str(m) for m in out["models"]]
@@ -749,6 +805,7 @@ def score_seeds(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_npz_atomic(path, models=np.asarray(models), seeds=np.asarray(seeds),
                      config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)
+    record_scores(path)
     return path
 
 
