@@ -392,6 +392,15 @@ def test_extract_reuses_only_outputs_with_the_same_settings(tmp_path, capsys):
     assert _listing(out) == ["rnd_fake_extract.json", "rnd_fake_feature.npy", "rnd_fake_label.npy"]
     capsys.readouterr()
 
+    # a feature file truncated to 0 bytes (or cut short) is not taken for finished
+    kept = feature.read_bytes()
+    for broken in (b"", kept[: len(kept) // 2]):
+        feature.write_bytes(broken)
+        line = _one_error_line(_fail(_extract(out, "--limit", "6", "--image-size", "32"),
+                                     capsys), "extract")  # fmt: skip
+        assert "rnd_fake_feature.npy is unreadable or truncated" in line and "--overwrite" in line
+    feature.write_bytes(kept)
+
     (out / "rnd_fake_extract.json").unlink()  # outputs without a record: not trusted
     line = _one_error_line(_fail(_extract(out, "--limit", "6", "--image-size", "32"), capsys),
                            "extract")  # fmt: skip

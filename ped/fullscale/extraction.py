@@ -892,6 +892,13 @@ def _finished_matches(
             f"{label_path} holds {n_done} labels, but its record says {settings['n_samples']}; "
             f"{redo}"
         )
+    try:  # the features too: a truncated or emptied file must not pass for finished
+        shape = np.load(feature_path, mmap_mode="r", allow_pickle=False).shape
+    except (ValueError, EOFError, OSError) as exc:
+        raise ValueError(f"{feature_path} is unreadable or truncated ({exc}); {redo}") from exc
+    if len(shape) != 2 or shape[0] != n_done:
+        raise ValueError(f"{feature_path} holds an array of shape {shape}, not ({n_done}, D) "
+                         f"features; {redo}")  # fmt: skip
     return n_done
 
 
