@@ -341,11 +341,25 @@ def _check_variant(value: Any, name: str) -> str:
     return str(value)
 
 
+#: The largest radius scale, time step and spring constant accepted: far beyond any useful
+#: setting (the paper's are 0.3 to 0.6, 0.1 and 1), and small enough that the radii and the
+#: step :math:`\tfrac12 t^2 k` stay finite in float64 for any standardised features.
+OPTION_LIMIT = 1e6
+
+
+def _check_bounded(value: Any, name: str) -> float:
+    value = check_positive(value, name)
+    if value > OPTION_LIMIT:
+        raise ValueError(f"{name} must be at most {OPTION_LIMIT:g} (beyond it PED's radii or "
+                         f"step overflow), got {value:g}")  # fmt: skip
+    return value
+
+
 #: The options of :func:`potential_energy_descent` besides the data, and their checks.
 _OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "nsigma": check_positive,
-    "time_step": check_positive,
-    "k": check_positive,
+    "nsigma": _check_bounded,
+    "time_step": _check_bounded,
+    "k": _check_bounded,
     "max_steps": check_positive_int,
     "exit_ratio": check_nonnegative,
     "variant": _check_variant,
@@ -357,7 +371,8 @@ def check_ped_options(options: Mapping[str, Any]) -> dict[str, Any]:
     ``max_steps``, ``exit_ratio``, ``variant``), checked and normalised, without running it.
 
     Callers that run PED many times (``ped score``) check them once, before any work.  An unknown
-    name or a bad value (e.g. ``nsigma <= 0``, ``time_step = 0``) is a ``ValueError`` naming it.
+    name or a bad value (e.g. ``nsigma <= 0``, ``time_step = 0``, ``nsigma`` above
+    :data:`OPTION_LIMIT`) is a ``ValueError`` naming it.
     """
     unknown = sorted(set(options) - set(_OPTION_CHECKS))
     if unknown:

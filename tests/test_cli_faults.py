@@ -296,11 +296,24 @@ def test_bad_ped_options_are_usage_errors(features_dir, tmp_path, registry, caps
     assert "Traceback" not in err and registry["rec"].calls == 0 and not out.exists()
 
 
+@pytest.mark.parametrize(("option", "value"), [("--nsigma", "1e308"), ("--time-step", "1e200")])
+def test_extreme_ped_options_are_refused_before_scoring(features_dir, tmp_path, registry, capsys,
+                                                        option, value):  # fmt: skip
+    """Finite but absurd options used to make every PED row fail (overflow) with exit 0."""
+    out = tmp_path / "s.csv"
+    line = _one_error_line(_fail(_score(features_dir, out, "--ped", option, value), capsys),
+                           "score")  # fmt: skip
+    assert f"{option[2:].replace('-', '_')} must be at most" in line
+    assert registry["rec"].calls == 0 and not out.exists()
+
+
 def test_ped_options_are_checked_before_scoring(features_dir, registry):
     from ped.fullscale.scoring import score_features
 
     for options, message in [({"nsigma": -1.0}, "nsigma must be a finite number > 0"),
                              ({"time_step": 0}, "time_step must be"),
+                             ({"time_step": 1e200}, "time_step must be at most 1e"),
+                             ({"nsigma": 1e308}, "nsigma must be at most 1e"),
                              ({"max_steps": 0}, "max_steps must be"),
                              ({"variant": "fast"}, "variant must be"),
                              ({"sigma": 1.0}, r"unknown PED option\(s\) \['sigma'\]")]:  # fmt: skip
