@@ -263,6 +263,16 @@ def test_cli_usage_errors(base_sweep, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["sweep", str(notebook), "--out", str(out), "-p", "x=[1,"])
     assert exit_.value.code == 2
+    for name, text in (("bad.yaml", "x: [1, 2\n  y: ]\n"), ("bad.json", "{\"x\": [1,")):
+        grid_file = tmp_path / name
+        grid_file.write_text(text)
+        capsys.readouterr()
+        code = cli.main(["sweep", str(notebook), "--out", str(out), "--grid-file", str(grid_file)])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        assert f"{grid_file} is not valid {name.split('.')[1].upper()}" in lines[0]
+        assert not out.exists()
     with pytest.raises(SystemExit) as exit_:
         cli.main(["sweep", "--help"])
     assert exit_.value.code == 0

@@ -35,9 +35,16 @@ def _read_grid_file(path: Path) -> Grid:
             import yaml
         except ImportError:  # pragma: no cover - pyyaml is in the book extra
             raise ValueError("reading a YAML grid file needs pyyaml (pip install pyyaml)") from None
-        grid = yaml.safe_load(text)
+        try:
+            grid = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"{path} is not valid YAML ({reason})") from None
     else:
-        grid = json.loads(text)
+        try:
+            grid = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc})") from None
     if isinstance(grid, Mapping):
         return {name: v if isinstance(v, list) else [v] for name, v in grid.items()}
     if isinstance(grid, list):
