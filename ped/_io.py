@@ -208,8 +208,9 @@ def check_output_path(
     Raises ``IsADirectoryError`` when ``path`` is a folder, ``NotADirectoryError`` when a file
     stands where one of its folders should be, and the ``OSError`` of a write attempt
     (``PermissionError``, a read-only file system...) when its folder is not writable.  Each
-    message names ``what`` and the path.  The missing folders of ``path`` are created (they would
-    be anyway); a probe file is created in the folder and removed at once.
+    message names ``what`` and the path.  Nothing is left behind: missing folders are not
+    created (the writer creates them once the work is done), and a probe file is created in the
+    nearest existing folder and removed at once.
     """
     path = Path(path)
     refuse_target(path, what=what, inputs=inputs)
@@ -224,9 +225,8 @@ def check_output_path(
             f"cannot write {what} {path}: {existing} is a file, not a folder",
             str(existing),
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
+    try:  # probed where the file's folder is, or would be created: nothing is created here
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=f"{TMP_PREFIX}{path.name}.")
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OSError(exc.errno, f"cannot write {what} {path}: {reason}", str(path)) from exc

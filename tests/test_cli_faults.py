@@ -706,3 +706,12 @@ def test_execute_refuses_to_overwrite_its_source_and_clashing_names(tmp_path, ca
     line = _one_error_line(_fail(["execute", str(nb), str(other / "n.md"), "--out",
                                   str(tmp_path / "out")], capsys), "execute")
     assert "the same executed notebook" in line and not (tmp_path / "out").exists()
+
+
+def test_a_refused_command_creates_no_output_folder(features_dir, tmp_path, registry, capsys):
+    out = tmp_path / "new" / "deeper" / "s.csv"
+    line = _one_error_line(_fail(_score(features_dir, out, "--metric", "nope"), capsys), "score")
+    assert "nope" in line and not (tmp_path / "new").exists()
+    (features_dir / "alpha_toy_feature.npy").write_bytes(b"not an array")
+    _one_error_line(_fail(_score(features_dir, out), capsys), "score")
+    assert not (tmp_path / "new").exists() and registry["rec"].calls == 0
