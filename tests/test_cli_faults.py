@@ -715,3 +715,25 @@ def test_a_refused_command_creates_no_output_folder(features_dir, tmp_path, regi
     (features_dir / "alpha_toy_feature.npy").write_bytes(b"not an array")
     _one_error_line(_fail(_score(features_dir, out), capsys), "score")
     assert not (tmp_path / "new").exists() and registry["rec"].calls == 0
+
+
+def test_verify_names_the_artefact_that_does_not_match(tmp_path, capsys):
+    import shutil
+
+    from ped.paper import data_dir
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir() / "verdict" / "v1", data / "verdict" / "v1")
+    assert main(["verify", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "all 1 artefact(s) match their manifests" in out
+    victim = data / "verdict" / "v1" / "mnist10.npz"
+    blob = bytearray(victim.read_bytes())
+    blob[-100] ^= 0x01
+    victim.write_bytes(bytes(blob))
+    line = _one_error_line(_fail(["verify", "--data", str(data)], capsys), "verify")
+    assert "mnist10.npz does not match its sha256" in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = _one_error_line(_fail(["verify", "--data", str(empty)], capsys), "verify")
+    assert "no artefact with a manifest" in line

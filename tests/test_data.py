@@ -84,3 +84,13 @@ def test_verdict_history_matches_the_repository():
                              env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})
         assert out.returncode == 0, f"commit {commit} is not in the repository"
         assert f"{out.stdout.strip()} UTC" == date
+
+
+def test_every_committed_artefact_matches_its_manifest():
+    from ped.bench.artefacts import verify_artefacts
+
+    checks = verify_artefacts()
+    kinds = {c.kind for c in checks}
+    assert {"zoo", "ground truth", "verdict scores", "simulations"} <= kinds
+    failed = [f"{c.path}: {c.message}" for c in checks if not c.ok]
+    assert not failed, failed

@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ped.cli.datasets",
     "ped.cli.zoo",
     "ped.cli.verdict",
+    "ped.cli.verify",
 )
 
 
