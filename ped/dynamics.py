@@ -388,7 +388,7 @@ class PEDOptions(Mapping[str, Any]):
     code uses (radius scale ``nsigma`` :math:`\lambda = 0.6`, time step 0.1, spring constant 1,
     at most 6 steps, exit when a step is at most half the first, the released variant).
 
-    A frozen, checked value (:func:`check_ped_options`; a bad value is a ``ValueError`` naming
+    A frozen, checked value (``check_ped_options``; a bad value is a ``ValueError`` naming
     it) that is also a read-only mapping, so it can be passed on as keyword arguments
     (``potential_energy_descent(x, y, **options)``) or stored as a dict (``dict(options)``).
     :meth:`non_default` gives only what differs from the defaults, the form stored

@@ -26,7 +26,7 @@ __all__ = ["SETTING_COLUMNS", "DEFAULTS", "movement", "sweep_settings", "dose_re
 #: The PED options a sensitivity sweep varies.
 SETTING_COLUMNS: tuple[str, ...] = ("nsigma", "variant", "time_step", "max_steps", "reference")
 #: Their values where a sweep leaves them at the chapter's defaults: PED's
-#: (:class:`ped.dynamics.PEDOptions`) and the encoder's source statistics.
+#: (:class:`ped.PEDOptions`) and the encoder's source statistics.
 DEFAULTS: dict[str, Any] = {**{k: PEDOptions()[k] for k in SETTING_COLUMNS if k != "reference"},
                             "reference": "source"}  # fmt: skip
 

@@ -53,8 +53,8 @@ def replication_figure(table: pd.DataFrame, *, names: Mapping[str, str] | None =
 
 def power_figure(curve: pd.DataFrame, *, published: float, observed: float) -> Any:
     """Power of the three one-sided tests of a gain against the realised true change
-    (``curve``: :attr:`ped.bench.replication.PowerSummary.curve`), with the published gain and
-    the replica's estimate marked."""
+    (``curve``: the ``curve`` of :class:`ped.bench.replication.PowerSummary`), with the
+    published gain and the replica's estimate marked."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
