@@ -27,9 +27,9 @@ stores them), three questions can be asked of each model and task:
    chapter: does ``metric(PED(Z_0))`` rank the zoo like ``metric(Z_T)`` better than
    ``metric(Z_0)`` does?
 
-The direction test (2) compares coordinates of :math:`Z_0` and :math:`Z_T`, which :math:`Z_0` and :math:`Z_T` assumes that the fine-tuned network keeps the
-meaning of its feature dimensions, and a mean cosine has no simple null; the geometry test (3)
-assumes neither.
+The direction test (2) compares coordinates of :math:`Z_0` and :math:`Z_T`, which assumes that
+the fine-tuned network keeps the meaning of its feature dimensions, and a mean cosine has no
+simple null; the geometry test (3) assumes neither.
 """
 
 from __future__ import annotations

@@ -153,7 +153,9 @@ def zoo_bootstrap(
     return out
 
 
-def _cell_changes(cells: Sequence[Cell], keep: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
+def _cell_changes(
+    cells: Sequence[Cell], keep: NDArray[np.bool_] | None = None
+) -> NDArray[np.float64]:
     """Each cell's change on all images and seeds, over the models ``keep`` selects."""
     out = np.empty(len(cells))
     for j, c in enumerate(cells):

@@ -79,9 +79,10 @@ def test_verdict_history_matches_the_repository():
     if shallow == "true":
         pytest.skip("a shallow clone lacks the history")
     for commit, date in zip(history["commit"], history["date"]):
-        out = subprocess.run(["git", "log", "-1", "--format=%cd", "--date=format-local:%Y-%m-%d %H:%M",
-                              commit], cwd=root, capture_output=True, text=True,
-                             env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})
+        out = subprocess.run(["git", "log", "-1", "--format=%cd",
+                              "--date=format-local:%Y-%m-%d %H:%M", commit], cwd=root,
+                             capture_output=True, text=True,
+                             env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})  # fmt: skip
         assert out.returncode == 0, f"commit {commit} is not in the repository"
         assert f"{out.stdout.strip()} UTC" == date
 
