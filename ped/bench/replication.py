@@ -10,8 +10,9 @@ truth) is recomputed; the others are kept.
 
 Units: ``null`` (no effect), ``published`` (each metric's published gain), ``curve_<k>`` (a
 common gain, for the power curve and the minimum detectable effect) and ``duplicates_<null |
-published>`` (the with-replacement bootstrap of models, :func:`ped.inference.
-hierarchical_bootstrap`, beside the jackknife interval on the same simulated benchmarks).
+published>`` (the with-replacement bootstrap of models,
+:func:`ped.inference.hierarchical_bootstrap`, beside the jackknife interval on the same
+simulated benchmarks).
 """
 
 from __future__ import annotations
