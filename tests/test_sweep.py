@@ -144,6 +144,24 @@ def test_rerun_of_a_finished_sweep_executes_nothing(base_sweep):
     assert sorted(result.table.y) == [2.0, 4.0, 20.0, 40.0]
 
 
+def test_an_edited_results_table_is_refused_when_loaded(base_sweep, tmp_path):
+    import shutil
+
+    from ped.tools.sweep import verify_sweep
+
+    _, out, _ = base_sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    verify_sweep(copy)
+    results = copy / "results.csv"
+    results.write_text(results.read_text().replace("40.0", "41.0"))
+    with pytest.raises(ValueError, match="results.csv does not match its sha256"):
+        load_sweep(copy)
+    (copy / MANIFEST_FILE).unlink()
+    with pytest.raises(ValueError, match="cannot be verified"):
+        load_sweep(copy)
+
+
 def test_a_changed_notebook_recomputes_its_finished_points(tmp_path, scheduler):
     """Points computed by another version of the notebook are not mixed into one table: they
     are executed again, and every row carries the version's hash."""

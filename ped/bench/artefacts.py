@@ -73,11 +73,18 @@ def _simulations(folder: Path) -> str:
     return f"{len(tables)} simulation unit(s)"
 
 
+def _sweep(folder: Path) -> str:
+    from ped.tools.sweep import verify_sweep
+
+    verify_sweep(folder)
+    return "results.csv"
+
+
 def verify_artefacts(data_dir: str | os.PathLike[str] | None = None) -> list[ArtefactCheck]:
     """Check every artefact found under ``data_dir`` (default :func:`ped.paper.data_dir`): the
     zoos (checkpoints and statistics against the manifest), the rebuilt ground truth and the
     selection reruns (table, runs and features against their manifest), every folder of stored
-    verdict scores and the replication simulations.  Returns one :class:`ArtefactCheck` each."""
+    verdict scores, the replication simulations and the sweeps' results.  Returns one :class:`ArtefactCheck` each."""
     from ped.paper import data_dir as default_data_dir
 
     root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -92,6 +99,8 @@ def verify_artefacts(data_dir: str | os.PathLike[str] | None = None) -> list[Art
         checks.append(("verdict scores", folder, _scores))
     for manifest in sorted((root / "verdict").rglob("simulations/manifest.json")):
         checks.append(("simulations", manifest.parent, _simulations))
+    for results in sorted((root / "sweeps").glob("*/results.csv")):
+        checks.append(("sweep", results.parent, _sweep))
     out = []
     for kind, path, check in checks:
         try:

@@ -299,8 +299,9 @@ def power_summary(tables: Mapping[str, pd.DataFrame], *, alpha: float = 0.05) ->
     pub = tables["published"]
     effect = float(pub.loc[pub["label"] == "mean", "theta_zoo"].mean())
     curve_units = sorted(k for k in tables if k.startswith("curve_"))
-    curve = power_curve(pd.concat([tables[k] for k in curve_units], ignore_index=True),
-                        alpha=alpha)  # fmt: skip
+    null_point = tables["null"].assign(effect=0.0)  # the curve starts at no effect
+    curve = power_curve(pd.concat([null_point, *(tables[k] for k in curve_units)],
+                                  ignore_index=True), alpha=alpha)  # fmt: skip
     mean = curve[curve["label"] == "mean"].sort_values("realised")
     mde = {k: minimum_detectable_effect(mean["realised"], mean[f"power_{k}"])
            for k in ("zoo", "pop", "tasks")}  # fmt: skip

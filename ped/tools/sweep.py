@@ -61,6 +61,7 @@ __all__ = [
     "collect_results",
     "load_sweep",
     "read_sidecar",
+    "verify_sweep",
     "sensitivity_summary",
 ]
 
@@ -649,7 +650,8 @@ def run_sweep(
                 )
         ordered = [records[point_id(p)] for p in points]
         table = _table(ordered)
-        write_text_atomic(out_dir / RESULTS_FILE, table.to_csv(index=False))
+        text = table.to_csv(index=False)
+        write_text_atomic(out_dir / RESULTS_FILE, text)
         result = SweepResult(
             out_dir=out_dir,
             notebook=notebook,
@@ -668,6 +670,7 @@ def run_sweep(
                 "points": [{"id": point_id(p), "parameters": p} for p in points],
                 "n_ok": len(ordered) - len(result.failures),
                 "failed": [r["id"] for r in result.failures],
+                "results_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             },
         )
     if result.failures:
@@ -719,13 +722,19 @@ def collect_results(
     """Rebuild the table from every ``"ok"`` sidecar in ``out_dir/points`` (sorted by id).
 
     Unlike ``results.csv``, which holds the latest grid, this gathers every point ever finished
-    in the folder.  With ``write``, the table replaces ``results.csv`` (atomically).
+    in the folder.  With ``write``, the table replaces ``results.csv`` (atomically) and its
+    sha256 is recorded in ``sweep.json`` (:func:`verify_sweep`).
     """
     out_dir = Path(out_dir)
     records = [read_sidecar(p) for p in sorted((out_dir / POINTS_DIR).glob("*.json"))]
     table = _table([r for r in records if r is not None])
     if write:
-        write_text_atomic(out_dir / RESULTS_FILE, table.to_csv(index=False))
+        text = table.to_csv(index=False)
+        write_text_atomic(out_dir / RESULTS_FILE, text)
+        manifest = out_dir / MANIFEST_FILE
+        record = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+        record["results_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        _write_json(manifest, record)
     return table
 
 
@@ -739,6 +748,23 @@ def _decode_json_column(column: pd.Series) -> pd.Series:
         return column
 
 
+def verify_sweep(out_dir: str | os.PathLike[str]) -> None:
+    """Check a sweep's ``results.csv`` against the sha256 that its ``sweep.json`` recorded when
+    it was written; a ``ValueError`` names the file when the manifest or its hash is missing or
+    the table does not match (edited, truncated or corrupt)."""
+    out_dir = Path(out_dir)
+    manifest = out_dir / MANIFEST_FILE
+    if not manifest.is_file():
+        raise ValueError(f"{manifest} is missing: the sweep's results cannot be verified")
+    try:
+        expected = json.loads(manifest.read_text(encoding="utf-8"))["results_sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{manifest} records no results_sha256 ({exc}); rerun the sweep") from exc
+    if _file_sha256(out_dir / RESULTS_FILE) != expected:
+        raise ValueError(f"{out_dir / RESULTS_FILE} does not match its sha256 in {manifest} "
+                         "(edited or corrupt)")  # fmt: skip
+
+
 def load_sweep(out_dir: str | os.PathLike[str], *, decode_json: bool = True) -> pd.DataFrame:
     """Read a sweep's ``results.csv``: one row per successful point.
 
@@ -750,6 +776,7 @@ def load_sweep(out_dir: str | os.PathLike[str], *, decode_json: bool = True) -> 
     path = Path(out_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no sweep results at {path}; run `ped sweep ... --out {out_dir}`")
+    verify_sweep(out_dir)
     table = pd.read_csv(path, dtype={ID_COLUMN: str})
     if decode_json:
         for name in table.columns:
