@@ -43,6 +43,7 @@ __all__ = [
     "finetune_run", "linear_probe_run", "run_ground_truth", "ground_truth_table", "selected",
     "Protocol", "PROTOCOL", "COLUMNS_V2", "run_cell", "run_protocol", "protocol_table",
     "write_protocol_table", "features_path", "verify_ground_truth", "select_setting", "run_cells",
+    "protocol_unit",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -475,6 +476,45 @@ def select_setting(
             return best, rows
 
 
+def _cell_context(
+    task: Any, encoder_sha256: str, protocol: Protocol, device: str, precision: str, model: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What every run of one model x task under ``protocol`` shares: the configuration a
+    stored run must match, the row's identifying columns, and the keyword arguments of
+    :func:`finetune_run`."""
+    config = {**protocol.config(), "encoder_sha256": encoder_sha256}
+    base = {"model": model, "task": task.name, "protocol": "finetune"}
+    kw = {"steps": protocol.steps, "batch_size": protocol.batch_size, "per_image_shift": True,
+          "device": device, "precision": precision}  # fmt: skip
+    return config, base, kw
+
+
+def protocol_unit(
+    encoder: Any,
+    task: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    model: str,
+    encoder_sha256: str,
+    protocol: Protocol = PROTOCOL,
+    device: str = "auto",
+    precision: str = "auto",
+) -> Callable[[str, float, float, int], dict[str, Any]]:
+    """``unit(role, lr, wd, seed)``: one run of ``model`` on ``task`` under ``protocol``,
+    loaded when stored under ``out_dir`` with the same configuration, else run and stored
+    (``<out>/runs/<model>/<task>/<role>_lr_wd_s.json``); returns its row."""
+    out = Path(out_dir)
+    config, base, kw = _cell_context(task, encoder_sha256, protocol, device, precision, model)
+
+    def unit(role: str, lr: float, wd: float, seed: int) -> dict[str, Any]:
+        row = {**base, "role": role, "seed": seed, "lr": lr, "wd": wd}
+        path = _v2_path(out, model, task.name, role, lr, wd, seed)
+        return _run_unit(path, row, lambda: finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
+                                                         **kw), config)  # fmt: skip
+
+    return unit
+
+
 def run_cell(
     encoder: Any,
     task: Any,
@@ -492,17 +532,9 @@ def run_cell(
     features of the first evaluation seed go to :func:`features_path`.  Returns the rows.
     """
     out = Path(out_dir)
-    config = {**protocol.config(), "encoder_sha256": encoder_sha256}
-    base = {"model": model, "task": task.name, "protocol": "finetune"}
-    kw = {"steps": protocol.steps, "batch_size": protocol.batch_size, "per_image_shift": True,
-          "device": device, "precision": precision}  # fmt: skip
-
-    def unit(role: str, lr: float, wd: float, seed: int) -> dict[str, Any]:
-        row = {**base, "role": role, "seed": seed, "lr": lr, "wd": wd}
-        path = _v2_path(out, model, task.name, role, lr, wd, seed)
-        return _run_unit(path, row, lambda: finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
-                                                         **kw), config)  # fmt: skip
-
+    config, base, kw = _cell_context(task, encoder_sha256, protocol, device, precision, model)
+    unit = protocol_unit(encoder, task, out, model=model, encoder_sha256=encoder_sha256,
+                         protocol=protocol, device=device, precision=precision)  # fmt: skip
     best, rows = select_setting(unit, protocol)
     lr, wd = best
     for p in sorted((out / "runs" / model / task.name).glob("eval_*.json")):

@@ -36,8 +36,7 @@ from ped.bench.zoo import finetune as _finetune
 from ped.bench.zoo.finetune import (
     PROTOCOL,
     Protocol,
-    _run_unit,
-    _v2_path,
+    protocol_unit,
     select_setting,
     write_protocol_table,
 )
@@ -101,18 +100,8 @@ def rerun_cell(
         raise ValueError(f"seed {seed} is already a selection or evaluation seed of the protocol")
     if not 1 <= n_eval <= len(protocol.eval_seeds_for(task.name)):
         raise ValueError(f"n_eval must be in 1..{len(protocol.eval_seeds_for(task.name))}")
-    out = Path(out_dir)
-    config = {**protocol.config(), "encoder_sha256": encoder_sha256}
-    base = {"model": model, "task": task.name, "protocol": "finetune"}
-    kw = {"steps": protocol.steps, "batch_size": protocol.batch_size, "per_image_shift": True,
-          "device": device, "precision": precision}  # fmt: skip
-
-    def unit(role: str, lr: float, wd: float, s: int) -> dict[str, Any]:
-        row = {**base, "role": role, "seed": s, "lr": lr, "wd": wd}
-        path = _v2_path(out, model, task.name, role, lr, wd, s)
-        return _run_unit(path, row, lambda: _finetune.finetune_run(
-            encoder, task, lr=lr, wd=wd, seed=s, **kw), config)  # fmt: skip
-
+    unit = protocol_unit(encoder, task, out_dir, model=model, encoder_sha256=encoder_sha256,
+                         protocol=protocol, device=device, precision=precision)  # fmt: skip
     best, rows = select_setting(unit, protocol, seeds=(seed,))
     if best != tuple(original):
         logger.info("%s on %s: seed %d chooses lr %g, wd %g (was lr %g, wd %g)", model,
