@@ -326,7 +326,7 @@ def power_summary(tables: Mapping[str, pd.DataFrame], *, alpha: float = 0.05) ->
         mde_zoo=mde["zoo"], mde_pop=mde["pop"], mde_tasks=mde["tasks"],
         duplicates_null=coverage_of_duplicates(tables["duplicates_null"], 0.0),
         duplicates_published=coverage_of_duplicates(dup_pub, float(dup_pub["theta_zoo"].mean())),
-        per_metric=pd.DataFrame(rows).T,
+        per_metric=pd.DataFrame(rows).T.reindex(list(dict.fromkeys(pub["label"]))),
     )  # fmt: skip
 
 
