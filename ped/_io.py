@@ -46,6 +46,8 @@ __all__ = [
     "write_csv_atomic",
     "check_output_path",
     "refuse_target",
+    "sha256_file",
+    "read_json_record",
 ]
 
 #: Prefix of the temporary files of :func:`atomic_path`.
@@ -185,6 +187,32 @@ def _same_file(a: Path, b: str | os.PathLike[str]) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # b does not exist (yet): not the same file
         return False
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_json_record(path: str | os.PathLike[str], keys: tuple[str, ...], *, what: str
+                     ) -> dict[str, Any]:  # fmt: skip
+    """The JSON object at ``path`` (a manifest), which must hold ``keys``; anything else (not
+    JSON, not an object, a key missing) is a ``ValueError`` naming the file as ``what``."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        for key in keys:
+            record[key]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not {what} ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not {what} (not a JSON object)")
+    return record
 
 
 def _nearest_existing(path: Path) -> Path:

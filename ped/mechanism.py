@@ -139,13 +139,17 @@ def distance_changes(before: ArrayLike, after: ArrayLike, labels: ArrayLike) -> 
     r"""``(C, C)`` log ratios :math:`\log(d^{after}_{ij} / d^{before}_{ij})` of the distances
     between class centres (:func:`centre_distances`, each set in its own units; diagonal 0).
     The two sets may differ in dimension; a pair of coincident centres is refused."""
-    x0, y, n_classes = check_features_labels(before, labels)
+    x0, y, _ = check_features_labels(before, labels)
     x1, _, _ = check_features_labels(after, labels)  # the same images: one label per row
-    d0, d1 = centre_distances(x0, y), centre_distances(x1, y)
-    off = ~np.eye(n_classes, dtype=bool)
+    return _log_ratio(centre_distances(x0, y), centre_distances(x1, y))
+
+
+def _log_ratio(d0: NDArray[np.float64], d1: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Off-diagonal :math:`\\log(d_1 / d_0)` of two distance matrices (diagonal 0)."""
+    off = ~np.eye(d0.shape[0], dtype=bool)
     if (d0[off] <= 0).any() or (d1[off] <= 0).any():
         raise ValueError("two classes share a centre: their distance ratio is undefined")
-    out = np.zeros((n_classes, n_classes))
+    out = np.zeros(d0.shape)
     out[off] = np.log(d1[off] / d0[off])
     return out
 
@@ -256,20 +260,26 @@ def mechanism_summary(
     result = potential_energy_descent(x0, y, reference=reference, **ped_options)
     moved = result.features
     cos = shift_alignment(centred_shifts(x0, zt, y), centred_shifts(x0, moved, y))
-    ped_change = distance_changes(x0, moved, y)
-    finetuned_change = distance_changes(x0, zt, y)
+    d0 = centre_distances(x0, y)  # the distances before, shared by every comparison
+
+    def change(after: ArrayLike) -> NDArray[np.float64]:
+        return _log_ratio(d0, centre_distances(after, y))
+
+    ped_change, finetuned_change = change(moved), change(zt)
     geometry = distance_agreement(finetuned_change, ped_change,
                                   n_permutations=n_permutations, random_state=random_state)
     scale = None if reference is None else np.asarray(reference[1])
-    radial = distance_agreement(finetuned_change, distance_changes(  # its rho only
-        x0, radial_shift(x0, y, result.shift, scale=scale), y), n_permutations=1)
-    iu = np.triu_indices(ped_change.shape[0], 1)
-    near = -centre_distances(x0, y)[iu]
+    radial = distance_agreement(finetuned_change,  # its rho only
+                                change(radial_shift(x0, y, result.shift, scale=scale)),
+                                n_permutations=1)  # fmt: skip
+    iu = np.triu_indices(d0.shape[0], 1)
+    near = -d0[iu]
     closeness = float(scipy.stats.spearmanr(finetuned_change[iu], near).statistic) \
         if np.ptp(finetuned_change[iu]) > 0 and np.ptp(near) > 0 else float("nan")
-    control = distance_agreement(distance_changes(
-        x0, positive_control(x0, y, moved, random_state=random_state), y), ped_change,
-        n_permutations=n_permutations, random_state=random_state)  # fmt: skip
+    control = distance_agreement(change(positive_control(x0, y, moved,
+                                                         random_state=random_state)),
+                                 ped_change, n_permutations=n_permutations,
+                                 random_state=random_state)  # fmt: skip
     return {
         "energy_before": energy(x0, y, nsigma=nsigma),
         "energy_finetuned": energy(zt, y, nsigma=nsigma),

@@ -55,6 +55,7 @@ from ped.inference import Cell
 
 __all__ = [
     "weighted_tau_rows",
+    "cell_changes",
     "zoo_bootstrap",
     "ReplicationEstimate",
     "replicate",
@@ -153,28 +154,24 @@ def zoo_bootstrap(
     return out
 
 
-def _cell_changes(
-    cells: Sequence[Cell], keep: NDArray[np.bool_] | None = None
-) -> NDArray[np.float64]:
-    """Each cell's change on all images and seeds, over the models ``keep`` selects."""
-    out = np.empty(len(cells))
-    for j, c in enumerate(cells):
-        k = slice(None) if keep is None else keep
-        truth = c.accuracy[k].mean(axis=1)[None]
-        out[j] = (weighted_tau_rows(c.treated[0, k][None], truth)[0]
-                  - weighted_tau_rows(c.base[0, k][None], truth)[0])  # fmt: skip
-    return out
+def cell_changes(cells: Sequence[Cell]) -> NDArray[np.float64]:
+    """Each cell's change :math:`\\tau_w(\\text{treated}) - \\tau_w(\\text{base})` on all
+    images, models and seeds (:meth:`ped.inference.Cell.change`), every cell in one batch."""
+    truth = np.stack([c.accuracy.mean(axis=1) for c in cells])
+    return (weighted_tau_rows(np.stack([c.treated[0] for c in cells]), truth)
+            - weighted_tau_rows(np.stack([c.base[0] for c in cells]), truth))  # fmt: skip
 
 
 def _jackknife_models(cells: Sequence[Cell]) -> NDArray[np.float64]:
     """``(M, len(cells))``: each cell's change with model ``i`` left out (row ``i``)."""
     n_models = cells[0].base.shape[1]
-    rows = []
-    for i in range(n_models):
-        keep = np.ones(n_models, dtype=bool)
-        keep[i] = False
-        rows.append(_cell_changes(cells, keep))
-    return np.array(rows)
+    kept = np.array([np.delete(np.arange(n_models), i) for i in range(n_models)])  # (M, M-1)
+    out = np.empty((n_models, len(cells)))
+    for j, c in enumerate(cells):
+        truth = c.accuracy.mean(axis=1)[kept]
+        out[:, j] = (weighted_tau_rows(c.treated[0][kept], truth)
+                     - weighted_tau_rows(c.base[0][kept], truth))  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +291,7 @@ def replicate(
     missing = [m for m in [*dict.fromkeys(metrics), "mean"] if m not in published]
     if missing:
         raise ValueError(f"no published gain for {missing}")
-    point = _cell_changes(cells)
+    point = cell_changes(cells)
     if draws is None:
         draws = zoo_bootstrap(cells, n_resamples=n_resamples, random_state=random_state)
     elif draws.shape[1] != len(cells):
@@ -430,7 +427,7 @@ def measure_shape(
     )  # fmt: skip
     if not match_changes:
         return shape
-    changes = _cell_changes(cells)
+    changes = cell_changes(cells)
     labels = np.asarray(metrics)
     centred = changes - np.array([changes[labels == m].mean() for m in labels])
     return replace(shape, arm_corr=_matched_arm_corr(shape, float(np.sqrt((centred**2).mean()))))
@@ -447,7 +444,7 @@ def _matched_arm_corr(shape: BenchmarkShape, target: float, n_benchmarks: int = 
     rms = []
     for a in _ARM_GRID:
         rng = np.random.default_rng(12345)
-        sims = [_cell_changes(simulate_benchmark(replace(shape, arm_corr=a), {}, rng)[0])
+        sims = [cell_changes(simulate_benchmark(replace(shape, arm_corr=a), {}, rng)[0])
                 for _ in range(n_benchmarks)]  # fmt: skip
         rms.append(float(np.sqrt(np.mean(np.square(sims)))))
     # rms falls as the arms pair more closely; np.interp needs increasing x

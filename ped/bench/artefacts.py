@@ -27,7 +27,8 @@ class ArtefactCheck:
 
 
 def _zoo(folder: Path) -> str:
-    from ped.bench.zoo.train import read_manifest, sha256_file
+    from ped._io import sha256_file
+    from ped.bench.zoo.train import read_manifest
 
     encoders = read_manifest(folder)["encoders"]
     if not encoders:

@@ -59,12 +59,14 @@ def movement(
 def sweep_settings(sweeps: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """The distinct PED settings of sensitivity sweeps (``load_sweep`` tables), with the
     change in the three metrics' mean :math:`\\tau_w` (``mean_tau_ped - mean_tau_plain``);
-    options a sweep does not vary take :data:`DEFAULTS`.  A setting swept twice keeps its
-    first row (the sweeps share the chapter, so the change is the same)."""
+    options a sweep does not vary (no column, or an empty cell) take :data:`DEFAULTS`.  A
+    setting swept twice keeps its first row (the sweeps share the chapter, so the change is
+    the same)."""
     rows = []
     for table in sweeps:
         for _, r in table.iterrows():
-            setting = {c: (r[c] if c in table.columns else DEFAULTS[c]) for c in SETTING_COLUMNS}
+            setting = {c: (r[c] if c in table.columns and not pd.isna(r[c]) else DEFAULTS[c])
+                       for c in SETTING_COLUMNS}  # fmt: skip
             rows.append({**setting, "change": float(r["mean_tau_ped"] - r["mean_tau_plain"])})
     out = pd.DataFrame(rows).drop_duplicates(subset=list(SETTING_COLUMNS))
     out["max_steps"] = out["max_steps"].astype(int)

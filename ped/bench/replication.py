@@ -29,12 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.stats
+from numpy.typing import NDArray
 
-from ped._io import write_csv_atomic, write_json_atomic
+from ped._io import read_json_record, sha256_file, write_csv_atomic, write_json_atomic
 from ped.bench.verdict import PRIMARY_METRICS, endpoint_cells
 from ped.inference import Cell, hierarchical_bootstrap
 from ped.replication import (
     BenchmarkShape,
+    cell_changes,
     ReplicationEstimate,
     calibration,
     measure_shape,
@@ -108,8 +110,15 @@ def _digest(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _inputs_digest(cells: Sequence[Cell], labels: Sequence[str]) -> str:
+    """sha256 of the scores and accuracies the shape was measured from (so that a reader can
+    tell stored simulations are current without measuring the shape again)."""
+    digest = hashlib.sha256()
+    for cell, label in zip(cells, labels, strict=True):
+        digest.update(f"{cell.group}|{label}|{cell.base.shape}|{cell.accuracy.shape}".encode())
+        for array in (cell.base, cell.treated, cell.accuracy):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _shape_from_dict(d: Mapping[str, Any]) -> BenchmarkShape:
@@ -162,12 +171,13 @@ def run_simulations(
         except json.JSONDecodeError:
             logger.warning("unreadable %s: every unit is recomputed", manifest_path)
     manifest["shape"] = asdict(shape)
+    manifest["inputs"] = _inputs_digest(cells, labels)
     tables = {}
     for unit, config in tqdm(plan.items(), desc="simulations", unit="unit"):
         path = out / f"{unit}.csv"
         entry = manifest["units"].get(unit, {})
         if (entry.get("config") == _digest(config) and path.is_file()
-                and _sha256(path) == entry.get("sha256")):  # fmt: skip
+                and sha256_file(path) == entry.get("sha256")):  # fmt: skip
             tables[unit] = pd.read_csv(path)
             continue
         if config.get("duplicates"):
@@ -180,7 +190,7 @@ def run_simulations(
                 table.insert(0, "effect", config["effect"])
         out.mkdir(parents=True, exist_ok=True)
         write_csv_atomic(table, path)
-        manifest["units"][unit] = {"config": _digest(config), "sha256": _sha256(path),
+        manifest["units"][unit] = {"config": _digest(config), "sha256": sha256_file(path),
                                    "rows": len(table)}  # fmt: skip
         write_json_atomic(manifest_path, manifest)
         tables[unit] = table
@@ -200,24 +210,24 @@ def load_simulations(
     **plan_options: Any,
 ) -> tuple[BenchmarkShape, dict[str, pd.DataFrame]]:
     """The stored simulations, each file checked against its sha256 in the manifest (an error
-    names the file).  With ``cells``, ``labels`` and ``published``, each unit's configuration
-    is also checked against the one the current scores give (stale: rerun
-    ``make replication``)."""
+    names the file).  With ``cells``, ``labels`` and ``published``, they are also checked to
+    be current: made from these scores and accuracies (the digest of the inputs the shape was
+    measured from) and with these published gains and options (each unit's configuration);
+    stale: rerun ``make replication``."""
     out = Path(out_dir)
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no simulations in {out}: run `make replication`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        units, shape_dict = manifest["units"], manifest["shape"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{manifest_path} is not a simulation manifest ({exc})") from exc
-    shape = _shape_from_dict(shape_dict)
+    manifest = read_json_record(manifest_path, ("units", "shape"), what="a simulation manifest")
+    units, shape = manifest["units"], _shape_from_dict(manifest["shape"])
     plan = None
     if cells is not None:
         if labels is None or published is None:
             raise ValueError("checking against the scores needs cells, labels and published")
-        plan = simulation_plan(measure_shape(cells, labels), published, **plan_options)
+        if manifest.get("inputs") != _inputs_digest(cells, labels):
+            raise ValueError(f"{out} was simulated for other scores or accuracies (stale): run "
+                             "`make replication`")  # fmt: skip
+        plan = simulation_plan(shape, published, **plan_options)
         missing = sorted(set(plan) - set(units))
         if missing:
             raise ValueError(f"{out}: unit(s) {missing} missing: run `make replication`")
@@ -226,7 +236,7 @@ def load_simulations(
         path = out / f"{unit}.csv"
         if not path.is_file():
             raise ValueError(f"{path} is listed in {manifest_path} but missing")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise ValueError(f"{path} does not match its sha256 in {manifest_path} (edited or "
                              "corrupt)")  # fmt: skip
         if plan is not None and entry["config"] != _digest(plan[unit]):
@@ -343,43 +353,42 @@ def selection_endpoint(
 
     ``changes`` (:func:`ped.bench.zoo.selection.selection_changes`) covers a random sample of
     the cells.  ``observed``: the endpoint with the sampled cells' ground truth moved to what
-    the second selection seed chose (:func:`ped.bench.zoo.selection.perturbed_ground_truth`).
+    the second selection seed chose (the shifts that
+    :func:`ped.bench.zoo.selection.perturbed_ground_truth` applies, here to the ground truth's
+    arrays directly).
     ``draws``: the endpoint when *every* cell is selected again, simulated by giving each cell,
     independently, a change of choice with the sampled rate and, if it changes, a shift drawn
     from the sampled shifts (``n_draws`` draws); their SD is the selection noise of the
-    endpoint.  ``ranking``: per task, :math:`	au_w` between the models' mean accuracies
+    endpoint.  ``ranking``: per task, :math:`\tau_w` between the models' mean accuracies
     before and after the observed re-selection."""
-    from ped.bench.zoo.selection import perturbed_ground_truth
     from ped.evaluation import weighted_tau
-    from ped.replication import _cell_changes
 
-    def estimate(table: pd.DataFrame) -> float:
-        return float(_cell_changes(primary_cells(scores, table, metrics=metrics)[0]).mean())
+    cells, _ = primary_cells(scores, gt, metrics=metrics)  # the ground truth's arrays, once
+    models = {t: list(s["models"]) for t, s in scores.items()}
 
-    moved = perturbed_ground_truth(gt, changes)
-    ranking = {}
-    for task, s in scores.items():
-        models = s["models"]
-        before = _mean_accuracy(gt, task, models)
-        after = _mean_accuracy(moved, task, models)
-        ranking[task] = weighted_tau(after, before)
+    def estimate(shift: Mapping[str, NDArray[np.float64]]) -> float:
+        """The endpoint with each model's accuracies on each task moved by ``shift``."""
+        moved = [Cell(c.base, c.treated, c.accuracy + shift[c.group][:, None], group=c.group)
+                 for c in cells]  # fmt: skip
+        return float(cell_changes(moved).mean())
+
+    changed = changes[changes["changed"].astype(bool)]
+    observed = {t: np.array([changed.loc[(changed["model"] == m) & (changed["task"] == t),
+                                         "shift"].sum() for m in ms]) for t, ms in models.items()}
+    truth = {c.group: c.accuracy.mean(axis=1) for c in cells}
+    ranking = {t: weighted_tau(truth[t] + observed[t], truth[t]) for t in models}
     rate = float(changes["changed"].mean()) if len(changes) else 0.0
-    shifts = changes.loc[changes["changed"], "shift"].to_numpy()
+    shifts = changed["shift"].to_numpy()
     rng = np.random.default_rng(random_state)
+    n_cells = sum(len(ms) for ms in models.values())
+    bounds = np.cumsum([0, *(len(ms) for ms in models.values())])
     draws = np.empty(n_draws)
-    cells = [(m, t) for t, s in scores.items() for m in s["models"]]
     for i in range(n_draws):
-        flip = rng.random(len(cells)) < rate
-        fake = pd.DataFrame({"model": [c[0] for c in cells], "task": [c[1] for c in cells],
-                             "changed": flip,
-                             "shift": rng.choice(shifts, len(cells)) if shifts.size else 0.0})
-        draws[i] = estimate(perturbed_ground_truth(gt, fake))
-    return {"base": estimate(gt), "observed": estimate(moved), "draws": draws,
+        flip = rng.random(n_cells) < rate
+        size = rng.choice(shifts, n_cells) if shifts.size else np.zeros(n_cells)
+        move = np.where(flip, size, 0.0)
+        draws[i] = estimate({t: move[bounds[k]:bounds[k + 1]] for k, t in enumerate(models)})
+    zero = {t: np.zeros(len(ms)) for t, ms in models.items()}
+    return {"base": estimate(zero), "observed": estimate(observed), "draws": draws,
             "sd": float(draws.std(ddof=1)), "rate": rate, "n_cells": len(changes),
             "ranking": pd.Series(ranking, name="τ_w between the two ground truths")}
-
-
-def _mean_accuracy(gt: pd.DataFrame, task: str, models: Sequence[str]) -> np.ndarray:
-    from ped.bench.verdict import accuracy_table
-
-    return accuracy_table(gt, task, models).mean(axis=1)

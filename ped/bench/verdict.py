@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped._io import read_json_record, sha256_file, write_json_atomic, write_npz_atomic
 from ped.inference import BootstrapResult, Cell, hierarchical_bootstrap, image_replicates
 from ped.metrics import DEFINITIONS
 
@@ -114,28 +115,18 @@ def _features_digest(
 SCORES_MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict[str, str]:
     path = folder / SCORES_MANIFEST
     if not path.is_file():
         return {}
-    try:
-        files = json.loads(path.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a manifest of stored scores ({exc})") from exc
-    return dict(files)
+    return dict(read_json_record(path, ("files",), what="a manifest of stored scores")["files"])
 
 
 def record_scores(path: str | os.PathLike[str]) -> None:
     """Add (or update) the stored score file ``path`` in its folder's sha256 manifest."""
-    from ped._io import write_json_atomic
-
     path = Path(path)
     files = _read_manifest(path.parent)
-    files[path.name] = _sha256(path)
+    files[path.name] = sha256_file(path)
     write_json_atomic(path.parent / SCORES_MANIFEST, {"version": 1, "files": files})
 
 
@@ -148,9 +139,40 @@ def verify_scores(path: str | os.PathLike[str]) -> None:
     if path.name not in files:
         raise ValueError(f"{path} is not in {path.parent / SCORES_MANIFEST}: it was not written "
                          "by `make verdict`, or the manifest is missing")  # fmt: skip
-    if _sha256(path) != files[path.name]:
+    if sha256_file(path) != files[path.name]:
         raise ValueError(f"{path} does not match its sha256 in {path.parent / SCORES_MANIFEST} "
                          "(edited or corrupt): rerun `make verdict`")  # fmt: skip
+
+
+def _scored_models(
+    metrics: Sequence[str],
+    features: Mapping[str, Any],
+    stats: Mapping[str, Any],
+) -> list[str]:
+    """The models to score, sorted, after checking that every metric exists and every model
+    has PED's statistics (a ``ValueError`` names what is missing)."""
+    from ped.metrics import METRICS
+
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}")
+    models = sorted(features)
+    missing = [m for m in models if m not in stats]
+    if missing:
+        raise ValueError(f"no PED statistics for model(s) {missing}")
+    return models
+
+
+def _store(path: Path, task: str, models: Sequence[str], config: Mapping[str, Any],
+           arrays: Mapping[str, NDArray[Any]], **extra: NDArray[Any]) -> Path:  # fmt: skip
+    """Refuse non-finite scores, write the score file atomically with ``models``, ``config``
+    and ``extra``, and record it in its folder's manifest."""
+    _check_finite(task, models, arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_npz_atomic(path, models=np.asarray(models),
+                     config=np.asarray(json.dumps(config, sort_keys=True)), **extra, **arrays)
+    record_scores(path)
+    return path
 
 
 def _is_current(path: Path, config: Mapping[str, Any]) -> bool:
@@ -192,18 +214,9 @@ def score_task(
     reused when its configuration (task, models, metrics and their options, PED options, counts,
     seed, the features' digest) is unchanged.
     """
-    from ped._io import write_npz_atomic
-    from ped.metrics import METRICS
-
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}")
+    models = _scored_models(metrics, features, stats)
     if n_replicates < 1 or n_placebo < 0:
         raise ValueError("n_replicates must be >= 1 and n_placebo >= 0")
-    models = sorted(features)
-    missing = [m for m in models if m not in stats]
-    if missing:
-        raise ValueError(f"no PED statistics for model(s) {missing}")
     ped_opts = dict(ped_options or {})
     config = {"task": task, "models": models, "metrics": list(metrics),
               "metric_options": {m: dict(metric_options.get(m, {})) for m in metrics},
@@ -231,12 +244,7 @@ def score_task(
     with threadpool_limits(limits=1, user_api="blas"):
         _score_models(task, models, features, stats, reps, arrays, steps, metrics, metric_options,
                       n_placebo, random_state, ped_opts)
-    _check_finite(task, models, arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_npz_atomic(path, models=np.asarray(models), steps=steps,
-                     config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
-    record_scores(path)
-    return path
+    return _store(path, task, models, config, arrays, steps=steps)
 
 
 def _check_finite(task: str, models: Sequence[str], arrays: Mapping[str, NDArray[Any]]) -> None:
@@ -331,7 +339,6 @@ def score_control(
     """
     from threadpoolctl import threadpool_limits
 
-    from ped._io import write_npz_atomic
     from ped._progress import tqdm
     from ped.dynamics import potential_energy_descent
     from ped.inference import radial_shift
@@ -339,15 +346,9 @@ def score_control(
 
     if control not in CONTROLS:
         raise ValueError(f"unknown control {control!r}; the controls are {', '.join(CONTROLS)}")
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}")
+    models = _scored_models(metrics, features, stats)
     if n_replicates < 1:
         raise ValueError("n_replicates must be >= 1")
-    models = sorted(features)
-    missing = [m for m in models if m not in stats]
-    if missing:
-        raise ValueError(f"no PED statistics for model(s) {missing}")
     ped_opts = dict(ped_options or {})
     config = {"task": task, "control": control, "models": models, "metrics": list(metrics),
               "metric_options": {m: dict(metric_options.get(m, {})) for m in metrics},
@@ -373,12 +374,7 @@ def score_control(
                 for metric in metrics:
                     arrays[f"{control}__{metric}"][r, j] = float(
                         METRICS[metric](xc, yr, **metric_options.get(metric, {})))
-    _check_finite(task, models, arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_npz_atomic(path, models=np.asarray(models),
-                     config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)  # fmt: skip
-    record_scores(path)
-    return path
+    return _store(path, task, models, config, arrays)
 
 
 def load_task_scores(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -765,7 +761,6 @@ def score_seeds(
     :func:`seed_spread`.  ``metric_options`` default to the release definition
     (:data:`ped.metrics.DEFINITIONS`).
     """
-    from ped._io import write_npz_atomic
     from ped.dynamics import potential_energy_descent
     from ped.metrics import METRICS
 
@@ -774,10 +769,7 @@ def score_seeds(
     seeds = [int(v) for v in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"need at least two distinct seeds, got {seeds}")
-    models = sorted(features)
-    missing = [m for m in models if m not in stats]
-    if missing:
-        raise ValueError(f"no PED statistics for model(s) {missing}")
+    models = _scored_models([metric], features, stats)
     opts = dict(DEFINITIONS["release"].get(metric, {}) if metric_options is None else metric_options)
     ped_opts = dict(ped_options or {})
     config = {"task": task, "models": models, "metric": metric, "seeds": seeds,
@@ -801,12 +793,7 @@ def score_seeds(
                 base[i, j] = METRICS[metric](x, y, random_state=seed, **opts)
                 moved[i, j] = METRICS[metric](xp, y, random_state=seed, **opts)
     arrays = {f"base__{metric}": base, f"ped__{metric}": moved}
-    _check_finite(task, models, arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_npz_atomic(path, models=np.asarray(models), seeds=np.asarray(seeds),
-                     config=np.asarray(json.dumps(config, sort_keys=True)), **arrays)
-    record_scores(path)
-    return path
+    return _store(path, task, models, config, arrays, seeds=np.asarray(seeds))
 
 
 def seed_spread(scores: Mapping[str, Mapping[str, Any]], gt: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ped._io import write_json_atomic, write_text_atomic
+from ped._io import read_json_record, sha256_file, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
@@ -223,10 +223,6 @@ def _is_done(points_dir: Path, pid: str, parameters: Mapping[str, Any]) -> dict[
         logger.warning("point %s has a sidecar but no notebook; re-executing it", pid)
         return None
     return record
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _now() -> str:
@@ -605,7 +601,7 @@ def run_sweep(
     points_dir = out_dir / POINTS_DIR
     _check_manifest(out_dir, notebook)
     points_dir.mkdir(parents=True, exist_ok=True)
-    sha = _file_sha256(notebook)
+    sha = sha256_file(notebook)
 
     with _folder_lock(out_dir):
         _remove_stale_temporaries(points_dir)
@@ -756,11 +752,9 @@ def verify_sweep(out_dir: str | os.PathLike[str]) -> None:
     manifest = out_dir / MANIFEST_FILE
     if not manifest.is_file():
         raise ValueError(f"{manifest} is missing: the sweep's results cannot be verified")
-    try:
-        expected = json.loads(manifest.read_text(encoding="utf-8"))["results_sha256"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{manifest} records no results_sha256 ({exc}); rerun the sweep") from exc
-    if _file_sha256(out_dir / RESULTS_FILE) != expected:
+    expected = read_json_record(manifest, ("results_sha256",),
+                                what="a sweep manifest with the results' sha256")["results_sha256"]
+    if sha256_file(out_dir / RESULTS_FILE) != expected:
         raise ValueError(f"{out_dir / RESULTS_FILE} does not match its sha256 in {manifest} "
                          "(edited or corrupt)")  # fmt: skip
 

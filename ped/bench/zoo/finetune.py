@@ -664,7 +664,7 @@ def protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def write_protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Write ``ground_truth.csv`` and the manifest tying it to every run and feature file
     (sha256 of each, relative paths); return the table."""
-    from ped.bench.zoo.train import sha256_file
+    from ped._io import sha256_file
 
     out = Path(out_dir)
     table = protocol_table(out)
@@ -695,17 +695,15 @@ def verify_ground_truth(
     ``allow_unlisted`` (a run still in progress), files that the manifest does not list yet
     are left out instead of refused; the table and every listed file are still checked.
     """
-    from ped.bench.zoo.train import read_manifest, sha256_file
+    from ped._io import read_json_record, sha256_file
+    from ped.bench.zoo.train import read_manifest
 
     out = Path(out_dir)
     mpath = out / GT_MANIFEST
     if not mpath.is_file():
         raise FileNotFoundError(f"no ground-truth manifest {mpath}: run `make ground-truth`")
-    try:
-        manifest = json.loads(mpath.read_text())
-        table_info, files = manifest["table"], manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{mpath} is not a ground-truth manifest ({exc})") from exc
+    manifest = read_json_record(mpath, ("table", "files"), what="a ground-truth manifest")
+    table_info, files = manifest["table"], manifest["files"]
     csv = out / table_info["path"]
     if not csv.is_file():
         raise FileNotFoundError(f"{csv} is missing")

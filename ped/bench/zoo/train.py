@@ -23,7 +23,6 @@ and Python's RNGs before the model is built and the data shuffled.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ped._io import write_json_atomic, write_npz_atomic
+from ped._io import sha256_file, write_json_atomic, write_npz_atomic
 from ped.fullscale.extraction import resolve_device
 from ped.bench.zoo.augment import to_unit_float
 from ped.bench.zoo.encoder import LEGACY_ARCH, build_encoder, count_parameters, images_to_tensor
@@ -110,15 +109,6 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
