@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth ground-truth-v1 selection-noise verdict verdict-v1 replication sensitivity bench clean
+.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth ground-truth-v1 selection-noise regime regime-scores verdict verdict-v1 replication sensitivity bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-book - after make book: check every page in headless Chromium (needs chromium)"
 	@echo "make zoo, make ground-truth - retrain the embedded benchmark (hours; resumable)"
 	@echo "make selection-noise, make replication - the verdict's selection reruns and simulations"
+	@echo "make regime, make regime-scores - the regime chapter's ground truth (hours) and scores (resumable)"
 	@echo "make sensitivity - rerun the PED hyperparameter sweeps on Dask (about 20 min)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
@@ -87,6 +88,17 @@ ground-truth: $(STAMP)
 # choice changes, into data/selection_noise (resumable run by run; about 2 hours on 2 cores).
 selection-noise: $(STAMP)
 	$(VENV)/bin/ped --verbose zoo selection-noise --out data/zoo_v2 --cells 24 --jobs $(JOBS)
+
+# The regime chapter's ground truth: the rebuilt zoo on glyphs62's class subsets and the 5-epoch
+# zoo on the rebuilt tasks, at settings the rebuilt ground truth selected, into data/regime
+# (resumable run by run; about 5 hours on 2 cores).
+regime: $(STAMP)
+	$(VENV)/bin/ped --verbose zoo regime --out data/zoo_v2 --jobs $(JOBS)
+
+# The regime chapter's scores: every axis point scored with and without PED, into
+# data/regime/scores (resumable task by task; about 30 minutes on 2 cores).
+regime-scores: $(STAMP)
+	$(VENV)/bin/ped --verbose verdict --regime all
 
 ground-truth-v1: $(STAMP)
 	$(VENV)/bin/ped zoo finetune --out data/zoo --protocol finetune

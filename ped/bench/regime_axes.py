@@ -1,0 +1,602 @@
+r"""PED across regimes: the verdict's endpoint along five axes where the replica and the paper
+differ (the chapter "PED across regimes", ``make regime-scores``).
+
+Each axis is a list of :class:`AxisPoint`; at every point the zoo's features (as the point
+defines them) are scored in two arms, as extracted and after PED at the paper's defaults, on all
+images and on class-stratified image replicates (:func:`ped.bench.scoring.score_arms`), and
+PED's movement is recorded (:func:`ped.bench.scoring.ped_movement`).  The change in
+:math:`\tau_w` of LogME, SFDA and GBC (the verdict's definitions) and of their mean then gets
+the replication inference of chapter 9 (:func:`ped.replication.replicate`): an interval with the
+zoo fixed, one with the zoo a sample of encoders, and the one-sided tests against zero and
+against the published gain.
+
+The axes:
+
+``classes``
+    nested class subsets of glyphs62 (:data:`ped.bench.tasks.CLASS_SUBSET_TASKS`: 8, 16 and 32
+    classes, two draws each) and glyphs62 itself, each with its own fine-tuning ground truth
+    (:mod:`ped.bench.zoo.regime`; glyphs62's from the rebuilt ground truth).
+``images``
+    a class-stratified share of the labelled (train + validation) images of every rebuilt task,
+    and the train + validation + test images, all the images a task has, as the released code
+    scores its datasets.
+``dimension``
+    maps of the standardised features (:class:`FeatureMap`): random orthogonal projections to 32
+    and 64 dimensions, a random rotation at 128 (the map's own control: the same dimension, the
+    same standardisation), and a random ReLU lift to 2048 dimensions, the paper's width.  PED
+    standardises a mapped feature with the map of the pool's held-out features (the
+    statistics' source).
+``quality``
+    the rebuilt zoo beside the first benchmark's 5-epoch encoders fine-tuned on the rebuilt
+    tasks (``<method>_5ep``), a zoo whose quality varies widely; both read the common evaluation
+    seeds 0-5.
+``weak_base``
+    sub-zoos whose base :math:`\tau_w` is low (:func:`weak_base`), chosen on half of the
+    evaluation seeds and measured on the other half.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ped.inference import Cell, image_replicates
+from ped.replication import ReplicationEstimate, replicate, weighted_tau_rows
+
+__all__ = [
+    "FeatureMap",
+    "AxisPoint",
+    "AXES",
+    "AXIS_POINTS",
+    "EVAL_SEEDS",
+    "stratified_share",
+    "point_features",
+    "score_point",
+    "score_axes",
+    "load_point",
+    "point_cells",
+    "axis_table",
+    "axis_verdict",
+    "weak_base",
+    "published_base_gain",
+    "paper_regime",
+    "RegimeResults",
+    "regime_results",
+    "PAPER_SIDE",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The axes, in the chapter's order.
+AXES: tuple[str, ...] = ("classes", "images", "dimension", "quality", "weak_base")
+#: The evaluation seeds every model of the quality axis has (the protocol's common ones).
+EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    r"""A random map of standardised features :math:`u = (x - \mu) / \sigma` (the encoder's
+    source statistics): ``project`` to ``dim`` dimensions, :math:`z = u P^\top` with
+    orthonormal rows :math:`P` (``rotate``: the same with ``dim`` equal to the input's);
+    ``lift``, :math:`z = \max(0, u W^\top / \sqrt{D} + b)` with :math:`W_{ij}, b_i \sim
+    N(0, 1)`.  Drawn from ``np.random.default_rng([seed, D, dim])``: every model gets the same
+    map."""
+
+    kind: str
+    dim: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("project", "rotate", "lift"):
+            raise ValueError(f"kind must be project, rotate or lift, got {self.kind!r}")
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+
+    def weights(self, d_in: int) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+        """``(W, b)``: the ``(dim, d_in)`` matrix and the lift's offsets (``None`` otherwise)."""
+        rng = np.random.default_rng([self.seed, d_in, self.dim])
+        if self.kind == "lift":
+            return rng.standard_normal((self.dim, d_in)), rng.standard_normal(self.dim)
+        if self.kind == "rotate" and self.dim != d_in:
+            raise ValueError(f"a rotation keeps the dimension: dim {self.dim} for {d_in}")
+        if self.dim > d_in:
+            raise ValueError(f"cannot project {d_in} dimensions to {self.dim}")
+        q, r = np.linalg.qr(rng.standard_normal((d_in, self.dim)))
+        return (q * np.sign(np.diag(r))).T, None
+
+    def __call__(self, x: NDArray[Any], mean: NDArray[Any], std: NDArray[Any]) -> NDArray[np.float64]:
+        u = (np.asarray(x, dtype=np.float64) - mean) / std
+        w, b = self.weights(u.shape[1])
+        if b is None:
+            return u @ w.T
+        return np.maximum(u @ w.T / np.sqrt(u.shape[1]) + b, 0.0)
+
+
+@dataclass(frozen=True)
+class AxisPoint:
+    """One point of an axis: the tasks scored, the images (``share`` of the labelled ones, or
+    ``"all"`` splits), the feature map, and the zoo (``rebuilt``, or ``spread``: the rebuilt
+    zoo and the 5-epoch encoders).  ``value`` places it on the axis."""
+
+    axis: str
+    name: str
+    value: float
+    tasks: tuple[str, ...]
+    share: float = 1.0
+    splits: str = "trainval"
+    feature_map: FeatureMap | None = None
+    zoo: str = "rebuilt"
+
+    def folder(self) -> str:
+        return f"{self.axis}/{self.name}"
+
+
+def _points() -> dict[str, tuple[AxisPoint, ...]]:
+    from ped.bench.tasks import (
+        CLASS_SUBSET_DRAWS,
+        CLASS_SUBSET_PARENT,
+        CLASS_SUBSET_SIZES,
+        REBUILT_TASK_NAMES,
+    )
+
+    tasks = tuple(REBUILT_TASK_NAMES)
+    classes = [AxisPoint("classes", str(k), k, tuple(f"{CLASS_SUBSET_PARENT}_{k}{d}"
+                                                     for d in CLASS_SUBSET_DRAWS))
+               for k in CLASS_SUBSET_SIZES]  # fmt: skip
+    classes.append(AxisPoint("classes", "62", 62, (CLASS_SUBSET_PARENT,)))
+    images = [AxisPoint("images", f"{int(100 * s)}%", s, tasks, share=s) for s in (0.1, 0.25, 0.5)]
+    images.append(AxisPoint("images", "100%", 1.0, tasks))
+    images.append(AxisPoint("images", "all", float("nan"), tasks, splits="all"))
+    dims = [AxisPoint("dimension", f"project{d}", d, tasks, feature_map=FeatureMap("project", d))
+            for d in (32, 64)]  # fmt: skip
+    dims.append(AxisPoint("dimension", "rotate128", 128, tasks, feature_map=FeatureMap("rotate", 128)))
+    dims.append(AxisPoint("dimension", "lift2048", 2048, tasks, feature_map=FeatureMap("lift", 2048)))
+    quality = (AxisPoint("quality", "spread", float("nan"), tasks, zoo="spread"),)
+    return {"classes": tuple(classes), "images": tuple(images), "dimension": tuple(dims),
+            "quality": quality}  # fmt: skip
+
+
+#: The scored points of each axis (the weak-base axis reuses ``images/100%``).
+AXIS_POINTS: dict[str, tuple[AxisPoint, ...]] = _points()
+
+
+def stratified_share(labels: NDArray[Any], share: float, *, seed: int = 0) -> NDArray[np.intp]:
+    """Sorted indices of ``share`` of each class's images (rounded, at least 2 per class), drawn
+    without replacement by ``np.random.default_rng([seed, class])``."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    y = np.asarray(labels)
+    keep = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        n = min(idx.size, max(2, int(round(share * idx.size))))
+        keep.append(np.random.default_rng([seed, int(c)]).permutation(idx)[:n])
+    return np.sort(np.concatenate(keep))
+
+
+def _zoo_inputs(
+    task: str, zoo: str, splits: str, cache: Any
+) -> tuple[dict[str, tuple[NDArray[Any], NDArray[Any]]], dict[str, tuple[NDArray[Any], NDArray[Any]]],
+           dict[str, tuple[str, Path]]]:  # fmt: skip
+    """Features, statistics and (name -> (encoder, zoo folder)) of a point's zoo on ``task``."""
+    from ped.bench.zoo.regime import short_models, short_name
+    from ped.bench.zoo.train import load_stats, read_manifest, task_features
+    from ped.paper import data_dir
+
+    zoos = [(data_dir() / "zoo_v2", "")]
+    if zoo == "spread":
+        zoos.append((data_dir() / "zoo", "_5ep"))
+    rebuilt = list(read_manifest(zoos[0][0])["encoders"])
+    feats, stats, origin = {}, {}, {}
+    for folder, suffix in zoos:
+        names = rebuilt if not suffix else short_models(list(read_manifest(folder)["encoders"]),
+                                                        rebuilt)  # fmt: skip
+        arrays = task_features(task, zoo_dir=folder, cache=cache, names=names)
+        for name, f in arrays.items():
+            parts = ("train", "val", "test") if splits == "all" else ("train", "val")
+            key = short_name(name) if suffix else name
+            feats[key] = (np.concatenate([f[f"x_{s}"] for s in parts]),
+                          np.concatenate([f[f"y_{s}"] for s in parts]))  # fmt: skip
+            stats[key] = load_stats(name, folder)
+            origin[key] = (name, folder)
+    return feats, stats, origin
+
+
+def point_features(
+    point: AxisPoint, task: str, *, cache: str | os.PathLike[str] | None = None
+) -> tuple[dict[str, tuple[NDArray[Any], NDArray[Any]]], dict[str, tuple[NDArray[Any], NDArray[Any]]]]:
+    """``(features, stats)`` of every model of ``point``'s zoo on ``task``: model -> (features,
+    labels) of the point's images, and model -> the (mean, std) PED standardises with."""
+    from ped.bench.zoo.train import heldout_features
+
+    feats, stats, origin = _zoo_inputs(task, point.zoo, point.splits, cache)
+    if point.share < 1:
+        y = next(iter(feats.values()))[1]
+        idx = stratified_share(y, point.share)
+        feats = {m: (x[idx], yy[idx]) for m, (x, yy) in feats.items()}
+    fmap = point.feature_map
+    if fmap is None:
+        return feats, stats
+    mapped, mapped_stats = {}, {}
+    for model, (x, y) in feats.items():
+        name, folder = origin[model]
+        mean, std = stats[model]
+        held = fmap(heldout_features([name], zoo_dir=folder, cache=cache)[name], mean, std)
+        mapped[model] = (fmap(x, mean, std), y)
+        mapped_stats[model] = (held.mean(axis=0), held.std(axis=0))
+    return mapped, mapped_stats
+
+
+def score_point(
+    point: AxisPoint,
+    out_dir: str | os.PathLike[str],
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    n_replicates: int = 10,
+    random_state: int = 0,
+    force: bool = False,
+) -> list[Path]:
+    """Score every task of ``point`` into ``<out>/<axis>/<name>/<task>.npz`` (skipped when its
+    stored configuration matches), with the verdict's metrics, options and PED defaults, and
+    record each file in the folder's sha256 manifest."""
+    from ped.bench.scoring import ped_arm, ped_movement, score_arms
+    from ped.bench.verdict import (
+        PRIMARY_METRICS,
+        PRIMARY_OPTIONS,
+        _features_digest,
+        _is_current,
+        _store,
+    )
+
+    paths = []
+    for task in point.tasks:
+        feats, stats = point_features(point, task, cache=cache)
+        models = sorted(feats)
+        config = {"point": {**asdict(point), "feature_map": asdict(point.feature_map)
+                            if point.feature_map else None},
+                  "task": task, "models": models, "metrics": list(PRIMARY_METRICS),
+                  "metric_options": PRIMARY_OPTIONS, "ped_options": {},
+                  "n_replicates": n_replicates, "random_state": random_state,
+                  "features": _features_digest(feats, models)}  # fmt: skip
+        config = json.loads(json.dumps(config))  # NaN values and tuples as stored
+        path = Path(out_dir) / point.folder() / f"{task}.npz"
+        if not force and _is_current(path, config):
+            paths.append(path)
+            continue
+        y = feats[models[0]][1]
+        reps = [np.arange(len(y)), *image_replicates(y, n_replicates, random_state=random_state)]
+        arrays = score_arms(feats, stats, arms={"base": None, "ped": ped_arm()},
+                            metrics=PRIMARY_METRICS, metric_options=PRIMARY_OPTIONS,
+                            replicates=reps, desc=f"{point.folder()} {task}")  # fmt: skip
+        moved = ped_movement(feats, stats)
+        paths.append(_store(path, task, models, config, arrays, n_images=np.int64(len(y)),
+                            n_classes=np.int64(len(np.unique(y))),
+                            dim=np.int64(feats[models[0]][0].shape[1]), **moved))  # fmt: skip
+    return paths
+
+
+def score_axes(
+    out_dir: str | os.PathLike[str],
+    *,
+    axes: Sequence[str] = ("classes", "images", "dimension", "quality"),
+    cache: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """:func:`score_point` for every point of ``axes`` (resumable task by task)."""
+    unknown = sorted(set(axes) - set(AXIS_POINTS))
+    if unknown:
+        raise ValueError(f"unknown axis/axes {unknown}; scored axes: {', '.join(AXIS_POINTS)}")
+    return [p for a in axes for point in AXIS_POINTS[a] for p in score_point(point, out_dir,
+                                                                          cache=cache)]
+
+
+def load_point(point: AxisPoint, out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The stored scores of ``point``, task -> :func:`ped.bench.verdict.load_task_scores`
+    (each file verified against its folder's manifest)."""
+    from ped.bench.verdict import load_scores
+
+    return load_scores(Path(out_dir) / point.folder(), list(point.tasks))
+
+
+def point_cells(
+    scores: Mapping[str, Mapping[str, Any]],
+    gt: pd.DataFrame,
+    *,
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> tuple[list[Cell], list[str]]:
+    """The task x metric cells of stored scores (``models`` only, when given) against ``gt``'s
+    evaluation runs (``seeds`` only, when given), and the metric of each."""
+    from ped.bench.verdict import PRIMARY_METRICS, accuracy_table, restrict_models
+
+    if models is not None:
+        scores = restrict_models(scores, models)
+    if seeds is not None:
+        gt = gt[gt["seed"].isin(list(seeds))]
+    cells, labels = [], []
+    for task, s in scores.items():
+        acc = accuracy_table(gt, task, s["models"])
+        for metric in PRIMARY_METRICS:
+            cells.append(Cell(s[f"base__{metric}"], s[f"ped__{metric}"], acc, group=task))
+            labels.append(metric)
+    return cells, labels
+
+
+def axis_table(
+    rows: Sequence[tuple[AxisPoint, list[Cell], list[str], Mapping[str, Any]]],
+    published: Mapping[str, float],
+    *,
+    n_resamples: int = 1000,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """One row per point and label (each metric and ``mean``): the replication estimate
+    (:class:`ped.replication.ReplicationEstimate`'s fields), the base :math:`\\tau_w` (mean over
+    the label's cells), and ``extra`` (the point's movement, sizes) for each input row
+    ``(point, cells, labels, extra)``."""
+    out = []
+    for point, cells, labels, extra in rows:
+        est: dict[str, ReplicationEstimate] = replicate(cells, labels, published,
+                                                        n_resamples=n_resamples,
+                                                        random_state=random_state)  # fmt: skip
+        truth = np.stack([c.accuracy.mean(axis=1) for c in cells])
+        base = weighted_tau_rows(np.stack([c.base[0] for c in cells]), truth)
+        for label, e in est.items():
+            cols = [j for j, m in enumerate(labels) if label in ("mean", m)]
+            out.append({"axis": point.axis, "point": point.name, "value": point.value,
+                        **asdict(e), "base_tau": float(base[cols].mean()), **extra})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def axis_verdict(row: Mapping[str, Any]) -> str:
+    """Whether the verdict holds at a point (one :func:`axis_table` row, the zoo a sample):
+    ``"overturned"`` when the population interval lies above zero (a gain); ``"holds"`` when it
+    lies below the published gain and does not lie above zero; ``"undecided"`` when it reaches
+    the published gain."""
+    if row["pop_low"] > 0:
+        return "overturned"
+    if row["pop_high"] < row["published"]:
+        return "holds"
+    return "undecided"
+
+
+def weak_base(
+    scores: Mapping[str, Mapping[str, Any]],
+    gt: pd.DataFrame,
+    *,
+    size: int = 7,
+    n_subzoos: int = 300,
+    n_bins: int = 4,
+    n_resamples: int = 1000,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    r"""PED's change on sub-zoos binned by their base :math:`\tau_w`, selected and measured on
+    disjoint halves of the evaluation seeds.
+
+    Per task, the evaluation seeds are split at random into halves *A* and *B*, and
+    ``n_subzoos`` random sub-zoos of ``size`` models are drawn.  Each sub-zoo's base
+    :math:`\tau_w` (mean over the three metrics, all images) against the mean accuracy on *A*
+    puts it in one of ``n_bins`` quantile bins of its task (bin 0: the weakest base).  For each
+    bin, the change :math:`\tau_w(\mathrm{PED}) - \tau_w(\text{base})` is then measured against
+    *B* (mean over tasks, sub-zoos and metrics), with a percentile interval that resamples *B*'s
+    seeds and the image replicates (the sub-zoos fixed); the same change measured on *A*
+    (``change_on_a``) shows what selecting and measuring on the same seeds would add, and the
+    base on *B* (``base_on_b``) how far the weak bin's base regresses to the mean.
+    """
+    from ped.bench.verdict import PRIMARY_METRICS, accuracy_table
+
+    rng = np.random.default_rng(random_state)
+    per_bin: dict[int, list[dict[str, Any]]] = {b: [] for b in range(n_bins)}
+    plans = []
+    for task, s in scores.items():
+        models = s["models"]
+        if size >= len(models):
+            raise ValueError(f"size must be below the zoo's {len(models)} models, got {size}")
+        acc = accuracy_table(gt, task, models)
+        order = rng.permutation(acc.shape[1])
+        half_a, half_b = np.sort(order[: acc.shape[1] // 2]), np.sort(order[acc.shape[1] // 2 :])
+        subs = np.stack([np.sort(rng.choice(len(models), size, replace=False))
+                         for _ in range(n_subzoos)])  # fmt: skip
+        base = {m: np.asarray(s[f"base__{m}"]) for m in PRIMARY_METRICS}
+        ped = {m: np.asarray(s[f"ped__{m}"]) for m in PRIMARY_METRICS}
+
+        def taus(arm: Mapping[str, NDArray[Any]], row: int, truth: NDArray[Any],
+                 subs: NDArray[np.intp] = subs) -> NDArray[Any]:
+            return np.mean([weighted_tau_rows(arm[m][row][subs], truth[subs])
+                            for m in PRIMARY_METRICS], axis=0)  # fmt: skip
+
+        truth_a, truth_b = acc[:, half_a].mean(axis=1), acc[:, half_b].mean(axis=1)
+        base_a = taus(base, 0, truth_a)
+        edges = np.quantile(base_a, np.linspace(0, 1, n_bins + 1)[1:-1])
+        bins = np.searchsorted(edges, base_a, side="right")
+        change_a = taus(ped, 0, truth_a) - base_a
+        base_b = taus(base, 0, truth_b)
+        change_b = taus(ped, 0, truth_b) - base_b
+        for b in range(n_bins):
+            k = bins == b
+            per_bin[b].append({"task": task, "base_on_a": base_a[k].mean(),
+                               "base_on_b": base_b[k].mean(), "change_on_a": change_a[k].mean(),
+                               "change": change_b[k].mean()})  # fmt: skip
+        plans.append((acc[:, half_b], base, ped, taus, bins))
+    draws = np.zeros((n_resamples, n_bins))
+    for acc_b, base, ped, taus, bins in plans:
+        n_rep = next(iter(base.values())).shape[0]
+        for i in range(n_resamples):
+            seeds = rng.integers(0, acc_b.shape[1], acc_b.shape[1])
+            row = int(rng.integers(1, n_rep))
+            truth = acc_b[:, seeds].mean(axis=1)
+            change = taus(ped, row, truth) - taus(base, row, truth)
+            draws[i] += [change[bins == b].mean() / len(plans) for b in range(n_bins)]
+    out = []
+    for b in range(n_bins):
+        frame = pd.DataFrame(per_bin[b])
+        low, high = np.quantile(draws[:, b], [0.025, 0.975])
+        out.append({"bin": b, "base_on_a": frame["base_on_a"].mean(),
+                    "base_on_b": frame["base_on_b"].mean(),
+                    "change_on_a": frame["change_on_a"].mean(), "change": frame["change"].mean(),
+                    "low": float(low), "high": float(high),
+                    "task_sd": float(frame["change"].std(ddof=1)), "n_tasks": len(frame)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def published_base_gain(metrics: Sequence[str] = ("LogME", "SFDA", "GBC")) -> pd.DataFrame:
+    """The paper's cells (metric x dataset): base :math:`\\tau_w` and PED's gain, from its
+    Table 1 (:func:`ped.paper.published_tau_w`)."""
+    from ped.paper import published_tau_w
+
+    table = published_tau_w()
+    rows = []
+    for m in metrics:
+        for dataset in table.columns:
+            rows.append({"metric": m.lower(), "dataset": dataset, "base": table.loc[m, dataset],
+                         "gain": table.loc[f"{m}+PED", dataset] - table.loc[m, dataset]})
+    return pd.DataFrame(rows)
+
+
+def paper_regime() -> pd.DataFrame:
+    """The paper's regime on each axis, over the 10 datasets of its Table 1: ``classes``,
+    labelled ``images`` per class (every split, as its code scores them), feature ``dimension``
+    (ResNet-50), the zoo's quality ``spread`` (SD over the 12 models of the fine-tuning accuracy,
+    points) and the ``base`` :math:`\tau_w` (mean of LogME, SFDA and GBC), one row per dataset."""
+    from ped.paper import dataset_table, finetune_accuracy, published_tau_w
+
+    tau = published_tau_w()
+    data = dataset_table().loc[list(tau.columns)]
+    acc = finetune_accuracy().loc[list(tau.columns)]
+    return pd.DataFrame({"classes": data["classes"], "images": data["samples"] / data["classes"],
+                         "dimension": 2048, "spread": acc.std(axis=1, ddof=1),
+                         "base": tau.loc[["LogME", "SFDA", "GBC"]].mean(axis=0)})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RegimeResults:
+    """The regime chapter's numbers (:func:`regime_results`).
+
+    ``table``: one row per scored point and label (:func:`axis_table`), the dimension axis with
+    the extracted features' point (``raw128``) and the quality axis with the rebuilt zoo alone
+    (``rebuilt``) on the same seeds; ``verdicts``: per axis, its paper-side point, that point's
+    interval of the three-metric mean and :func:`axis_verdict`; ``weak``: :func:`weak_base`;
+    ``cells``: the replica's task x metric cells (base :math:`\tau_w`, PED's change);
+    ``pending``: the points left out for want of ground truth or scores.
+    """
+
+    table: pd.DataFrame
+    verdicts: pd.DataFrame
+    weak: pd.DataFrame
+    cells: pd.DataFrame
+    pending: tuple[str, ...]
+
+
+#: The point of each axis nearest the paper's regime, where the verdict is called.
+PAPER_SIDE: dict[str, str] = {"classes": "62", "images": "all", "dimension": "lift2048",
+                              "quality": "spread"}  # fmt: skip
+
+
+def _movement(scores: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    keys = ("steps", "exit_fired", "overlap", "displacement")
+    out = {k: float(np.mean([np.mean(s[k]) for s in scores.values()])) for k in keys}
+    out["images_per_class"] = float(np.mean([int(s["n_images"]) / int(s["n_classes"])
+                                             for s in scores.values()]))  # fmt: skip
+    out["dim"] = float(np.mean([int(s["dim"]) for s in scores.values()]))
+    out["n_models"] = len(next(iter(scores.values()))["models"])
+    return out
+
+
+def regime_results(
+    scores_dir: str | os.PathLike[str] | None = None,
+    *,
+    n_resamples: int = 1000,
+    random_state: int = 0,
+) -> RegimeResults:
+    """Every axis of the regime chapter from the stored scores (``data/regime/scores``) and the
+    verified ground truths (``data/ground_truth_v2``, ``data/regime``)."""
+    from ped.bench import complete_cells, get_benchmark
+    from ped.bench.verdict import restrict_models
+    from ped.bench.zoo.finetune import verify_ground_truth
+    from ped.paper import data_dir, published_gains
+
+    folder = Path(scores_dir) if scores_dir is not None else data_dir() / "regime" / "scores"
+    bench = get_benchmark("v2")
+    gt_v2, models = bench.load()
+    regime_dir = data_dir() / "regime"
+    gt_regime = complete_cells(verify_ground_truth(regime_dir, allow_unlisted=True)) \
+        if (regime_dir / "manifest.json").is_file() else gt_v2.iloc[:0]  # fmt: skip
+    gt_all = pd.concat([gt_v2, gt_regime], ignore_index=True)
+    common = gt_all[gt_all["seed"].isin(EVAL_SEEDS)]
+    published = published_gains()
+    rows, pending = [], []
+
+    def add(point: AxisPoint, scores: Mapping[str, Any], gt: pd.DataFrame,
+            models: Sequence[str] | None = None, **extra: Any) -> None:  # fmt: skip
+        scores = restrict_models(scores, models) if models is not None else scores
+        try:
+            cells, labels = point_cells(scores, gt)
+        except ValueError as exc:  # a ground truth still being computed
+            logger.info("%s: %s", point.folder(), exc)
+            pending.append(point.folder())
+            return
+        rows.append((point, cells, labels, {**_movement(scores), **extra}))
+
+    loaded = {}
+    for points in AXIS_POINTS.values():
+        for point in points:
+            try:
+                loaded[point.folder()] = load_point(point, folder)
+            except ValueError as exc:
+                logger.info("%s: %s", point.folder(), exc)
+                pending.append(point.folder())
+    for axis in ("classes", "images", "dimension"):
+        for point in AXIS_POINTS[axis]:
+            if point.folder() in loaded:
+                add(point, loaded[point.folder()], gt_all, models)
+    if "images/100%" in loaded:
+        raw = AxisPoint("dimension", "raw128", 128, AXIS_POINTS["images"][3].tasks)
+        add(raw, loaded["images/100%"], gt_all, models)
+    spread_point = AXIS_POINTS["quality"][0]
+    if spread_point.folder() in loaded:
+        scores = loaded[spread_point.folder()]
+        for name, subset in (("rebuilt", list(models)), ("spread", None)):
+            zoo = subset or next(iter(scores.values()))["models"]
+            acc = common[common["model"].isin(zoo)]
+            sd = acc[acc["role"] == "eval"].groupby(["task", "model"])["test"].mean() \
+                .groupby(level="task").std(ddof=1).mean()  # fmt: skip
+            point = AxisPoint("quality", name, float(sd), spread_point.tasks, zoo=name)
+            add(point, scores, common, subset)
+    table = axis_table(rows, published, n_resamples=n_resamples, random_state=random_state)
+    verdicts = []
+    for axis, name in PAPER_SIDE.items():
+        if table.empty:
+            break
+        hit = table[(table["axis"] == axis) & (table["point"] == name) & (table["label"] == "mean")]
+        if len(hit):
+            r = hit.iloc[0]
+            verdicts.append({"axis": axis, "point": name, "estimate": r["estimate"],
+                             "low": r["pop_low"], "high": r["pop_high"],
+                             "published": r["published"], "call": axis_verdict(r)})  # fmt: skip
+    weak = pd.DataFrame()
+    cells = pd.DataFrame()
+    if "images/100%" in loaded:
+        primary = loaded["images/100%"]
+        weak = weak_base(restrict_models(primary, models), gt_v2, n_resamples=n_resamples,
+                         random_state=random_state)  # fmt: skip
+        r = weak.iloc[0]
+        call = axis_verdict({"pop_low": r["low"], "pop_high": r["high"],
+                             "published": published["mean"]})  # fmt: skip
+        verdicts.append({"axis": "weak_base", "point": "weakest quarter", "estimate": r["change"],
+                         "low": r["low"], "high": r["high"], "published": published["mean"],
+                         "call": call})  # fmt: skip
+        c, labels = point_cells(primary, gt_v2, models=models)
+        truth = np.stack([x.accuracy.mean(axis=1) for x in c])
+        base = weighted_tau_rows(np.stack([x.base[0] for x in c]), truth)
+        treated = weighted_tau_rows(np.stack([x.treated[0] for x in c]), truth)
+        cells = pd.DataFrame({"task": [x.group for x in c], "metric": labels, "base": base,
+                              "change": treated - base})  # fmt: skip
+    return RegimeResults(table, pd.DataFrame(verdicts), weak, cells, tuple(pending))
+
