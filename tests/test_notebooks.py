@@ -37,6 +37,7 @@ FAST = {
     "10_dynamics_and_cost": {"task": "digits10", "flowers_shape": [400, 64, 8],
                              "repeats": 1, "timed_metrics": ["logme", "sfda", "gbc"]},
     "11_sensitivity": {},
+    "12_regimes": {"n_resamples": 50},
 }
 
 # Bounds on glued values that the chapters' prose relies on.
@@ -91,6 +92,10 @@ CHECKS = {
     and 0 <= g["sel_changed"] <= g["sel_cells"] and 0 < g["sel_close"] <= g["sel_all"] == 26,
     "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
     and g["flowers_ped"] > 0 and g["bench_models"] >= 12,
+    "12_regimes": lambda g: g["n_points"] == 15 and 0 <= g["n_pending"] <= g["n_points"]
+    and g["published_mean"] > 0 and -1 <= g["paper_rho"] <= 1 and g["paper_cells_n"] == 30
+    and all(g[f"call_{a}"] in ("holds", "overturned", "undecided", "pending")
+            for a in ("classes", "images", "dimension", "quality", "weak_base")),
     "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1
     and g["ep_low"] <= g["ep_estimate"] <= g["ep_high"] and g["change_min"] <= g["change_max"]
     and 0 <= g["n_above"] <= g["n_settings"] <= g["n_points"]

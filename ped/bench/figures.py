@@ -219,8 +219,9 @@ def regime_map_figure(
             ax.set_xscale("log")
         ax.set(xlabel=xlabel.replace(" (log scale)", ""), title=f"{axis}: {calls.get(axis, 'n/a')}")
     ax = axes[-1]
-    ax.scatter(cells["base"], cells["change"], s=12, color="grey",
-               label="replica's cells (metric x task)")  # fmt: skip
+    if len(cells):
+        ax.scatter(cells["base"], cells["change"], s=12, color="grey",
+                   label="replica's cells (metric x task)")  # fmt: skip
     ax.scatter(paper_cells["base"], paper_cells["gain"], s=14, marker="D", color=_PUBLISHED,
                alpha=0.6, label="the paper's cells (metric x dataset)")  # fmt: skip
     if len(weak):
