@@ -11,15 +11,20 @@ before the descent, and the mean standardised displacement of an image.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from ped.dynamics import PEDOptions, potential_energy_descent, standardisation
+from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
 
-__all__ = ["Move", "ped_arm", "score_arms", "ped_movement"]
+__all__ = ["Move", "ped_arm", "score_arms", "ped_movement", "zoo_features", "score_zoo",
+           "tau_table", "seed_bootstrap_tau", "synthetic_task"]
 
 #: ``move(features, labels, reference, row) -> moved features``; ``reference`` is the model's
 #: ``(mean, std)``, ``row`` the replicate's index (0: all images).
@@ -105,3 +110,196 @@ def ped_movement(
         out["displacement"][j] = float(np.linalg.norm(result.shift / sd, axis=1)[np.asarray(y)]
                                        .mean())  # fmt: skip
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# A zoo's features and their scores in the tidy form of the Table 1 chapter
+# --------------------------------------------------------------------------------------------
+
+Reference = Literal["source", "target"]
+
+
+def zoo_features(
+    task: str,
+    *,
+    split: Literal["train", "trainval"] = "trainval",
+    models: Sequence[str] | None = None,
+    zoo_dir: str | os.PathLike[str] | None = None,
+    cache: str | os.PathLike[str] | None = None,
+) -> dict[str, tuple[NDArray[np.float32], NDArray[np.int64]]]:
+    """``{model: (features, labels)}`` of every zoo encoder on a task's labelled images.
+
+    ``split="trainval"`` (default) scores the training and validation images together: every
+    labelled image a practitioner holds before fine-tuning; ``"train"`` scores the training
+    images only.  Features are cached by :func:`ped.bench.zoo.train.task_features`.
+    """
+    from ped.bench.zoo.train import task_features
+
+    if split not in ("train", "trainval"):
+        raise ValueError(f"split must be 'train' or 'trainval', got {split!r}")
+    feats = task_features(task, zoo_dir=zoo_dir, cache=cache, names=models)
+    out = {}
+    for name, f in feats.items():
+        if split == "train":
+            out[name] = (f["x_train"], f["y_train"])
+        else:
+            out[name] = (np.concatenate([f["x_train"], f["x_val"]]),
+                         np.concatenate([f["y_train"], f["y_val"]]))  # fmt: skip
+    return out
+
+
+def score_zoo(
+    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
+    metrics: Sequence[str] | None = None,
+    *,
+    ped: bool = False,
+    reference: Reference = "source",
+    zoo_dir: str | os.PathLike[str] | None = None,
+    definitions: str = "release",
+    **ped_options: Any,
+) -> pd.DataFrame:
+    """Score every model's features with every metric, on the features or after PED.
+
+    ``metrics`` are names of :data:`ped.metrics.METRICS`, the metrics that need only features
+    and target labels (default: all of them; LEEP and NCE need a source classifier, which
+    self-supervised encoders do not have), or of :data:`ped.metrics.ZOO_METRICS` (NCTI, ETran),
+    whose scores are relative to the zoo: their terms are computed per model and combined over
+    the models of ``features``; their rows follow the others'.
+
+    ``definitions`` picks each metric's options from :data:`ped.metrics.DEFINITIONS`:
+    ``"release"`` (default) as the released SFDA/PED code computes them, which is what the
+    published Table 1 reports (SFDA and NLEEP without their log), or ``"paper"``.
+
+    ``reference="source"`` standardises PED with the encoder's per-dimension mean and std on the
+    held-out pool images (:func:`ped.bench.zoo.train.load_stats`, the paper's ImageNet-val analogue);
+    ``"target"`` with the target features' own statistics.  ``ped_options`` go to
+    :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``, ``max_steps``, ``variant``...).
+    Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
+    """
+    from ped.fullscale.scoring import ScoreItem, resolve_metrics, score_items
+    from ped.metrics import METRICS, ZOO_METRICS
+
+    if metrics is None:
+        metrics = list(METRICS)
+    per_model = [m for m in metrics if m not in ZOO_METRICS]
+    zoo_level = [m for m in metrics if m in ZOO_METRICS]
+    fns = resolve_metrics(per_model, definitions)
+    if reference not in ("source", "target"):
+        raise ValueError(f"reference must be 'source' or 'target', got {reference!r}")
+    if not ped and ped_options:
+        raise ValueError(f"PED options {sorted(ped_options)} given with ped=False")
+    runs = [_ped_run(model, x, y, ped, reference, zoo_dir, ped_options)
+            for model, (x, y) in features.items()]  # fmt: skip
+    # one PED run per model, shared by the per-model and the zoo-level metrics
+    items = [ScoreItem(model, "", run[0], y)
+             for (model, (_, y)), run in zip(features.items(), runs)]  # fmt: skip
+    rows = score_items(items, fns, record_errors=False) if fns else []
+    rows += _zoo_level_rows(items, zoo_level)
+    table = pd.DataFrame(rows, columns=["model", "metric", "score", "seconds"])
+    moved = pd.DataFrame([(m, s, n) for m, (_, s, n) in zip(features, runs)],
+                         columns=["model", "ped_seconds", "ped_steps"])  # fmt: skip
+    table = table.merge(moved, on="model", how="left", sort=False).assign(ped=ped)
+    return table[["model", "metric", "ped", "score", "seconds", "ped_seconds", "ped_steps"]]
+
+
+def _ped_run(model: str, x: NDArray[Any], y: NDArray[Any], ped: bool, reference: str,
+             zoo_dir: str | os.PathLike[str] | None,
+             ped_options: Mapping[str, Any]) -> tuple[NDArray[Any], float, int]:  # fmt: skip
+    """``(features, PED seconds, PED steps)`` of one model: its features moved by
+    :func:`ped.potential_energy_descent` when ``ped`` (standardised with the model's pool
+    statistics for ``reference="source"``, the target's own otherwise), else as given."""
+    if not ped:
+        return x, 0.0, 0
+    from ped.bench.zoo.train import load_stats
+    from ped.dynamics import potential_energy_descent
+
+    stats = load_stats(model, zoo_dir) if reference == "source" else None
+    start = time.perf_counter()
+    result = potential_energy_descent(x, y, reference=stats, **ped_options)
+    return result.features, time.perf_counter() - start, result.steps
+
+
+def _zoo_level_rows(items: Sequence[Any], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of :func:`score_zoo` for the zoo-level metrics ``names``: every model's terms,
+    combined over the models."""
+    from ped.metrics import ZOO_METRICS
+
+    rows = []
+    for name in names:
+        terms_fn, combine = ZOO_METRICS[name]
+        terms, seconds = [], []
+        for item in items:
+            start = time.perf_counter()
+            terms.append(terms_fn(item.features, item.labels))
+            seconds.append(time.perf_counter() - start)
+        rows += [{"model": item.model, "metric": name, "score": float(score), "seconds": sec}
+                 for item, sec, score in zip(items, seconds, combine(terms))]  # fmt: skip
+    return rows
+
+
+def tau_table(scores: pd.DataFrame, accuracy: pd.Series) -> pd.Series:
+    r""":math:`\tau_w` of each metric's scores (``scores``: columns ``model, metric, score``)
+    against ``accuracy`` (indexed by model), one value per metric."""
+    out = {}
+    for metric, group in scores.groupby("metric", sort=False):
+        s = group.set_index("model")["score"]
+        missing = set(s.index) - set(accuracy.index)
+        if missing:
+            raise ValueError(f"no ground truth for model(s) {sorted(missing)}")
+        out[metric] = weighted_tau(s.to_numpy(), accuracy.loc[s.index].to_numpy())
+    return pd.Series(out, name="tau_w")
+
+
+def seed_bootstrap_tau(
+    scores: pd.Series,
+    runs: pd.DataFrame,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    random_state: int = 0,
+) -> BootstrapInterval:
+    r"""Bootstrap interval of :math:`\tau_w` over the ground-truth seeds.
+
+    ``scores`` is indexed by model; ``runs`` is a models x seeds table of test accuracies (one
+    task, the selected setting).  Each resample draws seed columns with replacement, averages them
+    per model, and recomputes :math:`\tau_w` against the (fixed) scores.
+    """
+    missing = set(scores.index) - set(runs.index)
+    if missing:
+        raise ValueError(f"the runs table is missing model(s) {sorted(missing)}")
+    table = runs.loc[scores.index]
+    if table.isna().any().any():
+        raise ValueError("the runs table has missing seeds for some model")
+    values = table.to_numpy(dtype=float)
+    s = scores.to_numpy(dtype=float)
+
+    def stat(idx: NDArray[np.intp]) -> float:
+        return weighted_tau(s, values[:, idx].mean(1))
+
+    return bootstrap_ci(stat, values.shape[1], n_resamples=n_resamples, confidence=confidence,
+                        random_state=random_state)  # fmt: skip
+
+
+def synthetic_task(
+    n: int, dim: int, n_classes: int, *, seed: int = 0, mean_scale: float = 0.4
+) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
+    r"""Synthetic features of a given shape for timing (the paper's Flowers: 8189, 2048, 102).
+
+    Gaussian classes, float32, seeded: noise with a decaying spectrum (std of direction
+    :math:`k` is :math:`1/\sqrt{k}`) in a random rotation, so that PCA-based metrics see a
+    realistic number of components, and class means in the 64 highest-variance directions at
+    ``mean_scale`` times the noise std, so that the classes overlap (at the Flowers shape SFDA is
+    about -0.14 and GBC about -680) instead of being separable in low-noise directions.  Labels
+    cycle through ``0..n_classes-1`` and are shuffled.
+    """
+    if n < n_classes or dim < 1 or n_classes < 2:
+        raise ValueError(f"need n >= n_classes >= 2 and dim >= 1, got {n}, {dim}, {n_classes}")
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    rng.shuffle(y)
+    rotation = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
+    scales = 1.0 / np.sqrt(np.arange(1, dim + 1))
+    k = min(64, dim)
+    means = (rng.standard_normal((n_classes, k)) * scales[:k] * mean_scale) @ rotation[:, :k].T
+    x = means[y] + (rng.standard_normal((n, dim)) * scales) @ rotation.T
+    return x.astype(np.float32), y.astype(np.intp)
