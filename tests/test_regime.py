@@ -22,7 +22,7 @@ from ped.bench.regime_axes import (
     stratified_share,
     weak_base,
 )
-from ped.bench.scoring import ped_arm, ped_movement, score_arms
+from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_arms, shift_arm
 from ped.dynamics import standardisation
 from ped.metrics import METRICS
 
@@ -163,8 +163,9 @@ def test_score_arms_matches_direct_metric_calls() -> None:
         x, y = gaussian_classes(rng, n_classes=4, dim=6, n_per_class=15)
         feats[m], stats[m] = (x, y), (x.mean(axis=0), x.std(axis=0))
     reps = [np.arange(60), rng.integers(0, 60, 60)]
-    out = score_arms(feats, stats, arms={"base": None, "ped": ped_arm()}, metrics=("logme", "gbc"),
-                     metric_options={"gbc": {"variant": "reference"}}, replicates=reps)
+    fns = bind_metrics(("logme", "gbc"), {"gbc": {"variant": "reference"}})
+    out = score_arms(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))}, metrics=fns,
+                     replicates=reps)
     for j, m in enumerate(sorted(feats)):
         x, y = feats[m]
         for r, idx in enumerate(reps):
@@ -173,13 +174,21 @@ def test_score_arms_matches_direct_metric_calls() -> None:
             assert out["ped__gbc"][r, j] == pytest.approx(
                 METRICS["gbc"](moved, y[idx], variant="reference"))
     with pytest.raises(ValueError, match=r"unknown metric\(s\) \['nope'\]"):
-        score_arms(feats, stats, arms={"base": None}, metrics=("nope",), metric_options={},
-                   replicates=reps)
+        bind_metrics(("logme", "nope"))
     feats["d"] = (feats["a"][0], feats["a"][1][::-1].copy())
-    stats["d"] = stats["a"]
     with pytest.raises(ValueError, match="'d' scores other images than 'a'"):
-        score_arms(feats, stats, arms={"base": None}, metrics=("logme",), metric_options={},
-                   replicates=reps)
+        score_arms(feats, arms={"base": None}, metrics=fns, replicates=reps)
+
+
+def test_ped_runs_are_shared_by_the_arms_of_one_model_and_row() -> None:
+    rng = np.random.default_rng(6)
+    x, y = gaussian_classes(rng, n_classes=3, dim=4, n_per_class=10, spread=0.5)
+    runs = PEDRuns({"a": (x.mean(axis=0), x.std(axis=0)), "b": (np.zeros(4), np.ones(4))})
+    first = runs(x, y, "a", 0)
+    assert runs(x, y, "a", 0) is first and runs(x, y, "a", 1) is not first
+    assert runs(x, y, "b", 0) is not first and runs(x, y, "a", 0) is not first  # model changed
+    moved = shift_arm(runs, lambda x, y, s, scale: x + s[y] * 0 + scale[0])(x, y, "b", 0)
+    np.testing.assert_allclose(moved, x + 1.0)
 
 
 def test_ped_movement_against_a_hand_computation() -> None:

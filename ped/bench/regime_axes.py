@@ -248,7 +248,7 @@ def score_point(
     """Score every task of ``point`` into ``<out>/<axis>/<name>/<task>.npz`` (skipped when its
     stored configuration matches), with the verdict's metrics, options and PED defaults, and
     record each file in the folder's sha256 manifest."""
-    from ped.bench.scoring import ped_arm, ped_movement, score_arms
+    from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_arms
     from ped.bench.verdict import (
         PRIMARY_METRICS,
         PRIMARY_OPTIONS,
@@ -274,8 +274,8 @@ def score_point(
             continue
         y = feats[models[0]][1]
         reps = [np.arange(len(y)), *image_replicates(y, n_replicates, random_state=random_state)]
-        arrays = score_arms(feats, stats, arms={"base": None, "ped": ped_arm()},
-                            metrics=PRIMARY_METRICS, metric_options=PRIMARY_OPTIONS,
+        arrays = score_arms(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))},
+                            metrics=bind_metrics(PRIMARY_METRICS, PRIMARY_OPTIONS),
                             replicates=reps, desc=f"{point.folder()} {task}")  # fmt: skip
         moved = ped_movement(feats, stats)
         paths.append(_store(path, task, models, config, arrays, n_images=np.int64(len(y)),

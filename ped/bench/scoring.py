@@ -1,16 +1,24 @@
 r"""Score a zoo's features in *arms*: a move applied to the features, then every metric.
 
-An arm is a function ``move(x, y, reference, row) -> x'`` (``None``: the features as extracted);
-PED is :func:`ped_arm`.  :func:`score_arms` scores every model's features in every arm, on all
-images (row 0) and on class-stratified image replicates (rows 1..R-1), and returns, per arm and
-metric, the ``(R, M)`` score array that :class:`ped.inference.Cell` takes.
+An arm is a function ``move(x, y, model, row) -> x'`` (``None``: the features as extracted):
+PED (:func:`ped_arm`), PED on shuffled labels (:func:`shuffled_arm`), a move built from PED's
+class shifts, as the placebo and the label-informed control are (:func:`shift_arm`), or any
+other.  :func:`score_arms` is the one loop that scores every model's features in every arm with
+every metric, on all images (row 0) and on class-stratified image replicates (rows 1..R-1), and
+returns, per arm and metric, the ``(R, M)`` score array that :class:`ped.inference.Cell` takes;
+the verdict's arms and controls, its seeded metrics and the regime chapter all use it.
+:class:`PEDRuns` runs PED once per model and row for every arm that needs it.
 :func:`ped_movement` records how far PED moves each model's classes: the steps it keeps,
 whether its exit rule fired before the step cap, the share of class pairs whose balls overlap
 before the descent, and the mean standardised displacement of an image.
+
+The tidy Table 1 form (one row per model, metric and arm, with timings) is :func:`score_zoo`,
+on :func:`ped.fullscale.scoring.score_items`, the full-scale command line's loop.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,50 +28,100 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ped.dynamics import PEDOptions, potential_energy_descent, standardisation
+from ped.dynamics import PEDOptions, PEDResult, potential_energy_descent, standardisation
 from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
 
-__all__ = ["Move", "ped_arm", "score_arms", "ped_movement", "zoo_features", "score_zoo",
-           "tau_table", "seed_bootstrap_tau", "synthetic_task"]
+__all__ = ["Move", "MetricFn", "bind_metrics", "PEDRuns", "ped_arm", "shuffled_arm", "shift_arm",
+           "score_arms", "ped_movement", "zoo_features", "score_zoo", "tau_table",
+           "seed_bootstrap_tau", "synthetic_task"]  # fmt: skip
 
-#: ``move(features, labels, reference, row) -> moved features``; ``reference`` is the model's
-#: ``(mean, std)``, ``row`` the replicate's index (0: all images).
-Move = Callable[[NDArray[Any], NDArray[Any], Any, int], NDArray[Any]]
+#: ``move(features, labels, model, row) -> moved features``: ``row`` is the replicate's index
+#: (0: all images).
+Move = Callable[[NDArray[Any], NDArray[Any], str, int], NDArray[Any]]
+#: ``metric(features, labels) -> score``.
+MetricFn = Callable[[NDArray[Any], NDArray[Any]], float]
 
 
-def ped_arm(options: Mapping[str, Any] | None = None) -> Move:
-    """The PED arm: :func:`ped.potential_energy_descent` with ``options`` (default
-    :class:`ped.PEDOptions`), standardised with the model's reference statistics."""
-    opts = dict(PEDOptions(**dict(options or {})))
+def bind_metrics(
+    names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, MetricFn]:
+    """The metrics of :data:`ped.metrics.METRICS` named ``names`` with ``options`` bound (metric
+    -> keyword arguments); an unknown name is a ``ValueError``."""
+    from ped.metrics import METRICS
 
-    def move(x: NDArray[Any], y: NDArray[Any], reference: Any, row: int) -> NDArray[Any]:
-        return potential_energy_descent(x, y, reference=reference, **opts).features
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}")
+    opts = options or {}
+    return {m: functools.partial(METRICS[m], **opts.get(m, {})) for m in names}
+
+
+class PEDRuns:
+    """PED on one model's features of one row, run once and shared by the arms that need it
+    (the features moved, the class shifts, the steps).  Only the current model's runs are
+    kept."""
+
+    def __init__(self, stats: Mapping[str, Any], options: Mapping[str, Any] | None = None):
+        self.stats = stats
+        self.options = dict(PEDOptions(**dict(options or {})))
+        self._model: str | None = None
+        self._runs: dict[int, PEDResult] = {}
+
+    def __call__(self, x: NDArray[Any], y: NDArray[Any], model: str, row: int) -> PEDResult:
+        if model != self._model:
+            self._model, self._runs = model, {}
+        if row not in self._runs:
+            self._runs[row] = potential_energy_descent(x, y, reference=self.stats[model],
+                                                       **self.options)  # fmt: skip
+        return self._runs[row]
+
+
+def ped_arm(runs: PEDRuns) -> Move:
+    """The PED arm: the features :func:`ped.potential_energy_descent` moved (``runs``' options,
+    standardised with the model's statistics)."""
+    return lambda x, y, model, row: runs(x, y, model, row).features
+
+
+def shuffled_arm(runs: PEDRuns, random_state: int = 0) -> Move:
+    """PED run on a permutation of the labels, seeded ``random_state + row``
+    (:func:`ped.inference.shuffled_label_ped`); the metrics score the true labels."""
+    from ped.inference import shuffled_label_ped
+
+    def move(x: NDArray[Any], y: NDArray[Any], model: str, row: int) -> NDArray[Any]:
+        return shuffled_label_ped(x, y, random_state=random_state + row,
+                                  reference=runs.stats[model], **runs.options)  # fmt: skip
+
+    return move
+
+
+def shift_arm(runs: PEDRuns, shift: Callable[..., NDArray[Any]], **kwargs: Any) -> Move:
+    """A move built from PED's class shifts on the same row: ``shift(x, y, pedshift,
+    scale=model's std, **kwargs)`` (:func:`ped.inference.placebo_shift`,
+    :func:`ped.inference.radial_shift`)."""
+
+    def move(x: NDArray[Any], y: NDArray[Any], model: str, row: int) -> NDArray[Any]:
+        moved = runs(x, y, model, row)
+        return shift(x, y, moved.shift, scale=np.asarray(runs.stats[model][1]), **kwargs)
 
     return move
 
 
 def score_arms(
     features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
-    stats: Mapping[str, Any],
     *,
     arms: Mapping[str, Move | None],
-    metrics: Sequence[str],
-    metric_options: Mapping[str, Mapping[str, Any]],
+    metrics: Mapping[str, MetricFn],
     replicates: Sequence[NDArray[np.intp]],
     desc: str = "scoring",
 ) -> dict[str, NDArray[np.float64]]:
     r"""``{f"{arm}__{metric}": (R, M)}``: each model (``sorted(features)``, columns) scored in
-    each arm on each row of ``replicates`` (index arrays into the model's images; row 0 is
-    usually all of them).  Every model must score the same labels; ``stats[model]`` is its
-    reference for the moves.  The matrices are small, so BLAS runs on one thread."""
+    each arm by each metric (:func:`bind_metrics`) on each row of ``replicates`` (index arrays
+    into the model's images; row 0 is usually all of them).  Every model must score the same
+    labels.  The matrices are small, so BLAS runs on one thread."""
     from threadpoolctl import threadpool_limits
 
     from ped._progress import tqdm
-    from ped.metrics import METRICS
 
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}")
     models = sorted(features)
     y0 = features[models[0]][1]
     out = {f"{a}__{m}": np.empty((len(replicates), len(models))) for a in arms for m in metrics}
@@ -75,10 +133,9 @@ def score_arms(
             for r, idx in enumerate(replicates):
                 xr, yr = x[idx], y[idx]
                 for arm, move in arms.items():
-                    moved = xr if move is None else move(xr, yr, stats[model], r)
-                    for metric in metrics:
-                        out[f"{arm}__{metric}"][r, j] = float(
-                            METRICS[metric](moved, yr, **metric_options.get(metric, {})))
+                    moved = xr if move is None else move(xr, yr, model, r)
+                    for name, fn in metrics.items():
+                        out[f"{arm}__{name}"][r, j] = float(fn(moved, yr))
     return out
 
 

@@ -24,6 +24,7 @@ is computed from them in seconds (:func:`endpoint`, :func:`placebo_percentile`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -227,23 +228,26 @@ def score_task(
     if not force and _is_current(path, config):
         logger.info("%s: scores current, skipped", task)
         return path
+    from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, score_arms, shift_arm, shuffled_arm
+    from ped.inference import placebo_shift
+
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
-    arrays: dict[str, NDArray[Any]] = {}
-    for arm in ARMS:
-        for metric in metrics:
-            arrays[f"{arm}__{metric}"] = np.empty((len(reps), len(models)))
+    fns = bind_metrics(metrics, metric_options)
+    runs = PEDRuns(stats, ped_opts)
+    arms = {"base": None, "ped": ped_arm(runs), "shuffled": shuffled_arm(runs, random_state)}
+    arrays = score_arms(features, arms=arms, metrics=fns, replicates=reps, desc=f"verdict {task}")
+    # the placebo: one random direction per draw and class, of PED's shift's length (all images)
+    placebo = {f"{d}": shift_arm(runs, placebo_shift, random_state=int(1000 * random_state + d))
+               for d in range(n_placebo)}  # fmt: skip
+    drawn = score_arms(features, arms=placebo, metrics=fns, replicates=reps[:1],
+                       desc=f"placebo {task}")  # fmt: skip
     for metric in metrics:
-        arrays[f"placebo__{metric}"] = np.empty((n_placebo, len(models)))
-    steps = np.empty(len(models), dtype=np.int64)
-    # The matrices here are small (hundreds of images, 128 dimensions): one BLAS thread.  With
-    # two OpenBLAS threads on the 2-core machine beside a training job, SFDA on 400 x 128 took
-    # 235 ms a call against 3 ms with one.
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        _score_models(task, models, features, stats, reps, arrays, steps, metrics, metric_options,
-                      n_placebo, random_state, ped_opts)
+        arrays[f"placebo__{metric}"] = np.array([drawn[f"{d}__{metric}"][0]
+                                                 for d in range(n_placebo)]).reshape(n_placebo,
+                                                                                     len(models))
+    steps = np.array([runs(*(a[reps[0]] for a in features[m]), m, 0).steps for m in models],
+                     dtype=np.int64)  # fmt: skip
     return _store(path, task, models, config, arrays, steps=steps)
 
 
@@ -257,54 +261,6 @@ def _check_finite(task: str, models: Sequence[str], arrays: Mapping[str, NDArray
             raise ValueError(f"task {task!r}: {metric} of {models[col]!r} is {values[row, col]} "
                              f"in the {arm} arm (row {row}; {len(bad)} such score(s)); nothing "
                              "stored")  # fmt: skip
-
-
-def _score_models(
-    task: str,
-    models: list[str],
-    features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
-    stats: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
-    reps: list[NDArray[np.intp]],
-    arrays: dict[str, NDArray[Any]],
-    steps: NDArray[np.int64],
-    metrics: Sequence[str],
-    metric_options: Mapping[str, Mapping[str, Any]],
-    n_placebo: int,
-    random_state: int,
-    ped_opts: Mapping[str, Any],
-) -> None:
-    """Fill ``arrays`` and ``steps`` for :func:`score_task` (see there)."""
-    from ped._progress import tqdm
-
-    from ped.dynamics import potential_energy_descent
-    from ped.inference import placebo_shift, shuffled_label_ped
-    from ped.metrics import METRICS
-
-    def score(metric: str, x: NDArray[Any], y: NDArray[Any]) -> float:
-        return float(METRICS[metric](x, y, **metric_options.get(metric, {})))
-
-    y0 = features[models[0]][1]
-    for j, model in enumerate(tqdm(models, desc=f"verdict {task}", unit="model")):
-        x, y = features[model]
-        if not np.array_equal(y, y0):
-            raise ValueError(f"model {model!r} scores other images than {models[0]!r}")
-        reference = stats[model]
-        for r, idx in enumerate(reps):
-            xr, yr = x[idx], y[idx]
-            moved = potential_energy_descent(xr, yr, reference=reference, **ped_opts)
-            if r == 0:
-                steps[j] = moved.steps
-                for d in range(n_placebo):
-                    xp = placebo_shift(xr, yr, moved.shift, scale=np.asarray(reference[1]),
-                                       random_state=int(1000 * random_state + d))  # fmt: skip
-                    for metric in metrics:
-                        arrays[f"placebo__{metric}"][d, j] = score(metric, xp, yr)
-            shuffled = shuffled_label_ped(xr, yr, random_state=random_state + r,
-                                          reference=reference, **ped_opts)  # fmt: skip
-            for metric in metrics:
-                arrays[f"base__{metric}"][r, j] = score(metric, xr, yr)
-                arrays[f"ped__{metric}"][r, j] = score(metric, moved.features, yr)
-                arrays[f"shuffled__{metric}"][r, j] = score(metric, shuffled, yr)
 
 
 #: The controls scored apart from the primary arms (``ped verdict --control NAME``, stored in
@@ -337,12 +293,8 @@ def score_control(
     scores' ``base`` arm.  Stored: ``<control>__<metric>`` of shape ``(1 + n_replicates, M)``,
     ``models`` and the configuration.
     """
-    from threadpoolctl import threadpool_limits
-
-    from ped._progress import tqdm
-    from ped.dynamics import potential_energy_descent
+    from ped.bench.scoring import PEDRuns, bind_metrics, score_arms, shift_arm
     from ped.inference import radial_shift
-    from ped.metrics import METRICS
 
     if control not in CONTROLS:
         raise ValueError(f"unknown control {control!r}; the controls are {', '.join(CONTROLS)}")
@@ -361,19 +313,9 @@ def score_control(
         return path
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
-    arrays = {f"{control}__{m}": np.empty((len(reps), len(models))) for m in metrics}
-    with threadpool_limits(limits=1, user_api="blas"):
-        for j, model in enumerate(tqdm(models, desc=f"{control} {task}", unit="model")):
-            x, y = features[model]
-            if not np.array_equal(y, y0):
-                raise ValueError(f"model {model!r} scores other images than {models[0]!r}")
-            for r, idx in enumerate(reps):
-                xr, yr = x[idx], y[idx]
-                moved = potential_energy_descent(xr, yr, reference=stats[model], **ped_opts)
-                xc = radial_shift(xr, yr, moved.shift, scale=np.asarray(stats[model][1]))
-                for metric in metrics:
-                    arrays[f"{control}__{metric}"][r, j] = float(
-                        METRICS[metric](xc, yr, **metric_options.get(metric, {})))
+    arms = {control: shift_arm(PEDRuns(stats, ped_opts), radial_shift)}
+    arrays = score_arms(features, arms=arms, metrics=bind_metrics(metrics, metric_options),
+                        replicates=reps, desc=f"{control} {task}")  # fmt: skip
     return _store(path, task, models, config, arrays)
 
 
@@ -761,7 +703,7 @@ def score_seeds(
     :func:`seed_spread`.  ``metric_options`` default to the release definition
     (:data:`ped.metrics.DEFINITIONS`).
     """
-    from ped.dynamics import potential_energy_descent
+    from ped.bench.scoring import PEDRuns, ped_arm, score_arms
     from ped.metrics import METRICS
 
     if metric not in METRICS:
@@ -779,20 +721,13 @@ def score_seeds(
     if not force and _is_current(path, config):
         logger.info("%s: seed scores current, skipped", task)
         return path
-    from threadpoolctl import threadpool_limits
-
-    from ped._progress import tqdm
-
-    base = np.empty((len(seeds), len(models)))
-    moved = np.empty_like(base)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for j, model in enumerate(tqdm(models, desc=f"{metric} seeds {task}", unit="model")):
-            x, y = features[model]
-            xp = potential_energy_descent(x, y, reference=stats[model], **ped_opts).features
-            for i, seed in enumerate(seeds):
-                base[i, j] = METRICS[metric](x, y, random_state=seed, **opts)
-                moved[i, j] = METRICS[metric](xp, y, random_state=seed, **opts)
-    arrays = {f"base__{metric}": base, f"ped__{metric}": moved}
+    fns = {str(seed): functools.partial(METRICS[metric], random_state=seed, **opts)
+           for seed in seeds}  # fmt: skip
+    arms = {"base": None, "ped": ped_arm(PEDRuns(stats, ped_opts))}
+    scored = score_arms(features, arms=arms, metrics=fns, replicates=[np.arange(len(
+        features[models[0]][1]))], desc=f"{metric} seeds {task}")  # fmt: skip
+    arrays = {f"{arm}__{metric}": np.stack([scored[f"{arm}__{seed}"][0] for seed in seeds])
+              for arm in arms}  # fmt: skip
     return _store(path, task, models, config, arrays, seeds=np.asarray(seeds))
 
 
