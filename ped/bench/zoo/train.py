@@ -257,7 +257,7 @@ def pretrain(
     ----------
     entry : ZooEntry
         What to train (method, hyperparameters, epochs, seed).
-    pool : ped.bench.tasks.Pool
+    pool : ped.bench.pool.Pool
         Pretraining images (``pool.train``) and the held-out slice for the statistics.
     out_dir : path
         The zoo folder (created).
