@@ -90,7 +90,10 @@ def weighted_tau_rows(scores: ArrayLike, truth: ArrayLike) -> NDArray[np.float64
         \tfrac{1}{r+1}},
 
     the mean of the two rankings' values (each pair weighted :math:`w_i + w_j`).  Rows with
-    ties are computed by scipy.
+    ties are computed by scipy.  A row whose scores (or truth) are all equal ranks nothing:
+    its :math:`\tau_w` is 0 (scipy's is undefined), so that a metric that cannot tell the models
+    apart (SFDA on two images per class) counts as uninformative rather than breaking an
+    average.
     """
     x = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     y = np.atleast_2d(np.asarray(truth, dtype=np.float64))
@@ -110,6 +113,7 @@ def weighted_tau_rows(scores: ArrayLike, truth: ArrayLike) -> NDArray[np.float64
     ties = ((sx == 0).sum(axis=(1, 2)) > m) | ((sy == 0).sum(axis=(1, 2)) > m)
     for b in np.flatnonzero(ties):
         out[b] = scipy.stats.weightedtau(x[b], y[b]).statistic
+    out[(np.ptp(x, axis=1) == 0) | (np.ptp(y, axis=1) == 0)] = 0.0
     return out
 
 

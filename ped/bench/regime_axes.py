@@ -483,8 +483,10 @@ class RegimeResults:
     the extracted features' point (``raw128``) and the quality axis with the rebuilt zoo alone
     (``rebuilt``) on the same seeds; ``verdicts``: per axis, its paper-side point, that point's
     interval of the three-metric mean and :func:`axis_verdict`; ``weak``: :func:`weak_base`;
-    ``cells``: the replica's task x metric cells (base :math:`\tau_w`, PED's change);
-    ``pending``: the points left out for want of ground truth or scores.
+    ``cells``: the replica's task x metric cells (base :math:`\\tau_w`, PED's change);
+    ``pending``: what was left out for want of ground truth or scores (``axis/point`` when the
+    point has no scores, ``axis/point:task`` when one task of it lacks its ground truth; the
+    point is then computed on its other tasks).
     """
 
     table: pd.DataFrame
@@ -518,7 +520,7 @@ def regime_results(
     """Every axis of the regime chapter from the stored scores (``data/regime/scores``) and the
     verified ground truths (``data/ground_truth_v2``, ``data/regime``)."""
     from ped.bench import complete_cells, get_benchmark
-    from ped.bench.verdict import restrict_models
+    from ped.bench.verdict import accuracy_table, restrict_models
     from ped.bench.zoo.finetune import verify_ground_truth
     from ped.paper import data_dir, published_gains
 
@@ -536,13 +538,18 @@ def regime_results(
     def add(point: AxisPoint, scores: Mapping[str, Any], gt: pd.DataFrame,
             models: Sequence[str] | None = None, **extra: Any) -> None:  # fmt: skip
         scores = restrict_models(scores, models) if models is not None else scores
-        try:
-            cells, labels = point_cells(scores, gt)
-        except ValueError as exc:  # a ground truth still being computed
-            logger.info("%s: %s", point.folder(), exc)
-            pending.append(point.folder())
-            return
-        rows.append((point, cells, labels, {**_movement(scores), **extra}))
+        ready = {}
+        for task, s in scores.items():  # a task whose ground truth is still being computed waits
+            try:
+                accuracy_table(gt, task, s["models"])
+                ready[task] = s
+            except ValueError as exc:
+                logger.info("%s: %s", point.folder(), exc)
+                pending.append(f"{point.folder()}:{task}")
+        if ready:
+            cells, labels = point_cells(ready, gt)
+            rows.append((point, cells, labels, {**_movement(ready), "n_tasks_scored": len(ready),
+                                                **extra}))  # fmt: skip
 
     loaded = {}
     for points in AXIS_POINTS.values():
