@@ -96,7 +96,7 @@ regime: $(STAMP)
 	$(VENV)/bin/ped --verbose zoo regime --out data/zoo_v2 --jobs $(JOBS)
 
 # The regime chapter's scores: every axis point scored with and without PED, into
-# data/regime/scores (resumable task by task; about 30 minutes on 2 cores).
+# data/regime/scores (resumable task by task; about an hour on 2 cores, most of it the 2048-d lift).
 regime-scores: $(STAMP)
 	$(VENV)/bin/ped --verbose verdict --regime all
 

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from ped._validation import check_matrix_rules
 
 __all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_moments",
-           "torch_translate", "to_numpy"]
+           "torch_translate", "to_numpy", "resolve_device"]
 
 
 def is_torch(x: Any) -> bool:
@@ -87,3 +87,19 @@ def torch_translate(x: Any, shift: NDArray[np.float64], labels: NDArray[np.intp]
     s = torch.as_tensor(shift, device=x.device).to(x.dtype)
     y = torch.as_tensor(labels, device=x.device, dtype=torch.long)
     return x.detach() + s[y]
+
+
+def resolve_device(device: Any = "auto") -> Any:
+    """A ``torch.device``: ``"auto"``, CUDA when available, else CPU; otherwise
+    ``torch.device(device)`` (a string or a device).
+
+    Asking for CUDA on a machine without it is a ``ValueError``.
+    """
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu)")
+    return dev

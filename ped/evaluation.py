@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from ped._validation import check_positive_int, check_scores_truth
 
 __all__ = [
+    "table1_layout",
     "UndefinedStatisticError",
     "weighted_tau",
     "kendall_tau",
@@ -366,3 +367,40 @@ def leave_one_task_out(accuracy: pd.DataFrame, task: object) -> pd.Series:
             f"model(s) {list(missing)[:5]} have no accuracy on any task other than {task!r}"
         )
     return score.rename(task)
+
+
+def table1_layout(
+    evaluation: pd.DataFrame, statistic: str = "weighted_tau", *, mean: bool = True
+) -> pd.DataFrame:
+    """A long table (one row per dataset, metric and arm: an :func:`evaluate_scores` table, or the
+    benchmark's :func:`ped.bench.table1.tau_cells`) in the layout of the paper's Table 1: one
+    row per metric (its display name, e.g. ``LogME``) and per metric after a move (``LogME+PED``;
+    a ``move`` column, e.g. ``"SA"``, takes precedence over the boolean ``ped``), in the order
+    they first appear; one column per dataset, in the order they first appear; and, with
+    ``mean``, the ``mean`` over the datasets.  The values are ``statistic``.  This is the one
+    Table 1 builder: the full-scale command line (:mod:`ped.fullscale.scoring`) and the book's chapter
+    (:func:`ped.bench.table1.tau_cells`) both call it."""
+    from ped.metrics import row_label
+
+    if statistic not in evaluation.columns:
+        raise ValueError(f"the evaluation has no column {statistic!r}")
+    moves = evaluation["move"] if "move" in evaluation.columns else evaluation["ped"].map(_as_bool)
+    rows = [row_label(m, p) for m, p in zip(evaluation["metric"], moves)]
+    wide = evaluation.assign(row=rows).pivot(index="row", columns="dataset", values=statistic)
+    wide = wide.loc[list(dict.fromkeys(rows)), list(dict.fromkeys(evaluation["dataset"]))]
+    wide.columns.name = None
+    wide.index.name = None
+    if mean:
+        wide["mean"] = wide.mean(axis=1)
+    return wide
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes"}:
+        return True
+    if text in {"false", "0", "no", ""}:
+        return False
+    raise ValueError(f"ped column holds {value!r}, not a boolean")

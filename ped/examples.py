@@ -23,24 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["PED_SUFFIX", "row_label", "DigitsZoo", "digits_zoo", "linear_probe",
+from ped.metrics import PED_SUFFIX, row_label  # noqa: F401 - where they used to live
+
+__all__ = ["DigitsZoo", "digits_zoo", "linear_probe",
            "score_before_after", "scale_response"]
-
-#: Suffix of the columns (and table rows) that hold a score after PED.
-PED_SUFFIX = "+PED"
-
-
-def row_label(metric: str, move: bool | str = False) -> str:
-    """A metric's name in tables and figures: its display name (:data:`ped.metrics.DISPLAY_NAMES`,
-    e.g. ``LogME``), followed by :data:`PED_SUFFIX` for its score after PED (``move`` True or
-    ``"PED"``) or by ``+`` and the name of another feature perturbation (``move="SA"``:
-    ``LogME+SA``, after :func:`ped.spread_attract`).  ``move`` False or ``""``: no suffix."""
-    from ped.metrics import DISPLAY_NAMES
-
-    if move is True:
-        move = PED_SUFFIX[1:]
-    return DISPLAY_NAMES.get(metric, metric) + (f"+{move}" if move else "")
-
 
 @dataclass(frozen=True)
 class DigitsZoo:

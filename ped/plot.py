@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ped.examples import PED_SUFFIX
+from ped.metrics import PED_SUFFIX
 
 __all__ = [
     "BOOK_STYLE",
@@ -239,7 +239,7 @@ def acceptance_checks(checks: Any, thresholds: Mapping[str, float]) -> Any:
 
 
 def mechanism_figure(table: Any) -> Any:
-    """The mechanism test of :func:`ped.bench.verdict.mechanism` over models and tasks
+    """The mechanism test of :func:`ped.bench.verdict_analysis.mechanism` over models and tasks
     (``table`` with a ``task`` column): left, the potential energy after fine-tuning and
     after PED relative to the energy before, per model and task (log scale; below 1 is
     lower); right, the cosine between fine-tuning's and PED's class shifts per model and
@@ -280,7 +280,7 @@ def class_count_effect(changes: Any, classes: Mapping[str, int], *, names: Mappi
                        | None = None) -> Any:  # fmt: skip
     """PED's change in :math:`\tau_w` per task against the task's number of classes (log
     scale), one marker per metric and the mean over metrics as a line; ``changes`` as
-    :func:`ped.bench.verdict.arm_changes` returns them (the ``ped`` arm is drawn)."""
+    :func:`ped.bench.verdict_analysis.arm_changes` returns them (the ``ped`` arm is drawn)."""
     import matplotlib.pyplot as plt
 
     names = dict(names or {})

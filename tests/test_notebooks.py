@@ -92,7 +92,7 @@ CHECKS = {
     and 0 <= g["sel_changed"] <= g["sel_cells"] and 0 < g["sel_close"] <= g["sel_all"] == 26,
     "10_dynamics_and_cost": lambda g: g["fig4_u_end"] <= g["fig4_u0"] and g["fig4_steps"] >= 0
     and g["flowers_ped"] > 0 and g["bench_models"] >= 12,
-    "12_regimes": lambda g: g["n_points"] == 15 and 0 <= g["n_pending"] <= g["n_points"]
+    "12_regimes": lambda g: g["n_points"] == 14 and 0 <= g["n_pending"] <= g["n_points"]
     and g["published_mean"] > 0 and -1 <= g["paper_rho"] <= 1 and g["paper_cells_n"] == 30
     and all(g[f"call_{a}"] in ("holds", "overturned", "undecided", "pending")
             for a in ("classes", "images", "dimension", "quality", "weak_base")),

@@ -154,7 +154,7 @@ def _moved_scores() -> pd.DataFrame:
 
 
 def test_row_labels_name_the_move():
-    from ped.examples import row_label
+    from ped.metrics import row_label
 
     assert [row_label("logme", m) for m in (False, "", True, "PED", "SA")] == [
         "LogME", "LogME", "LogME+PED", "LogME+PED", "LogME+SA"]

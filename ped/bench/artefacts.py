@@ -1,7 +1,7 @@
 """Every committed artefact of the embedded benchmark, checked against its manifest.
 
-The loaders check what they read (:func:`ped.bench.zoo.finetune.verify_ground_truth`,
-:func:`ped.bench.verdict.verify_scores`, :func:`ped.bench.replication.load_simulations`, the
+The loaders check what they read (:func:`ped.bench.zoo.protocol.verify_ground_truth`,
+:func:`ped.bench.verdict_store.verify_scores`, :func:`ped.bench.replication.load_simulations`, the
 zoo's checkpoints when loaded); :func:`verify_artefacts` runs every such check over a data
 folder at once, for ``ped verify`` and CI, and reports each artefact's result instead of
 stopping at the first failure.
@@ -83,9 +83,10 @@ def _sweep(folder: Path) -> str:
 
 def verify_artefacts(data_dir: str | os.PathLike[str] | None = None) -> list[ArtefactCheck]:
     """Check every artefact found under ``data_dir`` (default :func:`ped.paper.data_dir`): the
-    zoos (checkpoints and statistics against the manifest), the rebuilt ground truth and the
-    selection reruns (table, runs and features against their manifest), every folder of stored
-    verdict scores, the replication simulations and the sweeps' results.  Returns one :class:`ArtefactCheck` each."""
+    zoos (checkpoints and statistics against the manifest), the rebuilt ground truth, the
+    selection reruns and the regime chapter's runs (table, runs and features against their
+    manifest), every folder of stored verdict and regime scores, the replication simulations and
+    the sweeps' results.  Returns one :class:`ArtefactCheck` each."""
     from ped.paper import data_dir as default_data_dir
 
     root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -93,11 +94,13 @@ def verify_artefacts(data_dir: str | os.PathLike[str] | None = None) -> list[Art
     for name in ("zoo", "zoo_v2"):
         if (root / name / "manifest.json").is_file():
             checks.append(("zoo", root / name, _zoo))
-    for name in ("ground_truth_v2", "selection_noise"):
+    for name in ("ground_truth_v2", "selection_noise", "regime"):
         if (root / name / "manifest.json").is_file():
             checks.append(("ground truth", root / name, _ground_truth))
     for folder in sorted({p.parent for p in (root / "verdict").rglob("*.npz")}):
         checks.append(("verdict scores", folder, _scores))
+    for folder in sorted({p.parent for p in (root / "regime" / "scores").rglob("*.npz")}):
+        checks.append(("regime scores", folder, _scores))
     for manifest in sorted((root / "verdict").rglob("simulations/manifest.json")):
         checks.append(("simulations", manifest.parent, _simulations))
     for results in sorted((root / "sweeps").glob("*/results.csv")):

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ped.examples import PED_SUFFIX, row_label
+from ped.metrics import PED_SUFFIX, row_label
 
 __all__ = [
     "PED_SUFFIX",
@@ -150,15 +150,16 @@ def tau_cells(
     column of :func:`score_tasks`; without it, ``ped``); columns are ``tasks``
     (default: as they appear) and their ``mean``."""
     from ped.bench import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
+    from ped.evaluation import table1_layout
 
     runs = selected_runs(gt, protocol)
     accuracy = None if n_resamples else model_accuracy(gt, protocol)
     tasks = list(tasks) if tasks is not None else list(dict.fromkeys(scores["task"]))
-    est: dict[str, dict[str, float]] = {}
-    low: dict[str, dict[str, float]] = {}
-    high: dict[str, dict[str, float]] = {}
+    long = []
     draws: dict[tuple[str, str], NDArray[np.float64]] = {}
     moves = scores["move"] if "move" in scores else scores["ped"].map({True: "PED", False: ""})
+    rank = {move: i for i, move in enumerate(MOVES)}
+    metric_rank = {m: i for i, m in enumerate(dict.fromkeys(scores["metric"]))}
     for (metric, move), group in scores.assign(move=moves).groupby(["metric", "move"], sort=False):
         label = row_label(metric, move)
         for task, cell in group.groupby("task", sort=False):
@@ -173,15 +174,12 @@ def tau_cells(
                 draws[label, task] = ci.distribution
             else:
                 value, lo, hi = tau_table(cell, accuracy[task]).iloc[0], np.nan, np.nan
-            est.setdefault(label, {})[task] = value
-            low.setdefault(label, {})[task] = lo
-            high.setdefault(label, {})[task] = hi
-    order = [label for m in dict.fromkeys(scores["metric"]) for move in MOVES
-             if (label := row_label(m, move)) in est]  # fmt: skip
-    tau = pd.DataFrame(est).T.loc[order, tasks]
-    tau["mean"] = tau.mean(axis=1)
-    return TauCells(tau, pd.DataFrame(low).T.loc[order, tasks],
-                    pd.DataFrame(high).T.loc[order, tasks], draws)  # fmt: skip
+            long.append({"dataset": task, "metric": metric, "move": move, "tau": value,
+                         "low": lo, "high": hi, "order": (metric_rank[metric], rank[move],
+                                                          tasks.index(task))})  # fmt: skip
+    frame = pd.DataFrame(long).sort_values("order", kind="stable")
+    tau, low, high = (table1_layout(frame, col, mean=col == "tau") for col in ("tau", "low", "high"))
+    return TauCells(tau, low, high, draws)
 
 
 def table1(cells: TauCells, ceiling: pd.Series | None = None) -> Any:

@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ped._backend import resolve_device
 from ped._io import write_json_atomic, write_npz_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -645,21 +646,6 @@ def build_dataset(
 # --------------------------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; otherwise ``torch.device(device)``.
-
-    Asking for CUDA on a machine without it is a ``ValueError``.
-    """
-    import torch
-
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu)")
-    return dev
 
 
 @contextlib.contextmanager

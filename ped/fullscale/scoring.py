@@ -56,6 +56,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped.evaluation import _as_bool, table1_layout
+
 __all__ = [
     "SCORE_COLUMNS",
     "EVALUATION_COLUMNS",
@@ -645,31 +647,3 @@ def evaluate_scores(
              **stats}
         )  # fmt: skip
     return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
-
-
-def table1_layout(evaluation: pd.DataFrame, statistic: str = "weighted_tau") -> pd.DataFrame:
-    """An :func:`evaluate_scores` table in the layout of the paper's Table 1: one row per metric
-    (its display name, e.g. ``LogME``) and per metric after PED (``LogME+PED``), one column per
-    dataset, and the ``mean`` over the datasets; the values are ``statistic``."""
-    from ped.examples import row_label
-
-    if statistic not in evaluation.columns:
-        raise ValueError(f"the evaluation has no column {statistic!r}")
-    rows = [row_label(m, p) for m, p in zip(evaluation["metric"], evaluation["ped"].map(_as_bool))]
-    wide = evaluation.assign(row=rows).pivot(index="row", columns="dataset", values=statistic)
-    order = list(dict.fromkeys(rows))
-    wide = wide.loc[order]
-    wide.columns.name = None
-    wide["mean"] = wide.mean(axis=1)
-    return wide
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in {"true", "1", "yes"}:
-        return True
-    if text in {"false", "0", "no", ""}:
-        return False
-    raise ValueError(f"ped column holds {value!r}, not a boolean")

@@ -64,6 +64,8 @@ from ped.metrics.separation import gbc, parc
 __all__ = [
     "DEFINITIONS",
     "DISPLAY_NAMES",
+    "PED_SUFFIX",
+    "row_label",
     "METRICS",
     "SOURCE_METRICS",
     "ZOO_METRICS",
@@ -133,3 +135,17 @@ DISPLAY_NAMES: dict[str, str] = {
     # not a metric of features: ped.evaluation.leave_one_task_out, the dataset-agnostic baseline
     "loto": "Other tasks' mean",
 }  # fmt: skip
+
+
+#: The suffix of a metric's row after PED (``LogME+PED``).
+PED_SUFFIX = "+PED"
+
+
+def row_label(metric: str, move: bool | str = False) -> str:
+    """A metric's name in tables and figures: its display name (:data:`ped.metrics.DISPLAY_NAMES`,
+    e.g. ``LogME``), followed by :data:`PED_SUFFIX` for its score after PED (``move`` True or
+    ``"PED"``) or by ``+`` and the name of another feature perturbation (``move="SA"``:
+    ``LogME+SA``, after :func:`ped.spread_attract`).  ``move`` False or ``""``: no suffix."""
+    if move is True:
+        move = PED_SUFFIX[1:]
+    return DISPLAY_NAMES.get(metric, metric) + (f"+{move}" if move else "")

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ped._io import sha256_file, write_json_atomic, write_npz_atomic
-from ped.fullscale.extraction import resolve_device
+from ped._backend import resolve_device
 from ped.bench.zoo.augment import to_unit_float
 from ped.bench.zoo.encoder import LEGACY_ARCH, build_encoder, count_parameters, images_to_tensor
 from ped.bench.zoo.spec import ZooEntry
