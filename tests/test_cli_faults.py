@@ -737,3 +737,96 @@ def test_verify_names_the_artefact_that_does_not_match(tmp_path, capsys):
     empty.mkdir()
     line = _one_error_line(_fail(["verify", "--data", str(empty)], capsys), "verify")
     assert "no artefact with a manifest" in line
+
+
+def test_a_metric_that_fails_on_one_model_keeps_the_others_and_names_it(
+    features_dir, tmp_path, registry, capsys
+):
+    """A failure mid-run (here a metric that breaks on the second model) does not lose what was
+    scored: every row is written, the failed one carries its error, and the log names it."""
+    calls = {"n": 0}
+
+    def flaky(features: np.ndarray, labels: np.ndarray) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise np.linalg.LinAlgError("singular matrix")
+        return float(np.asarray(features, dtype=np.float64).std())
+
+    registry["flaky"] = flaky
+    out = tmp_path / "scores.csv"
+    assert main(_score(features_dir, out, metric="flaky")) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert len(table) == len(MODELS) and table["score"].isna().sum() == 1
+    failed = table[table["score"].isna()].iloc[0]
+    assert "singular matrix" in failed["error"]
+    err = capsys.readouterr().err
+    assert failed["model"] in err and "singular matrix" in err and "Traceback" not in err
+
+
+_SLOW_NOTEBOOK = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A notebook that waits
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+wait = 0.0
+marker = ""
+```
+
+```{code-cell} ipython3
+import pathlib, time
+if marker:
+    pathlib.Path(marker).write_text("x")
+time.sleep(wait)
+```
+"""
+
+
+def _execute_process(tmp_path: Path, *params: str) -> subprocess.Popen:
+    source = tmp_path / "waits.md"
+    source.write_text(_SLOW_NOTEBOOK)
+    script = ("import signal, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              "from ped.cli import main\n"
+              f"sys.exit(main(['execute', {str(source)!r}, '--out', {str(tmp_path / 'out')!r}, "
+              f"'--no-progress', {', '.join(repr(p) for p in params)}]))\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+
+
+def test_execute_prints_nothing_of_the_kernels_own(tmp_path):
+    """ipykernel's start-up warning ("running over TCP without encryption") stays off stderr."""
+    proc = _execute_process(tmp_path, "-p", "wait=0")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert err.strip() == "", err
+    assert (tmp_path / "out" / "waits.ipynb").is_file()
+
+
+def test_ctrl_c_of_execute_is_one_line_without_the_kernels_traceback(tmp_path):
+    marker = tmp_path / "started"
+    proc = _execute_process(tmp_path, "-p", "wait=60", "-p", f"marker={json.dumps(str(marker))}")
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert [line for line in err.splitlines() if line] == ["ped execute: interrupted"]
+    assert not (tmp_path / "out" / "waits.ipynb").exists()

@@ -118,6 +118,12 @@ def _stderr_logging(verbose: bool) -> Iterator[None]:
     loggers' levels (``distributed`` sets INFO) are filtered too.
     """
     level = logging.INFO if verbose else logging.WARNING
+    if not verbose:
+        # a notebook interrupted or failed is reported in one line: papermill's "kernel died"
+        # and asyncio's "task exception was never retrieved" would only repeat it, the latter
+        # at garbage collection, after this command's handler is gone
+        for name in ("papermill", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))

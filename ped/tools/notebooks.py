@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,20 @@ def notebook_parameters(notebook: Any) -> dict[str, str]:
     return {}
 
 
+def _quiet_kernel_manager(log: Any) -> type:
+    """An ``AsyncKernelManager`` whose kernel writes its own stderr (ipykernel's start-up
+    warnings, the tracebacks of a kernel shut down mid-cell) to the file object ``log`` instead of
+    the terminal; what the notebook's cells print still reaches the executed notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw.setdefault("stderr", log)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return QuietKernelManager
+
+
 def execute_notebook(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -114,22 +129,28 @@ def execute_notebook(
     }
     logger.info("executing %s -> %s with %s", source, output, dict(parameters or {}))
     failed = failed_path(output)
-    try:
-        with atomic_path(output, keep_failed_as=failed, suffix=".ipynb") as tmp:
-            papermill.execute_notebook(
-                notebook,
-                str(tmp),
-                parameters=dict(parameters or {}),
-                cwd=str(cwd if cwd is not None else source.parent),
-                kernel_name=kernel_name,
-                execution_timeout=timeout,
-                progress_bar=progress_bar,
-                log_output=False,
-            )
-    except BaseException:
-        with contextlib.suppress(OSError):
-            output.unlink(missing_ok=True)  # a stale success must not survive a failure
-        raise
+    with tempfile.TemporaryFile(mode="w+b") as kernel_log:
+        try:
+            with atomic_path(output, keep_failed_as=failed, suffix=".ipynb") as tmp:
+                papermill.execute_notebook(
+                    notebook,
+                    str(tmp),
+                    parameters=dict(parameters or {}),
+                    cwd=str(cwd if cwd is not None else source.parent),
+                    kernel_name=kernel_name,
+                    execution_timeout=timeout,
+                    progress_bar=progress_bar,
+                    log_output=False,
+                    kernel_manager_class=_quiet_kernel_manager(kernel_log),
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                output.unlink(missing_ok=True)  # a stale success must not survive a failure
+                kernel_log.seek(0)
+                text = kernel_log.read().decode(errors="replace").strip()
+                if text:
+                    logger.info("the kernel of %s wrote on its stderr:\n%s", source.name, text)
+            raise
     failed.unlink(missing_ok=True)
     return output
 
