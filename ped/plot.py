@@ -131,7 +131,7 @@ def rank_scatter(
 def pretraining_curves(records: Mapping[str, Mapping[str, Any]], *, window: int = 10) -> Any:
     """Each self-supervised encoder's pretraining loss against the optimiser step, divided by
     the loss of the first step (a ``window``-step running mean); ``records`` as
-    :func:`ped.bench.zoo_records` returns them (random-init entries are skipped)."""
+    :func:`ped.bench.describe.zoo_records` returns them (random-init entries are skipped)."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
@@ -196,7 +196,7 @@ def accuracy_matrix(panels: Mapping[str, Any]) -> Any:
 def spread_noise(runs: Any) -> Any:
     """Per task, every model's mean accuracy minus the task's mean over models, with an error
     bar of one standard deviation over its seeds; ``runs`` are the selected runs
-    (:func:`ped.bench.selected_runs`)."""
+    (:func:`ped.bench.ground_truth.selected_runs`)."""
     import matplotlib.pyplot as plt
 
     stats = runs.groupby(["task", "model"])["test"].agg(["mean", "std"]).reset_index()
@@ -214,7 +214,7 @@ def spread_noise(runs: Any) -> Any:
 
 
 def acceptance_checks(checks: Any, thresholds: Mapping[str, float]) -> Any:
-    """The rebuilt benchmark's acceptance checks per task (:func:`ped.bench.ground_truth_checks`),
+    """The rebuilt benchmark's acceptance checks per task (:func:`ped.bench.ground_truth.ground_truth_checks`),
     one panel per measure, a bar per task and the required value as a dashed line: the gap of
     the median pretrained encoder over random init (points) and that gap over its standard
     error, the separability and the split-half noise ceiling.  Bars below the line fail."""

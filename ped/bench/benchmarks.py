@@ -66,7 +66,7 @@ class Benchmark:
         of the zoo with a ground truth on every task, in the zoo's order.  A task with no
         ground truth at all is a ``ValueError``.  The rebuilt benchmark's committed table is
         first checked against its sha256 manifest
-        (:func:`ped.bench.zoo.finetune.verify_ground_truth`): an edited, truncated or stale
+        (:func:`ped.bench.zoo.protocol.verify_ground_truth`): an edited, truncated or stale
         file is a ``ValueError`` naming it."""
         from ped.bench.zoo.finetune import verify_ground_truth
         from ped.bench.zoo.train import read_manifest

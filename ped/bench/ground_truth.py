@@ -166,7 +166,7 @@ def selected_runs(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
 
     For the first benchmark's table, the setting is chosen on the seed-0 grid
     (:func:`ped.bench.zoo.finetune.selected`); for the rebuilt protocol's (a ``role`` column,
-    :data:`ped.bench.zoo.finetune.COLUMNS_V2`), the selection is already made: its ``eval`` runs, on
+    :data:`ped.bench.zoo.protocol.COLUMNS_V2`), the selection is already made: its ``eval`` runs, on
     seeds disjoint from the selection's, are returned (``select`` runs are left out).
     """
     from ped.bench.zoo.finetune import COLUMNS, selected
@@ -256,7 +256,7 @@ def complete_cells(gt: pd.DataFrame, *, min_seeds: int | None = None) -> pd.Data
     """The runs of the rebuilt protocol's table whose model x task cell is complete, balanced.
 
     A cell is complete when it has evaluation runs for at least ``min_seeds`` seeds (default:
-    the common evaluation seeds of :data:`ped.bench.zoo.finetune.PROTOCOL`, six); cells still
+    the common evaluation seeds of :data:`ped.bench.zoo.protocol.PROTOCOL`, six); cells still
     selecting or evaluating are left out, selection runs included.  Each task is then balanced:
     only the evaluation seeds that every complete cell of the task has are kept, so that a task
     whose seeds are being extended (``Protocol.task_eval_seeds``) reports its extra seeds once
@@ -360,7 +360,7 @@ def ground_truth_checks(
 ) -> pd.DataFrame:
     r"""Per task, whether the rebuilt ground truth can rank the zoo: the four acceptance checks.
 
-    ``gt`` is a table of the rebuilt protocol (:data:`ped.bench.zoo.finetune.COLUMNS_V2`: a ``role``
+    ``gt`` is a table of the rebuilt protocol (:data:`ped.bench.zoo.protocol.COLUMNS_V2`: a ``role``
     column tells selection runs from evaluation runs).  Columns of the result, per task:
 
     1. *Pretraining matters*: ``pretrain_gap`` = median over the pretrained models of their mean

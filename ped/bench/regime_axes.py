@@ -299,7 +299,7 @@ def score_axes(
 
 
 def load_point(point: AxisPoint, out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The stored scores of ``point``, task -> :func:`ped.bench.verdict.load_task_scores`
+    """The stored scores of ``point``, task -> :func:`ped.bench.verdict_store.load_task_scores`
     (each file verified against its folder's manifest)."""
     from ped.bench.verdict import load_scores
 

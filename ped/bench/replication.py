@@ -74,8 +74,8 @@ def primary_cells(
     arm: str = "ped",
     metrics: Sequence[str] = PRIMARY_METRICS,
 ) -> tuple[list[Cell], list[str]]:
-    """The primary endpoint's cells (task x metric, :func:`ped.bench.verdict.endpoint_cells`)
-    and the metric of each."""
+    """The primary endpoint's cells (task x metric,
+    :func:`ped.bench.verdict_analysis.endpoint_cells`) and the metric of each."""
     cells = endpoint_cells(scores, gt, arm=arm, metrics=metrics)
     return cells, [m for _ in scores for m in metrics]
 

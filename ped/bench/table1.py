@@ -3,13 +3,13 @@ r"""The paper's Table 1 on the embedded benchmark: scores, :math:`\tau_w` cells,
 The chapter that replicates Table 1 calls these in order:
 
 1. :func:`score_tasks` scores every zoo encoder on every task with every metric, on the
-   extracted features and after PED (one tidy table, :func:`ped.bench.score_zoo` per task),
+   extracted features and after PED (one tidy table, :func:`ped.bench.scoring.score_zoo` per task),
    with the newer baselines when asked: zoo-level NCTI and ETran, the other tasks' mean
    accuracy, and metrics after Spread/Attract (``+SA`` rows).
 2. :func:`tau_cells` turns the scores into the table's cells: :math:`\tau_w` (paper eq. 1) of
    each metric (row; ``+PED`` rows after PED) against each task's fine-tuning accuracies
    (column), with a bootstrap interval over the ground-truth seeds
-   (:func:`ped.bench.seed_bootstrap_tau`), and the mean over tasks.
+   (:func:`ped.bench.scoring.seed_bootstrap_tau`), and the mean over tasks.
 3. :func:`table1` lays the cells out as the paper does (intervals in brackets, the noise ceiling
    as the last row, a raised mean in bold).
 4. :func:`paired_gains` gives each metric's change with PED per task and counts the cells whose
@@ -71,12 +71,12 @@ def score_tasks(
     ``sa_metrics``, after Spread/Attract (:func:`ped.spread_attract` with ``sa_options``).
 
     ``metrics`` are names of :data:`ped.metrics.METRICS` or :data:`ped.metrics.ZOO_METRICS`
-    (scored by :func:`ped.bench.score_zoo`, with and without PED), and ``"loto"``: the
+    (scored by :func:`ped.bench.scoring.score_zoo`, with and without PED), and ``"loto"``: the
     dataset-agnostic baseline :func:`ped.evaluation.leave_one_task_out`, each model's mean
     ``accuracy`` (models x tasks) on the other tasks, which needs ``accuracy`` and has no
     features to move (no +PED row).
 
-    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.bench.score_zoo` with the
+    Returns ``(scores, shapes)``: the tidy scores of :func:`ped.bench.scoring.score_zoo` with the
     columns ``task`` and ``move`` (``""``, ``"PED"`` or ``"SA"``; ``ped`` is ``move == "PED"``),
     static rows first, then PED's, then SA's, per task; and per task the number of scored
     images, of classes and the feature dimension.
@@ -145,7 +145,7 @@ def tau_cells(
 ) -> TauCells:
     r""":math:`\tau_w` of every metric (with and without PED) on every task against the
     accuracies of ``protocol``, with a bootstrap interval over the ground-truth seeds when
-    ``n_resamples`` > 0 (:func:`ped.bench.seed_bootstrap_tau`).  Rows are ordered as the
+    ``n_resamples`` > 0 (:func:`ped.bench.scoring.seed_bootstrap_tau`).  Rows are ordered as the
     metrics appear in ``scores``, each followed by its ``+PED`` and ``+SA`` rows (the ``move``
     column of :func:`score_tasks`; without it, ``ped``); columns are ``tasks``
     (default: as they appear) and their ``mean``."""

@@ -107,7 +107,7 @@ SOURCE_METRICS: dict[str, Callable[..., float]] = {"leep": leep, "nce": nce}
 #: Zoo-level metrics: ``(terms(features, labels) -> NamedTuple, combine(terms of every model)
 #: -> scores)``.  A score is relative to the zoo it is computed in (each term is min-max
 #: normalised over the models), so a zoo's scores come from ``combine([terms(x_m, y) for m])``
-#: (:func:`ped.bench.score_zoo` does this).
+#: (:func:`ped.bench.scoring.score_zoo` does this).
 ZOO_METRICS: dict[str, tuple[Callable[..., tuple[float, ...]],
                              Callable[..., NDArray[np.float64]]]] = {
     "ncti": (ncti_terms, ncti_combine),

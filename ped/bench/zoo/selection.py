@@ -1,6 +1,6 @@
 r"""Selection noise of the rebuilt ground truth: model selection rerun with a second seed.
 
-The rebuilt protocol (:data:`ped.bench.zoo.finetune.PROTOCOL`) chooses each model's
+The rebuilt protocol (:data:`ped.bench.zoo.protocol.PROTOCOL`) chooses each model's
 fine-tuning setting (learning rate, weight decay) on the validation accuracy of *one*
 selection seed.  In many cells the two best settings differ by less than a seed's standard
 deviation, so the choice itself is noisy, and a different choice moves the model's ground
@@ -17,7 +17,7 @@ truth.  This module measures that noise on a random sample of model x task cells
    be rerun on the ground truth that the other selection seed would have given.
 
 Every run is a unit stored as ``<out>/runs/<model>/<task>/<role>_lr_wd_s.json`` (the format of
-the rebuilt ground truth, :func:`ped.bench.zoo.finetune.write_protocol_table` writes its table
+the rebuilt ground truth, :func:`ped.bench.zoo.protocol.write_protocol_table` writes its table
 and sha256 manifest), so the rerun is resumable and verified as the ground truth is.
 """
 
@@ -184,7 +184,7 @@ class _Missing(Exception):
 
 
 def _replay(runs: pd.DataFrame, protocol: Protocol, seed: int) -> tuple[float, float]:
-    """The choice that :func:`ped.bench.zoo.finetune.select_setting` makes on the stored
+    """The choice that :func:`ped.bench.zoo.protocol.select_setting` makes on the stored
     selection runs of one cell; :class:`_Missing` when a run it needs is not stored."""
     val = {(float(r.lr), float(r.wd)): float(r.val) for r in runs.itertuples()}
 
