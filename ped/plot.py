@@ -10,6 +10,8 @@
   :func:`accuracy_matrix`, :func:`spread_noise` and :func:`acceptance_checks`; the mechanism test,
   :func:`mechanism_figure`; :func:`class_count_effect`; the paper's Figure 4, :func:`descent_tsne`;
   PED's hyperparameter sweeps, :func:`sensitivity_heatmaps`.
+- :func:`ranking_figure`: a ``ped rank`` result, scores with intervals and the probability of
+  being best.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
 """
@@ -36,6 +38,7 @@ __all__ = [
     "mechanism_figure",
     "class_count_effect",
     "descent_tsne",
+    "ranking_figure",
     "sensitivity_heatmaps",
     "balls_figure",
 ]
@@ -391,4 +394,45 @@ def balls_figure(points: Any, labels: Any, result: Any) -> Any:
         axes[1].plot(path[:, i, 0], path[:, i, 1], color="grey", lw=1)
     axes[0].set_ylabel("standardised feature 2")
     axes[0].legend(loc="lower left", fontsize=8)
+    return fig
+
+
+def ranking_figure(ranking: Any, *, title: str = "") -> Any:
+    """A :class:`ped.rank.Ranking` drawn for a reader: left, each model's score under each metric
+    with its bootstrap interval (one panel per metric, models in the consensus order, contenders
+    of that metric filled); right, the probability that each model is best by the consensus."""
+    import matplotlib.pyplot as plt
+
+    from ped.metrics import DISPLAY_NAMES
+
+    consensus = ranking.consensus()
+    order = list(consensus.index)
+    metrics = list(ranking.metrics)
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(3.4 * (len(metrics) + 1),
+                                                           0.32 * len(order) + 1.8),
+                             sharey=True)  # fmt: skip
+    y = np.arange(len(order))[::-1]
+    table = ranking.table
+    for k, (ax, metric) in enumerate(zip(axes, metrics)):
+        rows = table[table["metric"] == metric].set_index("model").loc[order]
+        filled = rows["contender"].to_numpy()
+        ax.hlines(y, rows["low"], rows["high"], color=f"C{k}", lw=2)
+        ax.scatter(rows["score"][filled], y[filled], color=f"C{k}", zorder=3,
+                   label="cannot be told from the top")  # fmt: skip
+        ax.scatter(rows["score"][~filled], y[~filled], facecolor="white", edgecolor=f"C{k}",
+                   zorder=3, label="below the top")  # fmt: skip
+        ax.set(xlabel=f"{DISPLAY_NAMES.get(metric, metric)} score",
+               title=DISPLAY_NAMES.get(metric, metric))  # fmt: skip
+        if k == 0:
+            ax.legend(fontsize=7, loc="lower left")
+    ax = axes[-1]
+    ax.barh(y, consensus["p_best"], color=["C0" if c else "lightgrey"
+                                            for c in consensus["contender"]])  # fmt: skip
+    ax.set(xlabel="probability of being best (consensus)", xlim=(0, 1), title="consensus")
+    axes[0].set_yticks(y, order)
+    axes[0].set_ylabel("model (consensus order)")
+    fig.suptitle(f"{title}: {ranking.level:.0%} intervals from {ranking.n_boot} class-stratified "
+                 "resamples of the images" if title else
+                 f"{ranking.level:.0%} intervals from {ranking.n_boot} resamples")  # fmt: skip
+    fig.tight_layout()
     return fig

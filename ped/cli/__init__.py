@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ped.cli.sweep",
     "ped.cli.extract",
     "ped.cli.score",
+    "ped.cli.rank",
     "ped.cli.datasets",
     "ped.cli.zoo",
     "ped.cli.verdict",

@@ -57,7 +57,7 @@ from ped.metrics.discriminability import hscore, sfda, transrate
 from ped.metrics.collapse import NCTITerms, ncti_combine, ncti_terms
 from ped.metrics.energy import ETranTerms, energy_score, etran_combine, etran_terms, lda_score
 from ped.metrics.evidence import logme
-from ped.metrics.neighbours import knn_accuracy
+from ped.metrics.neighbours import knn_accuracy, knn_credit
 from ped.metrics.probabilistic import leep, nce, nleep
 from ped.metrics.separation import gbc, parc
 
@@ -77,6 +77,7 @@ __all__ = [
     "gbc",
     "hscore",
     "knn_accuracy",
+    "knn_credit",
     "lda_score",
     "leep",
     "logme",

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from ped._validation import check_positive_int
 from ped.metrics._common import as_float64, check_inputs_numpy
 
-__all__ = ["knn_accuracy"]
+__all__ = ["knn_accuracy", "knn_credit"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,15 @@ def _distance_block(
     return np.maximum(sq[rows, None] + sq[None, :] - 2.0 * block, 0.0)
 
 
-def knn_accuracy(
+def knn_credit(
     features: ArrayLike,
     labels: ArrayLike,
     *,
     k: int = 20,
     metric: str = "cosine",
-) -> float:
-    r"""Leave-one-out k-nearest-neighbour accuracy of the labels from the features.
+) -> NDArray[np.float64]:
+    r"""Each sample's leave-one-out k-nearest-neighbour credit, ``(N,)``: the mean is
+    :func:`knn_accuracy`, and a bootstrap of the scored samples is a bootstrap of these credits.
 
     Every sample is classified by a majority vote of its ``k`` nearest *other* samples:
 
@@ -115,7 +116,41 @@ def knn_accuracy(
         rows = slice(start, min(n, start + step))
         d = _distance_block(x, sq, rows, metric)
         credit[rows] = _block_credit(d, y, rows, k_eff, n_classes)
-    return float(credit.mean())
+    return credit
+
+
+def knn_accuracy(
+    features: ArrayLike,
+    labels: ArrayLike,
+    *,
+    k: int = 20,
+    metric: str = "cosine",
+) -> float:
+    r"""Leave-one-out k-nearest-neighbour accuracy of the labels from the features: the mean of
+    :func:`knn_credit`, the credit of every sample,
+
+    .. math::
+        \mathrm{kNN} = \frac1N \sum_{i=1}^N
+            \frac{[\,y_i \in \hat Y_i\,]}{|\hat Y_i|},\qquad
+        \hat Y_i = \operatorname*{arg\,max}_c\; v_{ic},\qquad
+        v_{ic} = \sum_{j \in \mathcal N_k(i)} [y_j = c],
+
+    where :math:`\mathcal N_k(i)` are the ``k`` samples :math:`j \ne i` closest to :math:`x_i`
+    (ties, scale behaviour, cost and precision: :func:`knn_credit`).  Without ties it is exactly
+    the leave-one-out accuracy of ``sklearn.neighbors.KNeighborsClassifier`` (uniform weights).
+    Range [0, 1]; higher is better.
+
+    Parameters
+    ----------
+    features : (N, D) floating array.
+    labels : (N,) integers 0..C-1, C >= 2.  A class with a single sample is allowed (its sample
+        cannot be classified correctly).
+    k : number of neighbours; default 20, the k of DINO's k-NN evaluation of self-supervised
+        features (which, unlike this plain majority vote, weights the votes by a temperature
+        softmax of the similarities).  Clipped to N - 1.
+    metric : ``"cosine"`` (default) or ``"euclidean"``.
+    """
+    return float(knn_credit(features, labels, k=k, metric=metric).mean())
 
 
 def _block_credit(
