@@ -11,7 +11,7 @@
   :func:`mechanism_figure`; :func:`class_count_effect`; the paper's Figure 4, :func:`descent_tsne`;
   PED's hyperparameter sweeps, :func:`sensitivity_heatmaps`.
 - :func:`ranking_figure`: a ``ped rank`` result, scores with intervals and the probability of
-  being best.
+  being best; :func:`regret_figure`: the accuracy lost by each way of choosing, per task.
 
 matplotlib is imported when a function is called, so ``import ped.plot`` works without it.
 """
@@ -39,6 +39,7 @@ __all__ = [
     "class_count_effect",
     "descent_tsne",
     "ranking_figure",
+    "regret_figure",
     "sensitivity_heatmaps",
     "balls_figure",
 ]
@@ -434,5 +435,25 @@ def ranking_figure(ranking: Any, *, title: str = "") -> Any:
     fig.suptitle(f"{title}: {ranking.level:.0%} intervals from {ranking.n_boot} class-stratified "
                  "resamples of the images" if title else
                  f"{ranking.level:.0%} intervals from {ranking.n_boot} resamples")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def regret_figure(per_task: Any) -> Any:
+    """Per task, the accuracy lost by each choice (``per_task``: the ``per_task`` table of
+    :func:`ped.bench.choose.evaluate_choice`): ``ped rank``'s top recommendation, a random pick
+    (expected) and the dataset-agnostic choice."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    x = np.arange(len(per_task))
+    for k, (col, label) in enumerate((("regret", "ped rank (top recommendation)"),
+                                      ("regret_random", "random pick (expected)"),
+                                      ("regret_agnostic", "dataset-agnostic choice"))):  # fmt: skip
+        ax.bar(x + (k - 1) * 0.27, per_task[col], width=0.27, color=f"C{k}", label=label)
+    ax.set_xticks(x, per_task.index, rotation=30, ha="right")
+    ax.set(xlabel="task", ylabel="regret (accuracy points)",
+           title="Accuracy lost by the choice, per task")  # fmt: skip
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

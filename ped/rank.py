@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["DEFAULT_METRICS", "CONSENSUS", "Ranking", "rank_models", "best_shares", "contenders",
+__all__ = ["DEFAULT_METRICS", "CONSENSUS", "FEW_IMAGES", "Ranking", "rank_models", "best_shares", "contenders",
            "write_figure", "write_report"]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_METRICS: tuple[str, ...] = ("knn", "logme")
 #: The label of the consensus rows.
 CONSENSUS = "consensus"
+#: Below this many images in its smallest class, a ranking carries a warning.
+FEW_IMAGES = 5
 
 
 def best_shares(values: ArrayLike, *, lower_is_better: bool = False) -> NDArray[np.float64]:
@@ -172,7 +174,7 @@ def _warnings(y: NDArray[np.intp], n_classes: int, scores: Mapping[str, NDArray[
     if counts.min() < 2:
         out.append(f"{int((counts < 2).sum())} class(es) have a single image: the bootstrap "
                    "cannot vary them and k-NN cannot classify them")  # fmt: skip
-    elif counts.min() < 5:
+    elif counts.min() < FEW_IMAGES:
         out.append(f"the smallest class has {int(counts.min())} images: scores of so few images "
                    "per class are noisy and some metrics saturate")  # fmt: skip
     for metric, s in scores.items():

@@ -38,6 +38,7 @@ FAST = {
                              "repeats": 1, "timed_metrics": ["logme", "sfda", "gbc"]},
     "11_sensitivity": {},
     "12_regimes": {"n_resamples": 50},
+    "13_choose_a_model": {"n_boot": 10, "tasks": ["digits10", "mnist10"]},
 }
 
 # Bounds on glued values that the chapters' prose relies on.
@@ -96,6 +97,9 @@ CHECKS = {
     and g["published_mean"] > 0 and -1 <= g["paper_rho"] <= 1 and g["paper_cells_n"] == 30
     and all(g[f"call_{a}"] in ("holds", "overturned", "undecided", "pending")
             for a in ("classes", "images", "dimension", "quality", "weak_base")),
+    "13_choose_a_model": lambda g: g["n_tasks_ranked"] == 2
+    and 0 <= g["n_covered"] <= g["n_tasks_ranked"] and g["regret_mean"] >= 0
+    and g["regret_random_mean"] >= 0 and -1 <= g["tau_knn"] <= 1 and 0 < g["ex_p"] <= 1,
     "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1
     and g["ep_low"] <= g["ep_estimate"] <= g["ep_high"] and g["change_min"] <= g["change_max"]
     and 0 <= g["n_above"] <= g["n_settings"] <= g["n_points"]

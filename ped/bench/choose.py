@@ -1,0 +1,99 @@
+r"""How often ``ped rank`` chooses well: the chapter "Choose a model for your own data".
+
+:func:`evaluate_choice` runs :func:`ped.rank.rank_models` on each task of the embedded
+benchmark as a user would, from the zoo's features of the labelled images alone, then reveals
+the fine-tuning ground truth and measures the tool:
+
+- **coverage**: whether the true best model (highest mean fine-tuning accuracy over the
+  evaluation seeds) is among the recommended contenders;
+- **regret** of taking the top recommendation: the true best's accuracy minus the recommended
+  model's, in points;
+- the same regret for two baselines that look at no features: a **random pick** (its expected
+  regret, the mean over the models), and the **dataset-agnostic** choice, the model with the
+  best mean accuracy on the other tasks (:func:`ped.evaluation.leave_one_task_out`; for a class
+  subset of glyphs62 the other tasks exclude glyphs62 itself);
+- each metric's :math:`\tau_w` against the ground truth (the consensus as minus its mean rank).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["ChoiceEvaluation", "evaluate_choice"]
+
+
+@dataclass(frozen=True)
+class ChoiceEvaluation:
+    """The result of :func:`evaluate_choice`: ``per_task`` (one row per task: its shape, the
+    recommendation and its probability of being best, the number of contenders, the true best,
+    ``covered``, ``regret``, ``regret_random``, ``regret_agnostic`` and the agnostic choice),
+    ``tau`` (task x metric :math:`\\tau_w`), and the ``rankings`` themselves."""
+
+    per_task: pd.DataFrame
+    tau: pd.DataFrame
+    rankings: Mapping[str, Any]
+
+
+def evaluate_choice(
+    accuracy: pd.DataFrame,
+    *,
+    tasks: Sequence[str],
+    models: Sequence[str],
+    zoo_dir: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    n_boot: int = 100,
+    level: float = 0.95,
+    parents: Mapping[str, str] | None = None,
+    agnostic_tasks: Sequence[str] | None = None,
+) -> ChoiceEvaluation:
+    """Rank ``models`` on each of ``tasks`` from their features (:func:`ped.bench.zoo_features`,
+    the labelled images) and score the choice against ``accuracy`` (models x tasks, %; it must
+    hold every task).  The dataset-agnostic baseline averages ``agnostic_tasks`` (default:
+    ``tasks``) other than the task itself and, for a class subset, the task ``parents`` maps it
+    to (the one it was cut from)."""
+    from ped.bench.scoring import zoo_features
+    from ped.evaluation import leave_one_task_out, weighted_tau
+    from ped.rank import CONSENSUS, DEFAULT_METRICS, rank_models
+
+    metrics = tuple(metrics or DEFAULT_METRICS)
+    missing = [t for t in tasks if t not in accuracy.columns]
+    if missing:
+        raise ValueError(f"no ground truth for task(s) {missing}")
+    parents = dict(parents or {})
+    agnostic_tasks = list(agnostic_tasks or tasks)
+    rows, taus, rankings = [], {}, {}
+    for task in tasks:
+        feats = zoo_features(task, models=list(models), zoo_dir=zoo_dir, cache=cache)
+        y = next(iter(feats.values()))[1]
+        ranking = rank_models({m: x for m, (x, _) in feats.items()}, y, metrics=metrics,
+                              n_boot=n_boot, level=level)  # fmt: skip
+        rankings[task] = ranking
+        truth = accuracy.loc[list(models), task]
+        best = truth.idxmax()
+        kept = [t for t in agnostic_tasks if t not in (task, parents.get(task))]
+        agnostic = leave_one_task_out(accuracy.loc[list(models), [*kept, task]], task).idxmax()
+        chosen = ranking.best
+        rows.append({"task": task, "images": ranking.n_images, "classes": ranking.n_classes,
+                     "recommended": chosen,
+                     "p_best": float(ranking.consensus().loc[chosen, "p_best"]),
+                     "contenders": len(ranking.contenders), "true_best": best,
+                     "covered": best in ranking.contenders,
+                     "regret": float(truth[best] - truth[chosen]),
+                     "regret_random": float(truth[best] - truth.mean()),
+                     "agnostic_choice": agnostic,
+                     "regret_agnostic": float(truth[best] - truth[agnostic]),
+                     "warnings": len(ranking.warnings)})  # fmt: skip
+        t = ranking.table
+        taus[task] = {}
+        for metric in (*metrics, CONSENSUS):
+            s = t[t["metric"] == metric].set_index("model")["score"].loc[list(models)]
+            sign = -1.0 if metric == CONSENSUS else 1.0  # the consensus score is a mean rank
+            taus[task][metric] = weighted_tau(sign * s.to_numpy(), truth.to_numpy())
+    return ChoiceEvaluation(pd.DataFrame(rows).set_index("task"), pd.DataFrame(taus).T,
+                            rankings)  # fmt: skip
