@@ -563,9 +563,11 @@ def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd
     bad = value.isna() | ~np.isfinite(value) | (value < 0) | (value > 100)
     if bad.any():
         first = tidy[bad].iloc[0]
+        raw = first["accuracy"]
+        shown = repr(raw) if isinstance(raw, str) else ("empty" if pd.isna(raw) else f"{raw:g}")
         raise ValueError(f"{where}, row {first['row']} (model {first['model']!r}, dataset "
-                         f"{first['dataset']!r}): accuracy {first['accuracy']!r} is not a number "
-                         f"in [0, 100] % ({int(bad.sum())} such value(s))")  # fmt: skip
+                         f"{first['dataset']!r}): accuracy {shown} is not a number in [0, 100] % "
+                         f"({int(bad.sum())} such value(s))")  # fmt: skip
     tidy["accuracy"] = value.astype(float)
     tidy = tidy[["model", "dataset", "accuracy"]]
     duplicated = tidy.duplicated(["model", "dataset"])
