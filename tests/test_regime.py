@@ -14,14 +14,8 @@ from hypothesis import strategies as st
 from helpers import gaussian_classes
 from ped import potential_energy_descent
 from ped.bench import tasks as D
-from ped.bench.regime_axes import (
-    AXIS_POINTS,
-    FeatureMap,
-    axis_verdict,
-    published_base_gain,
-    stratified_share,
-    weak_base,
-)
+from ped.bench.regime_analysis import axis_verdict, published_base_gain, weak_base
+from ped.bench.regime_axes import AXIS_POINTS, FeatureMap, stratified_share
 from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_arms, shift_arm
 from ped.dynamics import standardisation
 from ped.metrics import METRICS

