@@ -23,7 +23,7 @@ from ped.dynamics import (
 )
 from ped.evaluation import bootstrap_ci, kendall_tau, rank_statistics, top1_regret, weighted_tau
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "PEDOptions",
