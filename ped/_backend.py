@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 
 from ped._validation import check_matrix_rules
 
-__all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_class_moments",
-           "torch_translate", "to_numpy", "resolve_device"]
+__all__ = ["is_torch", "check_torch_features", "torch_mean_std", "torch_translate", "to_numpy",
+           "resolve_device"]
 
 
 def is_torch(x: Any) -> bool:
@@ -63,21 +63,6 @@ def torch_mean_std(x: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     mean = xd.mean(dim=0)
     std = (xd - mean).square().mean(dim=0).sqrt()
     return mean.cpu().numpy(), std.cpu().numpy()
-
-
-def torch_class_moments(
-    x: Any, labels: NDArray[np.intp], n_classes: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
-    """Class means, per-dimension variances (two passes, float64) and counts, as numpy arrays."""
-    import torch
-
-    y = torch.as_tensor(labels, device=x.device, dtype=torch.long)
-    xd = x.detach().double()
-    counts = torch.bincount(y, minlength=n_classes)
-    zeros = torch.zeros((n_classes, x.shape[1]), dtype=torch.float64, device=x.device)
-    means = zeros.index_add(0, y, xd) / counts[:, None]
-    variances = zeros.index_add(0, y, (xd - means[y]).square()) / counts[:, None]
-    return means.cpu().numpy(), variances.cpu().numpy(), counts.cpu().numpy()
 
 
 def torch_translate(x: Any, shift: NDArray[np.float64], labels: NDArray[np.intp]) -> Any:

@@ -40,7 +40,6 @@ from ped._backend import (
     check_torch_features,
     is_torch,
     to_numpy,
-    torch_class_moments,
     torch_mean_std,
     torch_translate,
 )
@@ -181,7 +180,14 @@ def class_statistics(
     formula (centre, then square), so every variance keeps about 12 significant digits.  The
     largest temporary is one class's block in float64 (sorted labels need no gather: the blocks
     are then views).  Non-finite input gives non-finite moments.
+
+    A ``torch.Tensor`` is reduced in torch on its device (float64, two passes: the means by
+    ``index_add``, then the squared deviations from them), and the moments come back as numpy
+    arrays.  This is the package's one class-moment routine: PED, Spread/Attract, the mechanism
+    tests and the metrics' class means (``ped.metrics._common.class_stats``) all use it.
     """
+    if is_torch(features):
+        return _torch_class_statistics(features, labels, n_classes)
     dim = features.shape[1]
     sums = np.empty((n_classes, dim))
     squares = np.empty((n_classes, dim))
@@ -209,6 +215,20 @@ def class_statistics(
             block -= means[c]
             variances[c] = np.einsum("nd,nd->d", block, block) / block.shape[0]
     return ClassStatistics(means=means, variances=variances, counts=counts)
+
+
+def _torch_class_statistics(x: Any, labels: NDArray[np.intp], n_classes: int) -> ClassStatistics:
+    """:func:`class_statistics` of a tensor, on its device."""
+    import torch
+
+    y = torch.as_tensor(labels, device=x.device, dtype=torch.long)
+    xd = x.detach().double()
+    counts = torch.bincount(y, minlength=n_classes)
+    zeros = torch.zeros((n_classes, x.shape[1]), dtype=torch.float64, device=x.device)
+    means = zeros.index_add(0, y, xd) / counts[:, None]
+    variances = zeros.index_add(0, y, (xd - means[y]).square()) / counts[:, None]
+    return ClassStatistics(means=means.cpu().numpy(), variances=variances.cpu().numpy(),
+                           counts=counts.cpu().numpy())  # fmt: skip
 
 
 def _check_values(features: NDArray[np.floating], stats: ClassStatistics) -> None:
@@ -518,10 +538,8 @@ def potential_energy_descent(
                               "variant": variant})  # fmt: skip
     nsigma, time_step, k = opts["nsigma"], opts["time_step"], opts["k"]
     max_steps, exit_ratio, variant = opts["max_steps"], opts["exit_ratio"], opts["variant"]
-    if use_torch:
-        stats = ClassStatistics(*torch_class_moments(x, y, n_classes))
-    else:
-        stats = class_statistics(x, y, n_classes)
+    stats = class_statistics(x, y, n_classes)
+    if not use_torch:
         _check_values(x, stats)
     if reference is None:  # the target's own statistics, from the class moments (no extra pass)
         mean, std = stats.pooled()

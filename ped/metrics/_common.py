@@ -54,9 +54,12 @@ def class_sums(x: Features, y: NDArray[np.intp], n_classes: int) -> Array:
 
 
 def class_stats(x: Features, y: NDArray[np.intp], n_classes: int) -> tuple[Array, Array]:
-    """Return ``(counts (C,), means (C, D))`` as numpy arrays (``x`` of either backend)."""
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    return counts, class_sums(x, y, n_classes) / counts[:, None]
+    """Return ``(counts (C,), means (C, D))`` as numpy arrays (``x`` of either backend), from
+    the package's one class-moment routine, :func:`ped.dynamics.class_statistics`."""
+    from ped.dynamics import class_statistics
+
+    stats = class_statistics(x, y, n_classes)
+    return stats.counts.astype(np.float64), stats.means
 
 
 def eigh_descending(a: Array, k: int | None = None) -> tuple[Array, Array]:
