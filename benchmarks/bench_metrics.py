@@ -13,8 +13,10 @@ covariance).  Prints a markdown table: median wall time over ``--repeats`` runs 
 ratio (reference / ped: above 1 means ped is faster), the largest score difference, ped's peak
 traced memory (tracemalloc, one extra untimed run) and PED's time as a fraction of the metric's.
 NLEEP's mixture has 5 x C components of full covariance on the 80 %-variance PCA scores (about
-300 dimensions here): both implementations fit it with scikit-learn, so ``--nleep-max-iter`` (the
-same for both) bounds that shared cost; the ratio then measures the rest.  Close other work first.
+300 dimensions here): the reference fits it with scikit-learn's ``GaussianMixture``, ped with the
+same k-means start and EM iterations, skipping the responsibilities that are 0.0 in float64
+(``benchmarks/bench_nleep.py`` times NLEEP alone, at several shapes); ``--nleep-max-iter`` is the
+same for both (EM converges in 2 iterations at the Flowers shape).  Close other work first.
 
     python benchmarks/bench_metrics.py --repeats 3 --nleep-max-iter 3 --json out.json
 """

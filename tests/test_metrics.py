@@ -604,3 +604,177 @@ def test_every_metric_has_a_display_name():
 
     # and the dataset-agnostic baseline ped.evaluation.leave_one_task_out ("loto")
     assert set(DISPLAY_NAMES) == set(METRICS) | set(SOURCE_METRICS) | set(ZOO_METRICS) | {"loto"}
+
+
+# ------------------------------------------------------- NLEEP's full-covariance mixture fit
+# ped fits NLEEP's full-covariance mixture itself (ped.metrics.probabilistic._fit_full_mixture):
+# the iterations of sklearn's GaussianMixture, without the work on responsibilities that are 0.0
+# in float64.  The parameters, posteriors and iteration counts must be sklearn's, up to rounding.
+MIXTURE_RTOL, MIXTURE_ATOL = 1e-6, 1e-9
+
+
+def _sklearn_mixture(x, k, max_iter, seed=0, reg_covar=1e-6):
+    import warnings as _warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    gmm = GaussianMixture(k, covariance_type="full", random_state=seed, max_iter=max_iter,
+                          reg_covar=reg_covar)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(x)
+    return gmm, gmm.predict_proba(x)
+
+
+def _fast_mixture(x, k, max_iter, seed=0, reg_covar=1e-6):
+    import warnings as _warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ped.metrics.probabilistic import _fit_full_mixture
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", ConvergenceWarning)
+        return _fit_full_mixture(x, k, random_state=seed, max_iter=max_iter,
+                                 reg_covar=reg_covar, keep_covariances=True)
+
+
+def _assert_same_mixture(x, k, max_iter, seed=0, reference=None):
+    gmm, proba = reference or _sklearn_mixture(x, k, max_iter, seed)
+    fit = _fast_mixture(x, k, max_iter, seed)
+    assert fit.n_iter == gmm.n_iter_
+    assert fit.converged == gmm.converged_
+    close = {"rtol": MIXTURE_RTOL, "atol": MIXTURE_ATOL}
+    np.testing.assert_allclose(fit.weights, gmm.weights_, **close)
+    np.testing.assert_allclose(fit.means, gmm.means_, **close)
+    np.testing.assert_allclose(fit.covariances, gmm.covariances_, **close)
+    np.testing.assert_allclose(fit.resp, proba, **close)
+    np.testing.assert_allclose(fit.lower_bounds, gmm.lower_bounds_, rtol=1e-9)
+    assert fit.lower_bound == pytest.approx(gmm.lower_bound_, rel=1e-9)
+    # the precision factors agree to the conditioning of the covariances (trtri against trtrs)
+    scale = np.abs(gmm.precisions_cholesky_).max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(fit.precisions_cholesky / scale,
+                               gmm.precisions_cholesky_ / scale, rtol=0, atol=1e-6)
+    return fit
+
+
+def _clusters(n, d, k, seed, spread=3.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, d)) * spread
+    scales = rng.uniform(0.3, 1.5, size=d)
+    return centres[rng.integers(0, k, n)] + rng.standard_normal((n, d)) * scales
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(20, 160), d=st.integers(1, 40),
+       k=st.integers(1, 12), max_iter=st.sampled_from([1, 2, 5, 100]),
+       spread=st.sampled_from([0.5, 3.0]))
+def test_full_mixture_fit_matches_sklearn_gaussian_mixture(seed, n, d, k, max_iter, spread):
+    # d <= 16 takes the dense E-step, d > 16 the bounded (pruned) one
+    k = min(k, n)
+    x = _clusters(n, d, k, seed, spread)
+    try:
+        reference = _sklearn_mixture(x, k, max_iter, seed)
+    except ValueError:  # a covariance sklearn cannot factor: the fast fit must refuse it too
+        with pytest.raises(ValueError):
+            _fast_mixture(x, k, max_iter, seed)
+        return
+    _assert_same_mixture(x, k, max_iter, seed, reference)
+
+
+@pytest.mark.parametrize("max_iter", [1, 3, 100])
+@pytest.mark.parametrize("n,d,k", [(400, 60, 40), (240, 30, 60), (500, 24, 5)])
+def test_full_mixture_fit_matches_sklearn_with_narrow_components(n, d, k, max_iter):
+    # few samples per component in many dimensions (NLEEP's regime: 16 per component in ~300
+    # dimensions at the Flowers shape): singular covariances + 1e-6, one-hot responsibilities,
+    # almost every pair skipped by the E-step; and wide components (500, 24, 5) where few are
+    fit = _assert_same_mixture(_clusters(n, d, k, seed=k), k, max_iter, seed=3)
+    assert np.isfinite(fit.resp).all() and np.allclose(fit.resp.sum(axis=1), 1.0)
+
+
+def test_full_mixture_e_step_skips_only_responsibilities_that_underflow():
+    from scipy.special import logsumexp
+    from sklearn.mixture._gaussian_mixture import _estimate_log_gaussian_prob
+
+    from ped.metrics.probabilistic import _e_step, _fit_full_mixture
+
+    x = _clusters(400, 60, 40, seed=1)
+    fit = _fit_full_mixture(x, 40, random_state=0, max_iter=2)
+    log_norm, resp = _e_step(x, fit.weights, fit.means, fit.precisions_cholesky)
+    dense = (_estimate_log_gaussian_prob(x, fit.means, fit.precisions_cholesky, "full")
+             + np.log(fit.weights))
+    dense_norm = logsumexp(dense, axis=1)
+    with np.errstate(under="ignore"):
+        dense_resp = np.exp(dense - dense_norm[:, None])
+    skipped = resp == 0
+    assert skipped.mean() > 0.9  # the bounds rule out almost every pair here
+    assert (dense_resp[skipped] == 0).all()
+    np.testing.assert_allclose(resp, dense_resp, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_norm, dense_norm, rtol=1e-12)
+
+
+def test_full_mixture_edge_cases_behave_like_sklearn():
+    # as many components as samples: every component is one point (covariance reg_covar * I)
+    x = _clusters(30, 20, 5, seed=2)
+    _assert_same_mixture(x, 30, 5)
+    # duplicated samples: k-means finds fewer distinct clusters than components, so some
+    # components collapse (no samples: N_k = 10 eps, mean 0, covariance reg_covar * I)
+    rng = np.random.default_rng(4)
+    x = np.repeat(rng.standard_normal((5, 20)), 12, axis=0)
+    _assert_same_mixture(x, 8, 10)
+    # one component, one dimension
+    _assert_same_mixture(rng.standard_normal((50, 1)), 1, 100)
+
+
+def test_full_mixture_errors_like_sklearn():
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ped.metrics.probabilistic import _fit_full_mixture
+
+    x = _clusters(40, 20, 4, seed=5)
+    # without the 1e-6 ridge a component of fewer than D + 1 samples is singular
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        GaussianMixture(10, reg_covar=0.0, random_state=0).fit(x)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):  # ours
+        _fit_full_mixture(x, 10, random_state=0, reg_covar=0.0)
+    with pytest.raises(ValueError, match="samples"):
+        _fit_full_mixture(x, 41)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        fit = _fit_full_mixture(x, 4, random_state=0, max_iter=1)
+    assert not fit.converged and fit.n_iter == 1
+
+
+def _nleep_with_sklearn_mixture(x, y, *, component_ratio=5, log=True, random_state=0,
+                                max_iter=100):
+    """NLEEP as ped computed it with sklearn's GaussianMixture (the same PCA)."""
+    from ped.metrics._common import leep_from_posteriors, pca_scores
+
+    z = pca_scores(np.asarray(x, dtype=np.float64), variance=0.8)
+    n_classes = int(y.max()) + 1
+    _, proba = _sklearn_mixture(z, component_ratio * n_classes, max_iter, random_state)
+    return leep_from_posteriors(proba, y, n_classes, log=log)
+
+
+@pytest.mark.parametrize("max_iter", [1, 3, 100])
+@pytest.mark.parametrize("n_per_class,n_classes,dim", [(30, 4, 8), (12, 10, 120), (40, 3, 50)])
+def test_nleep_full_covariance_matches_sklearn_mixture(n_per_class, n_classes, dim, max_iter):
+    x, y = make_data(n_per_class=n_per_class, n_classes=n_classes, dim=dim, sep=1.0, seed=dim)
+    for log in (True, False):
+        got = nleep(x, y, covariance_type="full", log=log, max_iter=max_iter)
+        ref = _nleep_with_sklearn_mixture(x, y, log=log, max_iter=max_iter)
+        assert got == pytest.approx(ref, rel=1e-6, abs=1e-9)
+
+
+def test_nleep_full_covariance_matches_benchmark_reference():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import reference_metrics as R
+
+    from ped.bench import synthetic_task
+
+    # the reference's PCA is sklearn's (an SVD), ped's from the Gram matrix: the same to rounding
+    x, y = synthetic_task(300, 128, 10, seed=1)
+    got = nleep(x, y, log=False, covariance_type="full")
+    assert got == pytest.approx(R.nleep(x, y), rel=1e-6, abs=1e-9)
