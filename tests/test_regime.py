@@ -302,3 +302,19 @@ def test_the_regime_ground_truth_reuses_the_selected_settings_in_its_order() -> 
                             parts=("short",))) == n_short  # fmt: skip
     with pytest.raises(ValueError, match=r"unknown part\(s\) \['x'\]"):
         regime_cells(gt, rebuilt, first, zoo_dir="z2", first_zoo_dir="z1", parts=("x",))
+
+
+def test_quality_seeds_keeps_the_seeds_every_model_has() -> None:
+    from ped.bench.regime_analysis import MIN_QUALITY_SEEDS, quality_seeds
+
+    rows = [{"task": t, "model": m, "role": "eval", "seed": seed, "test": 50.0}
+            for t, seeds in (("a", {"x": range(6), "y": range(3), "z": range(4)}),
+                             ("b", {"x": range(6), "y": range(2), "z": range(6)}),
+                             ("c", {"x": range(6), "y": range(6)}))
+            for m, ss in seeds.items() for seed in ss]  # fmt: skip
+    rows.append({"task": "a", "model": "x", "role": "select", "seed": 100, "test": 50.0})
+    kept = quality_seeds(pd.DataFrame(rows), ["x", "y", "z"])
+    assert MIN_QUALITY_SEEDS == 3
+    assert set(kept["task"]) == {"a"}  # b: two common seeds; c: z has no run
+    assert sorted(set(kept["seed"])) == [0, 1, 2] and len(kept) == 9
+    assert (kept["role"] == "eval").all()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ped.bench.regime_axes import AXIS_POINTS, EVAL_SEEDS, AxisPoint, load_point
+from ped.bench.regime_axes import AXIS_POINTS, AxisPoint, load_point
 from ped.inference import Cell
 from ped.replication import ReplicationEstimate, replicate, weighted_tau_rows
 
@@ -32,6 +32,8 @@ __all__ = [
     "RegimeResults",
     "regime_results",
     "PAPER_SIDE",
+    "MIN_QUALITY_SEEDS",
+    "quality_seeds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -242,6 +244,27 @@ def _movement(scores: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+#: The fewest evaluation seeds, common to every model of the spread zoo, that a task of the
+#: quality axis needs (the 5-epoch encoders run seeds 0..2 first, then the rest).
+MIN_QUALITY_SEEDS = 3
+
+
+def quality_seeds(gt: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """The evaluation runs of ``models`` on the seeds that every one of them has, per task; a
+    task where some model lacks runs, or fewer than :data:`MIN_QUALITY_SEEDS` seeds are common,
+    is left out."""
+    runs = gt[(gt["role"] == "eval") & gt["model"].isin(list(models))]
+    keep = []
+    for _, rows in runs.groupby("task"):
+        seeds = rows.groupby("model")["seed"].agg(frozenset)
+        if len(seeds) < len(models):
+            continue
+        common = frozenset.intersection(*seeds)
+        if len(common) >= MIN_QUALITY_SEEDS:
+            keep.append(rows[rows["seed"].isin(common)])
+    return pd.concat(keep, ignore_index=True) if keep else runs.iloc[:0]
+
+
 def regime_results(
     scores_dir: str | os.PathLike[str] | None = None,
     *,
@@ -259,10 +282,10 @@ def regime_results(
     bench = get_benchmark("v2")
     gt_v2, models = bench.load()
     regime_dir = data_dir() / "regime"
-    gt_regime = complete_cells(verify_ground_truth(regime_dir, allow_unlisted=True)) \
+    raw_regime = verify_ground_truth(regime_dir, allow_unlisted=True) \
         if (regime_dir / "manifest.json").is_file() else gt_v2.iloc[:0]  # fmt: skip
-    gt_all = pd.concat([gt_v2, gt_regime], ignore_index=True)
-    common = gt_all[gt_all["seed"].isin(EVAL_SEEDS)]
+    gt_all = pd.concat([gt_v2, complete_cells(raw_regime) if len(raw_regime) else raw_regime],
+                       ignore_index=True)  # fmt: skip
     published = published_gains()
     rows, pending = [], []
 
@@ -300,13 +323,22 @@ def regime_results(
     spread_point = AXIS_POINTS["quality"][0]
     if spread_point.folder() in loaded:
         scores = loaded[spread_point.folder()]
+        spread_models = next(iter(scores.values()))["models"]
+        shared = quality_seeds(pd.concat([gt_v2, raw_regime], ignore_index=True), spread_models)
+        for task in spread_point.tasks:
+            if task not in set(shared["task"]):
+                pending.append(f"{spread_point.folder()}:{task}")
+        scores = {t: s for t, s in scores.items() if t in set(shared["task"])}
         for name, subset in (("rebuilt", list(models)), ("spread", None)):
-            zoo = subset or next(iter(scores.values()))["models"]
-            acc = common[common["model"].isin(zoo)]
-            sd = acc[acc["role"] == "eval"].groupby(["task", "model"])["test"].mean() \
-                .groupby(level="task").std(ddof=1).mean()  # fmt: skip
-            point = AxisPoint("quality", name, float(sd), spread_point.tasks, zoo=name)
-            add(point, scores, common, subset)
+            if not scores:
+                break
+            zoo = subset or spread_models
+            acc = shared[shared["model"].isin(zoo)]
+            sd = acc.groupby(["task", "model"])["test"].mean().groupby(level="task") \
+                .std(ddof=1).mean()  # fmt: skip
+            point = AxisPoint("quality", name, float(sd), tuple(scores), zoo=name)
+            add(point, scores, shared, subset,
+                n_seeds=float(shared.groupby("task")["seed"].nunique().mean()))  # fmt: skip
     table = axis_table(rows, published, n_resamples=n_resamples, random_state=random_state)
     verdicts = []
     for axis, name in PAPER_SIDE.items():

@@ -67,7 +67,8 @@ logger = logging.getLogger(__name__)
 
 #: The axes, in the chapter's order.
 AXES: tuple[str, ...] = ("classes", "images", "dimension", "quality", "weak_base")
-#: The evaluation seeds every model of the quality axis has (the protocol's common ones).
+#: The protocol's common evaluation seeds, which the class subsets run (the 5-epoch encoders run
+#: the first of them first: :func:`ped.bench.regime_analysis.quality_seeds`).
 EVAL_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
 

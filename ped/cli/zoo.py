@@ -147,8 +147,18 @@ def _cmd_regime(args: argparse.Namespace) -> int:
     cells = regime_cells(gt, list(read_manifest(zoo)["encoders"]),
                          list(read_manifest(first)["encoders"]), zoo_dir=zoo, first_zoo_dir=first,
                          parts=args.part or ("subsets", "short"))  # fmt: skip
+    from dataclasses import replace
+
+    from ped.bench.zoo.finetune import PROTOCOL
+
+    protocol = PROTOCOL
+    if args.seeds is not None:
+        if not 2 <= args.seeds <= len(PROTOCOL.eval_seeds):
+            raise ValueError(f"--seeds must be in 2..{len(PROTOCOL.eval_seeds)}, got {args.seeds}")
+        protocol = replace(PROTOCOL, eval_seeds=tuple(range(args.seeds)))
     start = time.perf_counter()
-    table = run_regime(cells, out, cache=args.cache, jobs=args.jobs, device=args.device)
+    table = run_regime(cells, out, cache=args.cache, jobs=args.jobs, device=args.device,
+                       protocol=protocol)  # fmt: skip
     summary = table.groupby(["task", "model"])["test"].agg(["mean", "std", "count"])
     print(summary.round(2).to_string())
     print(f"wrote {out / 'ground_truth.csv'} ({len(table)} runs) and its manifest, "
@@ -220,6 +230,8 @@ def register_cli(subparsers: Any) -> None:
     e.add_argument("--part", action="append", choices=("subsets", "short"),
                    help="this part only; repeatable (default: both)")
     e.add_argument("--jobs", type=int, default=1, help="model x task cells side by side")
+    e.add_argument("--seeds", type=int, default=None, help="run the first SEEDS evaluation "
+                   "seeds of every cell only (default: all six; a later run adds the rest)")
     e.add_argument("--first-zoo", default=None, help="the 5-epoch zoo (default: <zoo>/../zoo)")
     e.add_argument("--gt-out", default=None, help="the rebuilt ground truth whose settings are "
                    "reused (default: <zoo>/../ground_truth_v2)")  # fmt: skip
