@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv system-deps test book notebooks test-book zoo ground-truth ground-truth-v1 selection-noise regime regime-scores verdict verdict-v1 replication sensitivity bench clean
+.PHONY: help venv system-deps browser-deps browser-packages test book notebooks test-book zoo ground-truth ground-truth-v1 selection-noise regime regime-scores verdict verdict-v1 replication sensitivity bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
@@ -22,21 +22,37 @@ help:
 
 venv: $(STAMP)
 
-# Debian packages: chromium (browser test of the built book), Fashion-MNIST, Open Clip Art and
-# the font packages whose glyphs ped.bench.tasks renders (offline data of the embedded benchmark).
-# Installed with apt-get when missing (as root).
+# Debian packages: Fashion-MNIST, Open Clip Art and the font packages whose glyphs ped.bench.tasks
+# renders (offline data of the embedded benchmark), for every target; chromium only for the
+# browser test of the built book (make test-book; PED_CHROMIUM names another browser).  Missing
+# ones are installed with apt-get as root, through sudo otherwise; without either, the command
+# that installs them is printed and make stops.
 GLYPH_FONTS     := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw-base35 \
                    fonts-freefont-ttf fonts-crosextra-carlito fonts-crosextra-caladea fonts-lato \
                    fonts-open-sans fonts-linuxlibertine
-DEBIAN_PACKAGES := chromium dataset-fashion-mnist openclipart-png $(GLYPH_FONTS)
+DEBIAN_PACKAGES := dataset-fashion-mnist openclipart-png $(GLYPH_FONTS)
+BROWSER_PACKAGES := chromium
+
+define install_debian
+	@dpkg -s $(1) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	  elif command -v sudo >/dev/null 2>&1; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	  else \
+	    echo "missing Debian packages, and neither root nor sudo: apt-get install $(1)" >&2; exit 1; \
+	  fi; }
+endef
 
 system-deps:
-	@dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
-	  else \
-	    echo "missing Debian packages: sudo apt-get install $(DEBIAN_PACKAGES)" >&2; exit 1; \
-	  fi; }
+	$(call install_debian,$(DEBIAN_PACKAGES))
+
+browser-deps:
+	@if [ -n "$$PED_CHROMIUM" ]; then test -x "$$PED_CHROMIUM" || { echo "PED_CHROMIUM=$$PED_CHROMIUM is not an executable" >&2; exit 1; }; \
+	else $(MAKE) --no-print-directory browser-packages; fi
+
+browser-packages:
+	$(call install_debian,$(BROWSER_PACKAGES))
 
 # Reinstall when the pins change.  pip takes torch/torchvision from the local mirror when present.
 $(STAMP): pyproject.toml | system-deps
@@ -66,7 +82,7 @@ book: notebooks
 	@echo "The book is in $(BUILD)/html/index.html"
 
 # The built book in a real browser (Debian's chromium): offline, MathJax, images, links.
-test-book: $(STAMP)
+test-book: $(STAMP) browser-deps
 	$(PY) -m pytest -m browser tests/test_book_browser.py
 
 # The embedded benchmark: pretrain the self-supervised zoo, then its fine-tuning ground truth.
