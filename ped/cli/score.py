@@ -28,11 +28,25 @@ def _cmd_score(args: argparse.Namespace) -> int:
         {"nsigma": args.nsigma, "time_step": args.time_step, "variant": args.variant}
         if args.ped else None
     )  # fmt: skip
-    table = score_features(
-        args.features, args.metric, ped=args.ped, reference_dir=args.reference,
-        ped_options=options, definitions=args.definitions, progress=not args.no_progress,
-    )  # fmt: skip
-    write_csv_atomic(table, out)
+    if args.workers is not None or args.scheduler is not None:
+        import shutil
+
+        from ped.fullscale.distributed import parts_dir, score_features_distributed
+
+        table = score_features_distributed(
+            args.features, args.metric, out=out, scheduler=args.scheduler,
+            n_workers=args.workers or 2, threads_per_worker=args.threads_per_worker,
+            ped=args.ped, reference_dir=args.reference, ped_options=options,
+            definitions=args.definitions, progress=not args.no_progress,
+        )  # fmt: skip
+        write_csv_atomic(table, out)
+        shutil.rmtree(parts_dir(out), ignore_errors=True)
+    else:
+        table = score_features(
+            args.features, args.metric, ped=args.ped, reference_dir=args.reference,
+            ped_options=options, definitions=args.definitions, progress=not args.no_progress,
+        )  # fmt: skip
+        write_csv_atomic(table, out)
     n_err = int((table["error"] != "").sum())
     print(
         f"wrote {out}: {len(table)} row(s), {table['model'].nunique()} model(s), "
@@ -105,6 +119,15 @@ def register_cli(subparsers: Any) -> None:
                    "code's (SFDA, NLEEP and LEEP without their log, GBC as Pándy et al.'s code "
                    "computes it; ped.metrics.DEFINITIONS)")
     s.add_argument("--out", required=True, help="output CSV")
+    s.add_argument("--workers", type=int_at_least(1), default=None,
+                   help="score on a Dask LocalCluster of this many worker processes, one task "
+                   "per model x dataset; finished tasks are kept beside --out until the CSV is "
+                   "written, so an interrupted run resumes")  # fmt: skip
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="score on an existing Dask scheduler (tcp://host:8786) instead; its "
+                   "workers must see the same paths")  # fmt: skip
+    s.add_argument("--threads-per-worker", type=int_at_least(1), default=1,
+                   help="tasks at once per LocalCluster worker (default 1)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_score)
 

@@ -47,7 +47,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,9 @@ __all__ = [
     "SCORE_COLUMNS",
     "EVALUATION_COLUMNS",
     "FeatureFile",
+    "ScorePlan",
+    "score_plan",
+    "score_table",
     "parse_feature_name",
     "find_feature_files",
     "check_feature_files",
@@ -482,6 +485,58 @@ def score_features(
     """
     from ped._progress import tqdm
 
+    plan = score_plan(features_dir, metrics, ped=ped, reference_dir=reference_dir,
+                      ped_options=ped_options, datasets=datasets, models=models,
+                      definitions=definitions)  # fmt: skip
+    cache: dict[str, NDArray[Any] | None] = {}
+    items = (plan.item(f, cache) for f in plan.files)
+    with tqdm(total=len(plan.files) * len(plan.metrics), desc="score", unit="metric",
+              disable=not progress) as bar:  # fmt: skip
+        rows = score_items(items, plan.metrics, ped=ped, ped_options=plan.ped_options, bar=bar)
+    return score_table(rows)
+
+
+def score_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The rows of :func:`score_items` as the table :func:`score_features` returns."""
+    table = pd.DataFrame(list(rows), columns=list(SCORE_COLUMNS))
+    return table.astype({"ped": bool, "score": float, "seconds": float, "ped_seconds": float})
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """What :func:`score_features` (and its distributed form,
+    :func:`ped.fullscale.distributed.score_features_distributed`) will score, checked before
+    any work: the bound ``metrics``, PED's checked ``ped_options`` (``{}`` without PED), the
+    feature ``files`` in order and their ``labels`` as 0..C-1, and the reference folder."""
+
+    metrics: dict[str, MetricFn]
+    ped: bool
+    ped_options: dict[str, Any]
+    files: list[FeatureFile]
+    labels: dict[FeatureFile, NDArray[np.intp]]
+    reference_dir: Path | None
+
+    def item(self, file: FeatureFile, cache: dict[str, NDArray[Any] | None]) -> ScoreItem:
+        """The :class:`ScoreItem` of one file (its features read now; ``cache`` keeps the
+        reference features read so far)."""
+        ref = _reference_for(file.model, self.reference_dir, cache) if self.ped else None
+        return ScoreItem(file.model, file.dataset, read_npy(file.features), self.labels[file],
+                         ref, "target" if ref is None else "imagenet")  # fmt: skip
+
+
+def score_plan(
+    features_dir: str | os.PathLike[str],
+    metrics: Sequence[str] | Mapping[str, MetricFn],
+    *,
+    ped: bool = False,
+    reference_dir: str | os.PathLike[str] | None = None,
+    ped_options: Mapping[str, Any] | None = None,
+    datasets: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
+    definitions: str = "paper",
+) -> ScorePlan:
+    """Check everything :func:`score_features` needs (see its Notes) and return the
+    :class:`ScorePlan`; nothing is scored."""
     from ped.dynamics import check_ped_options
 
     fns = resolve_metrics(metrics, definitions)
@@ -500,20 +555,8 @@ def score_features(
         files = [f for f in files if f.model in wanted_m]
     if not files:
         raise ValueError("no feature file left after filtering by datasets/models")
-    all_labels = check_feature_files(files, ref_dir)
-    cache: dict[str, NDArray[Any] | None] = {}
-
-    def items() -> Iterator[ScoreItem]:
-        for item in files:
-            ref = _reference_for(item.model, ref_dir, cache) if ped else None
-            yield ScoreItem(item.model, item.dataset, read_npy(item.features), all_labels[item],
-                            ref, "target" if ref is None else "imagenet")  # fmt: skip
-
-    with tqdm(total=len(files) * len(fns), desc="score", unit="metric",
-              disable=not progress) as bar:  # fmt: skip
-        rows = score_items(items(), fns, ped=ped, ped_options=options, bar=bar)
-    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
-    return table.astype({"ped": bool, "score": float, "seconds": float, "ped_seconds": float})
+    labels = check_feature_files(files, ref_dir)
+    return ScorePlan(fns, ped, dict(options), files, labels, ref_dir)
 
 
 def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd.DataFrame:
