@@ -233,3 +233,42 @@ def test_rank_help_states_the_defaults(capsys) -> None:
     text = capsys.readouterr().out
     assert "k-NN accuracy" in text and "LogME" in text and "without PED" in text
     assert json.dumps  # the module is importable without side effects
+
+
+def test_rank_extracts_an_image_folder_then_ranks(tmp_path, capsys) -> None:
+    """``--images`` with two random-weight ResNet-50s (seeds 0 and 1): their features of a tiny
+    image folder are extracted into the cache once, reused on a second run, then ranked."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    rng = np.random.default_rng(9)
+    images = tmp_path / "images"
+    for c in ("cats", "dogs"):
+        (images / c).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) // (1 if c == "cats" else 3)
+            Image.fromarray(pixels).save(images / c / f"{i}.png")
+    cache = tmp_path / "cache"
+    argv = ["rank", "--images", str(images), "--random-init", "r0", "--random-init", "r1",
+            "--cache", str(cache), "--boot", "10", "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "images: 12 images, 2 classes, 2 models" in out
+    names = sorted(p.name for p in cache.iterdir())
+    assert "r0_images_feature.npy" in names and "r1_images_label.npy" in names
+    stamp = (cache / "r0_images_feature.npy").stat().st_mtime_ns
+    assert main(argv) == 0  # the features are reused
+    assert (cache / "r0_images_feature.npy").stat().st_mtime_ns == stamp
+
+
+def test_rank_images_errors(tmp_path, capsys) -> None:
+    base = ["rank", "--images", str(tmp_path)]
+    assert "at least two models" in _fail([*base, "--random-init", "a"], capsys)
+    assert "NAME=PATH" in _fail([*base, "--checkpoint", "nopath", "--random-init", "a"], capsys)
+    assert "checkpoint file not found" in _fail(
+        [*base, "--checkpoint", f"a={tmp_path / 'none.pth'}", "--random-init", "b"], capsys)
+    assert "named twice" in _fail([*base, "--random-init", "a", "--random-init", "a"], capsys)
+    assert "image folder" in _fail(["rank", "--images", str(tmp_path / "none"),
+                                    "--random-init", "a", "--random-init", "b"], capsys)
+    assert "go with --images" in _fail(["rank", "--features", str(tmp_path),
+                                        "--random-init", "a"], capsys)  # fmt: skip

@@ -30,47 +30,74 @@ def _file_fingerprint(path: Path) -> str:
     return hashlib.sha1(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def _cmd_extract(args: argparse.Namespace) -> int:
+def extract_one(
+    model: str,
+    *,
+    checkpoint: str | None,
+    dataset: str,
+    root: str | None,
+    out: str | Path,
+    name: str | None = None,
+    split: str | None = None,
+    image_size: int = 224,
+    key_prefix: str | None = None,
+    trust_checkpoint: bool = False,
+    seed: int = 0,
+    batch_size: int = 64,
+    shard_size: int | None = None,
+    device: str = "auto",
+    workers: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Any:
+    """Extract one model's features of a dataset into ``out`` (``ped extract``, and ``ped rank
+    --images``): everything that can be checked before the model is loaded is checked first;
+    finished outputs with the same settings are reused.  Returns the
+    :class:`ped.fullscale.extraction.ExtractionResult`."""
     from ped._io import check_output_path
 
-    # everything that can be checked before the model is loaded is checked first
-    model_name, dataset_name = check_names(args.model, args.name or args.dataset)
-    check_output_path(output_paths(args.out, model_name, dataset_name)[0], what="features")
-    if args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {checkpoint}")
-        source = {"checkpoint": str(checkpoint.resolve()),
-                  "fingerprint": _file_fingerprint(checkpoint)}  # fmt: skip
+    model_name, dataset_name = check_names(model, name or dataset)
+    check_output_path(output_paths(out, model_name, dataset_name)[0], what="features")
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        source = {"checkpoint": str(path.resolve()), "fingerprint": _file_fingerprint(path)}
     else:
-        source = {"checkpoint": None, "seed": args.seed}
-    metadata = {**source, "source_dataset": args.dataset, "split": args.split or "all",
-                "image_size": args.image_size,
-                "root": None if args.root is None else str(Path(args.root).resolve())}  # fmt: skip
-    dataset = build_dataset(
-        args.dataset, args.root, split=args.split, transform=paper_transform(args.image_size)
-    )
-    settings = extraction_settings(model_name, dataset_name, samples_to_extract(dataset, args.limit), metadata)
-    result = None if args.overwrite else reusable_outputs(args.out, settings)
-    if result is None:
-        if args.checkpoint is not None:
-            model = load_backbone(
-                args.checkpoint, prefix=args.key_prefix, trust_checkpoint=args.trust_checkpoint
-            )
-        else:
-            logger.warning(
-                "--random-init: features of a random-weight ResNet-50 (tests/demos only)"
-            )
-            import torch
+        source = {"checkpoint": None, "seed": seed}
+    metadata = {**source, "source_dataset": dataset, "split": split or "all",
+                "image_size": image_size,
+                "root": None if root is None else str(Path(root).resolve())}  # fmt: skip
+    data = build_dataset(dataset, root, split=split, transform=paper_transform(image_size))
+    settings = extraction_settings(model_name, dataset_name, samples_to_extract(data, limit),
+                                   metadata)  # fmt: skip
+    result = None if overwrite else reusable_outputs(out, settings)
+    if result is not None:
+        return result
+    if checkpoint is not None:
+        net = load_backbone(checkpoint, prefix=key_prefix, trust_checkpoint=trust_checkpoint)
+    else:
+        logger.warning("--random-init: features of a random-weight ResNet-50 (tests/demos only)")
+        import torch
 
-            torch.manual_seed(args.seed)
-            model = build_backbone()
-        result = extract_to_directory(
-            model, dataset, args.out, model_name=model_name, dataset_name=dataset_name,
-            batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
-            num_workers=args.workers, limit=args.limit, progress=not args.no_progress,
-            overwrite=args.overwrite, metadata=metadata,
-        )  # fmt: skip
+        torch.manual_seed(seed)
+        net = build_backbone()
+    return extract_to_directory(
+        net, data, out, model_name=model_name, dataset_name=dataset_name,
+        batch_size=batch_size, shard_size=shard_size, device=device, num_workers=workers,
+        limit=limit, progress=progress, overwrite=overwrite, metadata=metadata,
+    )  # fmt: skip
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    result = extract_one(
+        args.model, checkpoint=args.checkpoint, dataset=args.dataset, root=args.root, out=args.out,
+        name=args.name, split=args.split, image_size=args.image_size, key_prefix=args.key_prefix,
+        trust_checkpoint=args.trust_checkpoint, seed=args.seed, batch_size=args.batch_size,
+        shard_size=args.shard_size, device=args.device, workers=args.workers, limit=args.limit,
+        progress=not args.no_progress, overwrite=args.overwrite,
+    )  # fmt: skip
     if result.skipped:
         print(
             f"{result.feature_path} exists ({result.n_samples} samples, same settings); "

@@ -29,21 +29,10 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     from ped.fullscale.scoring import check_score_labels, find_feature_files, read_npy
     from ped.rank import DEFAULT_METRICS, rank_models
 
-    files = find_feature_files(args.features)
-    datasets = sorted({f.dataset for f in files})
-    dataset = args.dataset
-    if dataset is None:
-        if len(datasets) > 1:
-            raise ValueError(f"{args.features} holds {len(datasets)} datasets "
-                             f"({', '.join(datasets)}): choose one with --dataset")  # fmt: skip
-        dataset = datasets[0]
-    chosen = [f for f in files if f.dataset == dataset]
-    if not chosen:
-        raise ValueError(f"no features of dataset {dataset!r} in {args.features} (it holds "
-                         f"{', '.join(datasets)})")  # fmt: skip
-    if len(chosen) < 2:
-        raise ValueError(f"dataset {dataset!r} has features of one model only: ranking needs two")
-    inputs = [p for f in chosen for p in (f.features, f.labels)]
+    if not args.images and (args.checkpoint or args.random_init):
+        raise ValueError("--checkpoint and --random-init go with --images")
+    source = Path(args.features or args.images)
+    inputs = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else []
     outputs = {}
     for key, what in (("out", "ranking CSV"), ("figure", "figure"), ("report", "HTML report")):
         path = getattr(args, key)
@@ -51,6 +40,25 @@ def _cmd_rank(args: argparse.Namespace) -> int:
             outputs[key] = check_output_path(path, what=what, inputs=inputs)  # before any work
     if len({str(p.resolve()) for p in outputs.values()}) < len(outputs):
         raise ValueError("--out, --figure and --report must name different files")
+    if "figure" in outputs and outputs["figure"].suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"{outputs['figure'].name}: a figure must end in .png, .pdf or .svg")
+    features_dir = Path(args.features) if args.features else _extract_images(args)
+    if args.images:
+        args.dataset = "images"
+    files = find_feature_files(features_dir)
+    datasets = sorted({f.dataset for f in files})
+    dataset = args.dataset
+    if dataset is None:
+        if len(datasets) > 1:
+            raise ValueError(f"{features_dir} holds {len(datasets)} datasets "
+                             f"({', '.join(datasets)}): choose one with --dataset")  # fmt: skip
+        dataset = datasets[0]
+    chosen = [f for f in files if f.dataset == dataset]
+    if not chosen:
+        raise ValueError(f"no features of dataset {dataset!r} in {features_dir} (it holds "
+                         f"{', '.join(datasets)})")  # fmt: skip
+    if len(chosen) < 2:
+        raise ValueError(f"dataset {dataset!r} has features of one model only: ranking needs two")
     labels = None
     features = {}
     for f in chosen:
@@ -91,6 +99,50 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """``(name, checkpoint or None)`` of every ``--checkpoint NAME=PATH`` and ``--random-init
+    NAME``, checked before any work."""
+    models: list[tuple[str, str | None]] = []
+    for spec in args.checkpoint or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--checkpoint takes NAME=PATH, got {spec!r}")
+        models.append((name, path))
+    models += [(name, None) for name in args.random_init or []]
+    names = [m for m, _ in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a model is named twice: {names}")
+    if len(models) < 2:
+        raise ValueError("--images needs at least two models (--checkpoint NAME=PATH, "
+                         "--random-init NAME)")  # fmt: skip
+    for name, path in models:
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path} (model {name})")
+    return models
+
+
+def _extract_images(args: argparse.Namespace) -> Path:
+    """Extract every model's features of the image folder ``--images`` into the cache (reused
+    when the settings match) and return the features folder."""
+    import hashlib
+
+    from ped.bench.tasks import cache_dir
+    from ped.cli.extract import extract_one
+
+    images = Path(args.images)
+    if not images.is_dir():
+        raise FileNotFoundError(f"image folder {images} not found")
+    models = _models(args)
+    key = hashlib.sha256(str(images.resolve()).encode()).hexdigest()[:16]
+    folder = Path(args.cache) if args.cache else cache_dir() / "rank" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (name, checkpoint) in enumerate(models):  # random inits: seed i, in the order given
+        extract_one(name, checkpoint=checkpoint, dataset="imagefolder", root=str(images),
+                    out=folder, name="images", seed=i, device=args.device,
+                    batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
+    return folder
+
+
 def _level(text: str) -> float:
     try:
         value = float(text)
@@ -106,8 +158,23 @@ def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("rank", help="choose a model for your own data, with the "
                               "uncertainty shown", description=_HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--features", required=True, type=Path,
-                   help="folder of <model>_<dataset>_feature.npy and _label.npy files")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", type=Path,
+                        help="folder of <model>_<dataset>_feature.npy and _label.npy files")
+    source.add_argument("--images", type=Path,
+                        help="instead: an image folder (one subfolder per class) whose ResNet-50 "
+                        "features are extracted for every --checkpoint (cached, on a GPU when "
+                        "present)")  # fmt: skip
+    p.add_argument("--checkpoint", action="append", metavar="NAME=PATH",
+                   help="with --images: a ResNet-50 checkpoint to rank; repeatable")
+    p.add_argument("--random-init", action="append", metavar="NAME",
+                   help="with --images: a random-weight ResNet-50 (a baseline; demos and tests)")
+    p.add_argument("--cache", default=None,
+                   help="with --images: where the features go (default: the data cache)")
+    p.add_argument("--device", default="auto", help="with --images: auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int_at_least(1), default=64,
+                   help="with --images: images per batch (default 64)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dataset", default=None,
                    help="the dataset to rank for (needed when the folder holds several)")
     p.add_argument("--metric", action="append", default=None,
