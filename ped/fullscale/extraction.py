@@ -3,15 +3,15 @@ r"""Feature extraction for the full-scale reproduction: ResNet-50 backbones on t
 The paper scores the 2048-d average-pooled features of 12 self-supervised ResNet-50 checkpoints on
 11 target datasets.  This module rebuilds that step:
 
-- :func:`build_backbone` / :func:`load_backbone`: a torchvision ResNet-50 with the classifier
-  replaced by the identity, loaded from the checkpoint formats of the public self-supervised
-  releases (plain ``state_dict``; ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers, nested;
-  ``module.``, ``encoder.``, ``encoder_q.``, ``backbone.``, ``model.`` -style prefixes, found
-  automatically).  Projection heads and classifiers are ignored (and logged); any other missing
-  or unexpected backbone key is a clear ``ValueError``.
-- :func:`paper_transform`: ``Resize(224, bicubic)``, ``CenterCrop(224)``, ImageNet mean/std.
-- :data:`PAPER_DATASETS` / :func:`build_dataset`: torchvision dataset classes, never downloading, with
-  the splits documented in :data:`PAPER_DATASETS` (each sample once: the released loader read the
+- :mod:`ped.fullscale.backbones`: a torchvision ResNet-50 with the classifier replaced by the
+  identity, loaded from the checkpoint formats of the public self-supervised releases (plain
+  ``state_dict``; ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers, nested; ``module.``,
+  ``encoder.``, ``encoder_q.``, ``backbone.``, ``model.`` -style prefixes, found automatically).
+  Projection heads and classifiers are ignored (and logged); any other missing or unexpected
+  backbone key is a clear ``ValueError``.
+- :mod:`ped.fullscale.datasets`: the paper's transform (``Resize(224, bicubic)``,
+  ``CenterCrop(224)``, ImageNet mean/std) and its datasets as torchvision classes, never
+  downloading, with the splits below (each sample once: the released loader read the
   CIFAR-10/100 and SUN397 training sets twice).
 - :func:`extract_features`: batched, eval mode, ``torch.inference_mode``, CUDA when available.
 - :func:`extract_to_directory`: the resumable version behind ``ped extract``; it writes
@@ -48,14 +48,13 @@ fake         FakeData                1,000 random 64 px images, 10         --
 ============ ======================= ===================================== ====================
 
 VOC2007 is multi-label (the paper's accuracy for it is mAP).  The metrics need one label per image,
-so :class:`VOCLargestObject` labels each image with the class of its largest non-difficult
+so :class:`ped.fullscale.datasets.VOCLargestObject` labels each image with the class of its largest non-difficult
 bounding box (largest of all boxes when every box is marked difficult), classes numbered in the
-alphabetical order of :data:`VOC_CLASSES`.
+alphabetical order of :data:`ped.fullscale.datasets.VOC_CLASSES`.
 
 torch and torchvision are optional dependencies of :mod:`ped` (``pip install ped[torch]``): they
 are imported when a function here needs them, so ``import ped.fullscale.extraction`` works without them.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +63,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +78,29 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
     from torch.utils.data import Dataset
+
+# the backbone and the datasets live in their own modules; these names are used here and
+# re-exported, as callers import them from here
+from ped.fullscale.backbones import (
+    FEATURE_DIM,
+    IGNORED_HEADS,
+    WRAPPER_KEYS,
+    _require_torch,
+    build_backbone,
+    load_backbone,
+    map_backbone_keys,
+    unwrap_state_dict,
+)
+from ped.fullscale.datasets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PAPER_DATASETS,
+    VOC_CLASSES,
+    DatasetSpec,
+    VOCLargestObject,
+    build_dataset,
+    paper_transform,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -110,537 +132,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ImageNet channel statistics used by the paper's normalisation.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Width of ResNet-50's average-pooled features.
-FEATURE_DIM = 2048
 
-#: First components of checkpoint keys (after the backbone prefix) that belong to a classifier or
-#: a self-supervised head and are ignored when loading a backbone.
-IGNORED_HEADS = frozenset(
-    {
-        "fc", "head", "heads", "classifier", "projection", "projection_head", "projector",
-        "prediction", "predictor", "prototypes", "mlp",
-    }
-)  # fmt: skip
-#: Keys under which checkpoints wrap their state_dict, tried in this order.
-WRAPPER_KEYS = ("state_dict", "model", "net", "network")
-#: Prefix fragments naming a momentum/target copy of the network: such a prefix is chosen only
-#: when no other prefix matches as many keys (MoCo's ``encoder_k``, BYOL's ``target_network``).
-_SECONDARY_MARKERS = ("encoder_k", "momentum", "target", "teacher", "ema")
-
-#: The 20 PASCAL VOC classes; a VOC label is the index into this tuple.
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "feature extraction needs torch and torchvision: pip install 'ped[torch]'"
-        ) from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Model and checkpoints
-# --------------------------------------------------------------------------------------------
-
-
-def build_backbone() -> nn.Module:
-    """A random-weight torchvision ResNet-50 whose ``fc`` is the identity (2048-d output)."""
-    _require_torch()
-    import torch.nn as tnn
-    import torchvision
-
-    model = torchvision.models.resnet50(weights=None)
-    model.fc = tnn.Identity()
-    return model
-
-
-def _is_state_dict(obj: object) -> bool:
-    import torch
-
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) for k in obj)
-        and all(isinstance(v, torch.Tensor) for v in obj.values())
-    )
-
-
-def unwrap_state_dict(checkpoint: Mapping[str, Any], *, max_depth: int = 3) -> dict[str, Any]:
-    """Return the tensor mapping inside ``checkpoint``.
-
-    A mapping whose values are all tensors is a state_dict; otherwise the first of
-    :data:`WRAPPER_KEYS` holding a mapping is followed, up to ``max_depth`` times
-    (e.g. ``{"model": {"state_dict": {...}}}``).  Raises ``ValueError`` naming the keys seen.
-    """
-    current: object = checkpoint
-    path: list[str] = []
-    for _ in range(max_depth + 1):
-        if _is_state_dict(current):
-            if path:
-                logger.info("state_dict found under %s", "/".join(path))
-            return dict(current)  # type: ignore[arg-type]
-        if not isinstance(current, Mapping):
-            break
-        for key in WRAPPER_KEYS:
-            if isinstance(current.get(key), Mapping):
-                path.append(key)
-                current = current[key]
-                break
-        else:
-            break
-    seen = list(current)[:10] if isinstance(current, Mapping) else type(current).__name__
-    raise ValueError(
-        f"no state_dict found in the checkpoint (looked under {'/'.join(path) or 'the top level'}"
-        f" for a mapping of tensors, following the wrapper keys {WRAPPER_KEYS}); keys seen: {seen}"
-    )
-
-
-def _choose_prefix(keys: Sequence[str], targets: set[str]) -> str:
-    """The key prefix whose removal makes the most checkpoint keys backbone keys."""
-    counts: dict[str, int] = {}
-    first_seen: dict[str, int] = {}
-    for position, key in enumerate(keys):
-        parts = key.split(".")
-        for cut in range(len(parts)):
-            if ".".join(parts[cut:]) in targets:
-                prefix = "".join(p + "." for p in parts[:cut])
-                counts[prefix] = counts.get(prefix, 0) + 1
-                first_seen.setdefault(prefix, position)
-    if not counts:
-        return ""
-
-    def rank(prefix: str) -> tuple[int, int, int]:
-        secondary = any(m in prefix for m in _SECONDARY_MARKERS)
-        return (-counts[prefix], int(secondary), first_seen[prefix])
-
-    return min(counts, key=rank)
-
-
-def map_backbone_keys(
-    state_dict: Mapping[str, Any],
-    target_keys: Sequence[str],
-    *,
-    prefix: str | None = None,
-) -> tuple[dict[str, Any], str, list[str], list[str]]:
-    """Rename checkpoint keys to ResNet-50 backbone keys.
-
-    Parameters
-    ----------
-    state_dict : mapping
-        Checkpoint tensors (already unwrapped).  Not modified.
-    target_keys : sequence of str
-        Keys of the backbone's own ``state_dict()`` (``fc.*`` excluded).
-    prefix : str or None
-        The prefix to strip (e.g. ``"module.encoder_q."``); ``None`` picks the prefix that turns
-        the most keys into backbone keys (ties: a prefix naming a momentum/target copy loses,
-        then the prefix seen first in the checkpoint wins).
-
-    Returns
-    -------
-    (mapped, prefix, heads, outside)
-        ``mapped`` holds the renamed entries (including unexpected ones, which the caller
-        reports); ``heads`` lists the original keys of heads (:data:`IGNORED_HEADS`) under
-        ``prefix`` and ``outside`` the keys outside ``prefix`` (e.g. a momentum encoder), both
-        dropped.
-    """
-    keys = list(state_dict)
-    if prefix is None:
-        prefix = _choose_prefix(keys, set(target_keys))
-    mapped: dict[str, Any] = {}
-    heads: list[str] = []
-    outside: list[str] = []
-    for key in keys:
-        if not key.startswith(prefix):
-            outside.append(key)
-            continue
-        name = key[len(prefix) :]
-        if name.split(".", 1)[0] in IGNORED_HEADS:
-            heads.append(key)
-            continue
-        mapped[name] = state_dict[key]
-    return mapped, prefix, heads, outside
-
-
-def _summarise(keys: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}{', ...' if len(keys) > limit else ''} ({len(keys)} in all)"
-
-
-def _load_checkpoint_file(path: Path, *, trust: bool) -> Any:
-    import pickle
-
-    import torch
-
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"checkpoint {path} holds Python objects besides tensors, which torch.load refuses "
-            f"in its safe mode ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). If you "
-            f"trust the file, load it with trust_checkpoint=True (--trust-checkpoint)."
-        ) from exc
-
-
-def load_backbone(
-    checkpoint: str | os.PathLike[str] | Mapping[str, Any],
-    *,
-    prefix: str | None = None,
-    trust_checkpoint: bool = False,
-) -> nn.Module:
-    """A ResNet-50 backbone (``fc`` = identity) with the weights of ``checkpoint``.
-
-    Parameters
-    ----------
-    checkpoint : path or mapping
-        A file saved with ``torch.save`` or an already loaded object: a plain state_dict, or one
-        wrapped under ``state_dict`` / ``model`` (see :func:`unwrap_state_dict`).  Not modified.
-    prefix : str or None
-        Key prefix to strip; ``None`` finds it (see :func:`map_backbone_keys`).
-    trust_checkpoint : bool
-        Load files with ``torch.load(weights_only=False)``, which can run arbitrary code: only
-        for files you trust whose pickles hold Python objects (e.g. an ``argparse.Namespace``).
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    ValueError
-        No state_dict inside, backbone keys missing or unexpected (a few are listed), or tensor
-        shapes that do not fit a ResNet-50.
-    """
-    _require_torch()
-    if isinstance(checkpoint, Mapping):
-        raw = checkpoint
-        source = "the given mapping"
-    else:
-        path = Path(checkpoint)
-        raw = _load_checkpoint_file(path, trust=trust_checkpoint)
-        source = str(path)
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"checkpoint {path} holds a {type(raw).__name__}, not a mapping")
-    state = unwrap_state_dict(raw)
-    model = build_backbone()
-    own = model.state_dict()
-    targets = list(own)
-    mapped, used_prefix, heads, outside = map_backbone_keys(state, targets, prefix=prefix)
-    if heads:
-        logger.info(
-            "checkpoint %s: ignored %d head key(s): %s", source, len(heads), _summarise(heads, 8)
-        )
-    if outside:
-        groups: dict[str, int] = {}
-        for key in outside:
-            group = ".".join(key.split(".")[:2])
-            groups[group] = groups.get(group, 0) + 1
-        logger.info(
-            "checkpoint %s: ignored %d key(s) outside the prefix %r: %s",
-            source, len(outside), used_prefix,
-            ", ".join(f"{g}.* ({n})" for g, n in groups.items()),
-        )  # fmt: skip
-    missing = [k for k in targets if k not in mapped]
-    # BatchNorm counters are absent from old checkpoints and unused in eval mode.
-    tolerated = [k for k in missing if k.endswith("num_batches_tracked")]
-    missing = [k for k in missing if k not in tolerated]
-    unexpected = [k for k in mapped if k not in own]
-    if missing or unexpected:
-        parts = [f"checkpoint {source} does not fit a torchvision ResNet-50 backbone"]
-        parts.append(f"(prefix stripped: {used_prefix!r})")
-        if missing:
-            parts.append(f"; missing backbone keys: {_summarise(missing)}")
-        if unexpected:
-            parts.append(f"; unexpected keys: {_summarise(unexpected)}")
-        parts.append(
-            ". Pass prefix=... (--key-prefix) if the backbone sits under another prefix."
-        )
-        raise ValueError(" ".join(parts[:2]) + "".join(parts[2:]))
-    bad_shapes = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in mapped.items()
-        if tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if bad_shapes:
-        raise ValueError(
-            f"checkpoint {source}: tensor shapes do not fit a ResNet-50: "
-            f"{_summarise(bad_shapes, 3)}"
-        )
-    full = {k: mapped.get(k, own[k]) for k in targets}
-    model.load_state_dict(full, strict=True)
-    logger.info(
-        "loaded %d backbone tensors from %s (prefix %r)", len(mapped), source, used_prefix
-    )
-    return model
-
-
-# --------------------------------------------------------------------------------------------
-# Transform and datasets
-# --------------------------------------------------------------------------------------------
-
-
-class _ToRGB:
-    """Convert a PIL image to RGB (Caltech101 holds grey-scale images)."""
-
-    def __call__(self, image: Any) -> Any:
-        return image.convert("RGB") if getattr(image, "mode", "RGB") != "RGB" else image
-
-    def __repr__(self) -> str:
-        return "ToRGB()"
-
-
-def paper_transform(image_size: int = 224) -> Callable[[Any], torch.Tensor]:
-    """The paper's test transform: RGB, ``Resize(size, bicubic)``, ``CenterCrop(size)``, tensor,
-    ImageNet normalisation.  ``image_size`` other than 224 is for tests and quick demos."""
-    _require_torch()
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [
-            _ToRGB(),
-            T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(image_size),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-
-
-class VOCLargestObject:
-    """``target_transform`` of VOCDetection: the class index of the image's largest box.
-
-    Non-difficult boxes are preferred; when every box is difficult the largest of all is used.
-    Indices follow :data:`VOC_CLASSES`.
-    """
-
-    def __call__(self, target: Mapping[str, Any]) -> int:
-        objects = target["annotation"]["object"]
-        if isinstance(objects, Mapping):
-            objects = [objects]
-        if not objects:
-            raise ValueError("VOC annotation without objects")
-        names = [o["name"] for o in objects]
-        boxes = np.array(
-            [[float(o["bndbox"][c]) for c in ("xmin", "ymin", "xmax", "ymax")] for o in objects]
-        )
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        difficult = np.array([str(o.get("difficult", "0")) == "1" for o in objects])
-        if not difficult.all():
-            area = np.where(difficult, -np.inf, area)
-        return VOC_CLASSES.index(names[int(np.argmax(area))])
-
-    def __repr__(self) -> str:
-        return "VOCLargestObject()"
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """How to build one dataset from torchvision.
-
-    ``splits`` maps a split name to the keyword arguments of each torchvision dataset to
-    concatenate (in order); ``layout`` describes the folder torchvision expects under ``root``.
-    """
-
-    name: str
-    class_name: str
-    layout: str
-    splits: Mapping[str, tuple[Mapping[str, Any], ...]]
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    target_transform: Callable[[Any], int] | None = None
-    default_split: str = "all"
-
-    def __call__(
-        self, root: str | os.PathLike[str] | None, split: str | None = None,
-        transform: Callable[[Any], Any] | None = None,
-    ) -> Dataset:  # fmt: skip
-        """Build the dataset (never downloads)."""
-        _require_torch()
-        import torchvision.datasets as tvd
-        from torch.utils.data import ConcatDataset
-
-        split = self.default_split if split is None else split
-        if split not in self.splits:
-            raise ValueError(
-                f"dataset {self.name!r} has no split {split!r}; known splits: "
-                f"{sorted(self.splits)}"
-            )
-        root_path = _check_root(self.name, root, self.layout)
-        cls = getattr(tvd, self.class_name)
-        parts = []
-        for kwargs in self.splits[split]:
-            try:
-                parts.append(
-                    cls(
-                        str(root_path), transform=transform,
-                        target_transform=self.target_transform, download=False,
-                        **self.fixed, **kwargs,
-                    )  # fmt: skip
-                )
-            except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
-                raise FileNotFoundError(
-                    f"dataset {self.name!r} not found under {root_path}: expected {self.layout} "
-                    f"(torchvision {self.class_name} said: {exc})"
-                ) from exc
-        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-
-
-def _check_root(name: str, root: str | os.PathLike[str] | None, layout: str) -> Path:
-    if root is None:
-        raise ValueError(f"dataset {name!r} needs a root folder (--root): expected {layout}")
-    path = Path(root)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"root folder {path} for dataset {name!r} not found: expected {layout}"
-        )
-    return path
-
-
-class _ImageFolderSpec(DatasetSpec):
-    """ImageFolder: ``split`` is an optional sub-folder of ``root``."""
-
-    def __call__(self, root, split=None, transform=None):  # type: ignore[no-untyped-def]
-        _require_torch()
-        from torchvision.datasets import ImageFolder
-
-        base = _check_root(self.name, root, self.layout)
-        folder = base if split in (None, "all") else base / split
-        if not folder.is_dir():
-            raise FileNotFoundError(f"split folder {folder} not found: expected {self.layout}")
-        try:
-            return ImageFolder(str(folder), transform=transform)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"no images found under {folder}: expected {self.layout} ({exc})"
-            ) from exc
-
-
-class _FakeSpec(DatasetSpec):
-    """FakeData: random images, deterministic per index; no root needed."""
-
-    def __call__(self, root=None, split=None, transform=None):  # type: ignore[no-untyped-def]
-        _require_torch()
-        from torchvision.datasets import FakeData
-
-        if split not in (None, "all"):
-            raise ValueError(f"dataset 'fake' has only the split 'all', got {split!r}")
-        return FakeData(
-            size=int(self.fixed.get("size", 1000)),
-            image_size=tuple(self.fixed.get("image_size", (3, 64, 64))),
-            num_classes=int(self.fixed.get("num_classes", 10)),
-            transform=transform,
-        )
-
-
-def _tv(train: Mapping[str, Any], test: Mapping[str, Any]) -> dict[str, tuple[dict, ...]]:
-    return {"train": (dict(train),), "test": (dict(test),), "all": (dict(train), dict(test))}
-
-
-def _three(key: str) -> dict[str, tuple[dict, ...]]:
-    return {
-        "train": ({key: "train"},),
-        "val": ({key: "val"},),
-        "test": ({key: "test"},),
-        "trainval": ({key: "train"}, {key: "val"}),
-        "all": ({key: "train"}, {key: "val"}, {key: "test"}),
-    }
-
-
-#: Dataset name -> builder ``(root, split=None, transform=None) -> torch Dataset``.
-PAPER_DATASETS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec(
-        "cifar10", "CIFAR10", "ROOT/cifar-10-batches-py/ (the python version)",
-        _tv({"train": True}, {"train": False}),
-    ),
-    "cifar100": DatasetSpec(
-        "cifar100", "CIFAR100", "ROOT/cifar-100-python/ (the python version)",
-        _tv({"train": True}, {"train": False}),
-    ),
-    "dtd": DatasetSpec(
-        "dtd", "DTD", "ROOT/dtd/dtd/images/ and ROOT/dtd/dtd/labels/", _three("split"),
-        fixed={"partition": 1},
-    ),
-    "flowers": DatasetSpec(
-        "flowers", "Flowers102", "ROOT/flowers-102/jpg/, imagelabels.mat, setid.mat",
-        _three("split"),
-    ),
-    "pets": DatasetSpec(
-        "pets", "OxfordIIITPet", "ROOT/oxford-iiit-pet/images/ and annotations/",
-        {"trainval": ({"split": "trainval"},), "test": ({"split": "test"},),
-         "all": ({"split": "trainval"}, {"split": "test"})},
-        fixed={"target_types": "category"},
-    ),
-    "food": DatasetSpec(
-        "food", "Food101", "ROOT/food-101/images/ and meta/",
-        _tv({"split": "train"}, {"split": "test"}),
-    ),
-    "aircraft": DatasetSpec(
-        "aircraft", "FGVCAircraft", "ROOT/fgvc-aircraft-2013b/data/",
-        {"train": ({"split": "train"},), "val": ({"split": "val"},),
-         "test": ({"split": "test"},), "trainval": ({"split": "trainval"},),
-         "all": ({"split": "trainval"}, {"split": "test"})},
-        fixed={"annotation_level": "variant"},
-    ),
-    "cars": DatasetSpec(
-        "cars", "StanfordCars",
-        "ROOT/stanford_cars/ with cars_train/, cars_test/, devkit/ and "
-        "cars_test_annos_withlabels.mat",
-        _tv({"split": "train"}, {"split": "test"}),
-    ),
-    "caltech101": DatasetSpec(
-        "caltech101", "Caltech101", "ROOT/caltech101/101_ObjectCategories/ and Annotations/",
-        {"all": ({},)}, fixed={"target_type": "category"},
-    ),
-    "sun397": DatasetSpec(
-        "sun397", "SUN397", "ROOT/SUN397/ with ClassName.txt and the class folders",
-        {"all": ({},)},
-    ),
-    "voc2007": DatasetSpec(
-        "voc2007", "VOCDetection", "ROOT/VOCdevkit/VOC2007/ (JPEGImages/, Annotations/, "
-        "ImageSets/Main/; the test set's files merged into the same tree)",
-        {"train": ({"image_set": "train"},), "val": ({"image_set": "val"},),
-         "test": ({"image_set": "test"},), "trainval": ({"image_set": "trainval"},),
-         "all": ({"image_set": "trainval"}, {"image_set": "test"})},
-        fixed={"year": "2007"}, target_transform=VOCLargestObject(),
-    ),
-    "imagefolder": _ImageFolderSpec(
-        "imagefolder", "ImageFolder",
-        "ROOT/<class name>/<image file> (or ROOT/<split>/<class name>/<image file>)", {},
-    ),
-    "fake": _FakeSpec(
-        "fake", "FakeData", "nothing (random images)", {"all": ({},)},
-        fixed={"size": 1000, "image_size": (3, 64, 64), "num_classes": 10},
-    ),
-}  # fmt: skip
-
-
-def build_dataset(
-    name: str,
-    root: str | os.PathLike[str] | None = None,
-    *,
-    split: str | None = None,
-    transform: Callable[[Any], Any] | None = None,
-) -> Dataset:
-    """Build dataset ``name`` of :data:`PAPER_DATASETS` (``split=None``: ``"all"``; never downloads).
-
-    Raises ``ValueError`` for an unknown name (listing the known ones) or split, and
-    ``FileNotFoundError`` naming the path and the expected layout when ``root`` is wrong.
-    """
-    try:
-        spec = PAPER_DATASETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(PAPER_DATASETS))}"
-        ) from None
-    return spec(root, split, transform)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ped._io import write_json_atomic
-from ped.fullscale.extraction import resolve_device
+from ped._backend import resolve_device
 
 __all__ = ["EPOCHS", "MIN_STEPS", "BATCH_SIZE", "finetune_run", "linear_probe_run"]
 
