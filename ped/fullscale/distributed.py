@@ -86,7 +86,7 @@ def score_features_distributed(
 
     from ped._io import write_json_atomic
     from ped._progress import tqdm
-    from ped.tools.sweep import _dask_client
+    from ped.tools.cluster import dask_client
 
     if isinstance(metrics, Mapping) or not all(isinstance(m, str) for m in metrics):
         raise ValueError("a distributed run takes metric names (the workers bind them)")
@@ -120,7 +120,7 @@ def score_features_distributed(
         logger.info("%d of %d task(s) already done in %s", len(done), len(plan.files), parts)
     if todo:
         parts.mkdir(parents=True, exist_ok=True)
-        with _dask_client(scheduler, n_workers, threads_per_worker) as client, \
+        with dask_client(scheduler, n_workers, threads_per_worker) as client, \
                 tqdm(total=len(todo), desc="score", unit="file", disable=not progress) as bar:  # fmt: skip
             futures = {client.submit(_score_task, f, plan.labels[f], plan.reference_dir,
                                      list(metrics), definitions, ped, plan.ped_options,

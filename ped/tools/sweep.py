@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ped._io import read_json_record, sha256_file, write_json_atomic, write_text_atomic
+from ped.tools.cluster import dask_client
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
@@ -64,6 +65,7 @@ __all__ = [
     "verify_sweep",
     "sensitivity_summary",
 ]
+
 
 logger = logging.getLogger(__name__)
 
@@ -440,36 +442,6 @@ def _check_manifest(out_dir: Path, notebook: Path) -> None:
         )
 
 
-@contextlib.contextmanager
-def _dask_client(
-    scheduler: str | distributed.Client | None, n_workers: int, threads_per_worker: int
-) -> Iterator[distributed.Client]:
-    """A client of ``scheduler``: an address, an existing client, or ``None`` (a LocalCluster)."""
-    import distributed
-
-    if isinstance(scheduler, distributed.Client):
-        yield scheduler
-        return
-    if scheduler is not None:
-        logger.info("connecting to the Dask scheduler at %s", scheduler)
-        with distributed.Client(scheduler) as client:
-            yield client
-        return
-    logger.info(
-        "starting a LocalCluster: %d worker process(es) x %d thread(s)",
-        n_workers,
-        threads_per_worker,
-    )
-    with distributed.LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        dashboard_address=":0",
-    ) as cluster, distributed.Client(cluster) as client:
-        logger.info("Dask dashboard: %s", client.dashboard_link)
-        yield client
-
-
 def _submit_all(
     client: distributed.Client,
     todo: list[dict[str, Any]],
@@ -640,7 +612,7 @@ def run_sweep(
                 desc=notebook.stem,
                 unit="point",
                 disable=not progress,
-            ) as bar, _dask_client(scheduler, n_workers, threads_per_worker) as client:
+            ) as bar, dask_client(scheduler, n_workers, threads_per_worker) as client:
                 records.update(
                     _submit_all(client, todo, notebook, points_dir, sha, kernel_name, timeout, bar)
                 )
