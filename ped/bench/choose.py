@@ -20,11 +20,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["ChoiceEvaluation", "evaluate_choice"]
+__all__ = ["ChoiceEvaluation", "evaluate_choice", "defaults_evidence", "EVIDENCE_FILE",
+           "write_defaults_evidence", "read_defaults_evidence"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +100,64 @@ def evaluate_choice(
             taus[task][metric] = weighted_tau(sign * s.to_numpy(), truth.to_numpy())
     return ChoiceEvaluation(pd.DataFrame(rows).set_index("task"), pd.DataFrame(taus).T,
                             rankings)  # fmt: skip
+
+
+#: Where the evidence behind ``ped rank``'s defaults is stored (under ``ped.paper.data_dir``);
+#: ``ped rank --help`` quotes it, chapter 13 checks it against its own computation.
+EVIDENCE_FILE = "measurements/rank_defaults.json"
+
+
+def defaults_evidence(n_boot: int = 10) -> dict[str, Any]:
+    r"""The figures behind ``ped rank``'s defaults, on the rebuilt benchmark: each metric's mean
+    :math:`\tau_w` over the tasks (k-NN accuracy, LogME and their consensus from
+    :func:`evaluate_choice`; LogME, SFDA and GBC from the verdict's stored scores) and PED's
+    change of the paper's three metrics' mean :math:`\tau_w` (the verdict's point estimate).
+    Point estimates only: ``n_boot`` does not change them."""
+    from ped.bench.benchmarks import get_benchmark
+    from ped.bench.ground_truth import model_accuracy
+    from ped.bench.replication import primary_cells
+    from ped.bench.verdict_analysis import PRIMARY_METRICS, accuracy_table
+    from ped.bench.verdict_store import load_scores
+    from ped.evaluation import weighted_tau
+    from ped.rank import CONSENSUS, DEFAULT_METRICS
+    from ped.replication import cell_changes
+
+    bm = get_benchmark("v2")
+    gt, models = bm.load()
+    tasks = list(bm.tasks)
+    result = evaluate_choice(model_accuracy(gt), tasks=tasks, models=models, zoo_dir=bm.zoo_dir(),
+                             n_boot=n_boot)  # fmt: skip
+    stored = load_scores(bm.verdict_dir(), tasks, models)
+    tau = {m: float(result.tau[m].mean()) for m in (*DEFAULT_METRICS, CONSENSUS)}
+    for metric in PRIMARY_METRICS:
+        tau[f"{metric} (verdict)"] = float(np.mean([
+            weighted_tau(s[f"base__{metric}"][0], accuracy_table(gt, t, s["models"]).mean(axis=1))
+            for t, s in stored.items()]))  # fmt: skip
+    cells, _ = primary_cells(stored, gt)
+    return {"tasks": len(tasks), "models": len(models), "mean_tau_w": tau,
+            "ped_change": float(cell_changes(cells).mean())}
+
+
+def write_defaults_evidence(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Compute :func:`defaults_evidence` and store it (default :data:`EVIDENCE_FILE`)."""
+    from ped._io import write_json_atomic
+    from ped.paper import data_dir
+
+    evidence = defaults_evidence()
+    write_json_atomic(Path(path) if path else data_dir() / EVIDENCE_FILE, evidence)
+    return evidence
+
+
+def read_defaults_evidence() -> dict[str, Any] | None:
+    """The stored evidence, or ``None`` where the data folder is absent (an installed wheel)."""
+    import json
+
+    try:
+        from ped.paper import data_dir
+
+        path = data_dir() / EVIDENCE_FILE
+    except FileNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
