@@ -232,7 +232,12 @@ def test_rank_help_states_the_defaults(capsys) -> None:
         main(["rank", "--help"])
     text = capsys.readouterr().out
     assert "k-NN accuracy" in text and "LogME" in text and "without PED" in text
-    assert json.dumps  # the module is importable without side effects
+    from ped.bench.choose import read_defaults_evidence
+
+    evidence = read_defaults_evidence()
+    assert evidence is not None  # committed: data/measurements/rank_defaults.json
+    assert f"k-NN {evidence['mean_tau_w']['knn']:.3f}" in text
+    assert f"{evidence['ped_change']:+.3f}" in text and json.dumps(evidence)
 
 
 def test_rank_extracts_an_image_folder_then_ranks(tmp_path, capsys) -> None:
