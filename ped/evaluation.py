@@ -372,8 +372,9 @@ def leave_one_task_out(accuracy: pd.DataFrame, task: object) -> pd.Series:
 def table1_layout(
     evaluation: pd.DataFrame, statistic: str = "weighted_tau", *, mean: bool = True
 ) -> pd.DataFrame:
-    """A long table (one row per dataset, metric and arm: an :func:`ped.fullscale.scoring.evaluate_scores` table, or the
-    benchmark's :func:`ped.bench.table1.tau_cells`) in the layout of the paper's Table 1: one
+    """A long table (one row per dataset, metric and arm: an
+    :func:`ped.fullscale.evaluate.evaluate_scores` table, or the benchmark's
+    :func:`ped.bench.table1.tau_cells`) in the layout of the paper's Table 1: one
     row per metric (its display name, e.g. ``LogME``) and per metric after a move (``LogME+PED``;
     a ``move`` column, e.g. ``"SA"``, takes precedence over the boolean ``ped``), in the order
     they first appear; one column per dataset, in the order they first appear; and, with
