@@ -6,13 +6,13 @@ The package is split by purpose; this module only re-exports the names the chapt
   built offline from Debian packages and scikit-learn's bundled data).
 - :mod:`ped.bench.zoo`: the self-supervised encoders, their pretraining and their fine-tuning
   ground truth.
-- :mod:`ped.bench.benchmarks`: the benchmark's versions (:func:`get_benchmark`).
+- :mod:`ped.bench.benchmarks`: the benchmark's versions (:func:`~ped.bench.benchmarks.get_benchmark`).
 - :mod:`ped.bench.ground_truth`: reading and checking the ground truth, one accuracy per model
-  and task (:func:`model_accuracy`), the noise ceiling and the acceptance checks.
-- :mod:`ped.bench.scoring`: a zoo's features (:func:`zoo_features`), scored with every metric
-  with or without PED (:func:`score_zoo`, the tidy table of the Table 1 chapter) or in arms over
+  and task (:func:`~ped.bench.ground_truth.model_accuracy`), the noise ceiling and the acceptance checks.
+- :mod:`ped.bench.scoring`: a zoo's features (:func:`~ped.bench.scoring.zoo_features`), scored with every metric
+  with or without PED (:func:`~ped.bench.scoring.score_zoo`, the tidy table of the Table 1 chapter) or in arms over
   image replicates (:func:`ped.bench.scoring.score_arms`, the verdict's and the regime chapter's
-  form); :func:`tau_table` and :func:`seed_bootstrap_tau`.
+  form); :func:`~ped.bench.scoring.tau_table` and :func:`~ped.bench.scoring.seed_bootstrap_tau`.
 - :mod:`ped.bench.describe`: what the benchmark is made of (zoo, tasks, cost, timings).
 - :mod:`ped.bench.table1`, :mod:`ped.bench.verdict`, :mod:`ped.bench.replication`,
   :mod:`ped.bench.dose` and :mod:`ped.bench.regime_axes`: the paper's Table 1 on the benchmark,

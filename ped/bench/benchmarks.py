@@ -60,9 +60,9 @@ class Benchmark:
     def load(
         self, ground_truth: str | os.PathLike[str] | None = None
     ) -> tuple[pd.DataFrame, list[str]]:
-        """``(ground truth, models)``: the checked table (:func:`load_ground_truth`; of
+        """``(ground truth, models)``: the checked table (:func:`~ped.bench.ground_truth.load_ground_truth`; of
         ``ground_truth`` when given, else :meth:`ground_truth_csv`) of this benchmark's tasks,
-        complete cells only for the rebuilt protocol (:func:`complete_cells`), and the models
+        complete cells only for the rebuilt protocol (:func:`~ped.bench.ground_truth.complete_cells`), and the models
         of the zoo with a ground truth on every task, in the zoo's order.  A task with no
         ground truth at all is a ``ValueError``.  The rebuilt benchmark's committed table is
         first checked against its sha256 manifest

@@ -55,7 +55,7 @@ def evaluate_choice(
     parents: Mapping[str, str] | None = None,
     agnostic_tasks: Sequence[str] | None = None,
 ) -> ChoiceEvaluation:
-    """Rank ``models`` on each of ``tasks`` from their features (:func:`ped.bench.zoo_features`,
+    """Rank ``models`` on each of ``tasks`` from their features (:func:`ped.bench.scoring.zoo_features`,
     the labelled images) and score the choice against ``accuracy`` (models x tasks, %; it must
     hold every task).  The dataset-agnostic baseline averages ``agnostic_tasks`` (default:
     ``tasks``) other than the task itself and, for a class subset, the task ``parents`` maps it

@@ -167,8 +167,8 @@ def _paper_band(ax: Any, values: pd.Series, label: bool) -> None:
 def regime_axis_figure(
     table: pd.DataFrame, axis: str, paper: pd.DataFrame, *, names: Mapping[str, str] | None = None
 ) -> Any:
-    """PED's change in :math:`\tau_w` at each point of ``axis`` (rows of
-    :attr:`ped.bench.regime_analysis.RegimeResults.table`): each metric (colour, zoo-as-a-sample
+    """PED's change in :math:`\tau_w` at each point of ``axis`` (rows of the ``table`` of a
+    :class:`ped.bench.regime_analysis.RegimeResults`): each metric (colour, zoo-as-a-sample
     intervals) and their mean (black, thick: this zoo; thin: the zoo as a sample), the published
     mean gain, and the paper's datasets on the axis (shaded)."""
     import matplotlib.pyplot as plt

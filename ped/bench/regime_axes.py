@@ -31,8 +31,8 @@ The axes:
     tasks (``<method>_5ep``), a zoo whose quality varies widely; both read the common evaluation
     seeds 0-5.
 ``weak_base``
-    sub-zoos whose base :math:`\tau_w` is low (:func:`weak_base`), chosen on half of the
-    evaluation seeds and measured on the other half.
+    sub-zoos whose base :math:`\tau_w` is low, chosen on half of the evaluation seeds and
+    measured on the other half (:func:`ped.bench.regime_analysis.weak_base`).
 """
 
 from __future__ import annotations

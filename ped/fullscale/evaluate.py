@@ -101,7 +101,7 @@ def evaluate_scores(
     """Rank statistics of the scores per dataset x metric x ped (columns
     :data:`EVALUATION_COLUMNS`).
 
-    ``scores`` is the table of :func:`score_features` (or its CSV); ``truth`` as in
+    ``scores`` is the table of :func:`ped.fullscale.scoring.score_features` (or its CSV); ``truth`` as in
     :func:`load_truth`.  Models without a finite score or without a truth value are left out of
     their group (logged); groups with fewer than ``min_models`` models are skipped (logged).
     """

@@ -35,7 +35,7 @@ n_samples       number of samples
 error           empty, or the exception the metric (or PED) raised
 =============== ===========================================================================
 
-:func:`evaluate_scores` turns such a table into the rank statistics of
+:func:`ped.fullscale.evaluate.evaluate_scores` turns such a table into the rank statistics of
 :func:`ped.evaluation.rank_statistics` per dataset x metric x ped, against the published fine-tuning
 accuracies (:func:`ped.paper.finetune_accuracy`) or any truth table.
 """

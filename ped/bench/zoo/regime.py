@@ -15,7 +15,7 @@ model at the setting (learning rate, weight decay) that the rebuilt ground truth
 glyphs62, and a 5-epoch encoder at the setting chosen for its method's 80-epoch encoder on the
 same task.  The chapter states this, and the selection-noise measurement of chapter 9 bounds
 what another choice would move.  Every cell runs the protocol's common evaluation seeds
-(:attr:`Protocol.eval_seeds`, 0-5) under :data:`ped.bench.zoo.protocol.PROTOCOL` (same steps,
+(``eval_seeds``, 0-5) under :data:`ped.bench.zoo.protocol.PROTOCOL` (same steps,
 batch, augmentation), each run a unit stored as the rebuilt ground truth stores it and listed in
 a sha256 manifest as runs land (:func:`ped.bench.zoo.protocol.write_protocol_table`), so the
 computation resumes run by run.
