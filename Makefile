@@ -1,23 +1,34 @@
 # The PED companion.  `make book` builds the executed HTML book, `make test` runs the tests.
-# Both create (once) and reuse the virtual environment .venv/ with the pins of pyproject.toml.
+# Both create (once) and reuse the virtual environment .venv/ with the exact versions of the lock
+# file requirements-lock.txt (hash-checked); pyproject.toml declares the compatible ranges.
 
-PYTHON ?= python3.11
+# The interpreter of the virtual environment: the first of python3.11, 3.12, 3.13, python3
+# (ped needs Python 3.11 or later); `make PYTHON=python3.13 test` picks one.
+PYTHON ?= $(firstword $(shell command -v python3.11 python3.12 python3.13 python3 2>/dev/null) python3)
+LOCK   := requirements-lock.txt
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch and torchvision at the locked versions
+# from that index (the CPU-only build, about 5 GB less), the rest from the lock (see README).
+TORCH_INDEX ?=
+# The CUDA stack of the lock, left out when TORCH_INDEX names another build of torch.
+CUDA_STACK := ^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := _build
 
-.PHONY: help venv system-deps browser-deps browser-packages test book notebooks test-book zoo ground-truth ground-truth-v1 selection-noise regime regime-scores rank-evidence verdict verdict-v1 replication sensitivity bench clean
+.PHONY: help venv lock wheel-check system-deps browser-deps browser-packages test book notebooks test-book zoo ground-truth ground-truth-v1 selection-noise regime regime-scores rank-evidence verdict verdict-v1 replication sensitivity bench clean
 
 help:
 	@echo "make book   - execute every notebook with papermill and build the HTML book in $(BUILD)/html"
 	@echo "make test   - run the test suite (unit tests and notebook execution)"
+	@echo "make wheel-check - build the sdist and wheel, install the wheel alone, smoke-test it"
 	@echo "make test-book - after make book: check every page in headless Chromium (needs chromium)"
 	@echo "make zoo, make ground-truth - retrain the embedded benchmark (hours; resumable)"
 	@echo "make selection-noise, make replication - the verdict's selection reruns and simulations"
 	@echo "make regime, make regime-scores - the regime chapter's ground truth (hours) and scores (resumable)"
 	@echo "make sensitivity - rerun the PED hyperparameter sweeps on Dask (about 20 min)"
 	@echo "make bench  - run the speed benchmarks in benchmarks/"
+	@echo "make lock   - regenerate $(LOCK) from pyproject.toml's ranges (needs the package index)"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
 
 venv: $(STAMP)
@@ -54,15 +65,54 @@ browser-deps:
 browser-packages:
 	$(call install_debian,$(BROWSER_PACKAGES))
 
-# Reinstall when the pins change.  pip takes torch/torchvision from the local mirror when present.
-$(STAMP): pyproject.toml | system-deps
+# Reinstall when the lock or the package's metadata change: every locked package, its hash
+# checked, then ped itself (editable, no dependency left to resolve).
+$(STAMP): pyproject.toml $(LOCK) | system-deps
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "ped needs Python 3.11 or later; $(PYTHON) is not: make PYTHON=python3.12 ..." >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[all]"
+ifeq ($(strip $(TORCH_INDEX)),)
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+else
+	grep -E "$(CUDA_STACK)" $(LOCK) | sed -E 's/ .*//' | grep -E '^(torch|torchvision)==' > $(VENV)/torch.txt
+	$(PY) -m pip install --quiet --index-url $(TORCH_INDEX) -r $(VENV)/torch.txt
+	awk '/^[^ #]/ { skip = ($$0 ~ /$(CUDA_STACK)/) } !skip' $(LOCK) > $(VENV)/lock-without-cuda.txt
+	$(PY) -m pip install --quiet --require-hashes -r $(VENV)/lock-without-cuda.txt
+endif
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Regenerate the lock from pyproject.toml's ranges (a universal resolution for every supported
+# Python, with hashes; versions already locked are kept unless a range excludes them), with uv in
+# a throw-away environment.  `make lock UPGRADE=1` moves every package to its newest version.
+lock:
+	rm -rf $(BUILD)/lock-tools && $(PYTHON) -m venv $(BUILD)/lock-tools
+	$(BUILD)/lock-tools/bin/pip install --quiet uv
+	$(BUILD)/lock-tools/bin/uv pip compile --quiet pyproject.toml --all-extras --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+		$(if $(UPGRADE),--upgrade) -o $(LOCK)
+	rm -rf $(BUILD)/lock-tools
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The package as a user installs it: build the sdist and, from it, the wheel (PyPA's build, in a
+# throw-away environment), install the wheel alone into a clean environment (the core
+# dependencies only) and run tests/wheel_smoke.py there, outside the checkout.
+WHEEL_DIR ?= $(BUILD)/dist
+WHEEL_ENV ?= $(BUILD)/wheel-env
+wheel-check:
+	rm -rf $(WHEEL_DIR) $(WHEEL_ENV) $(WHEEL_ENV)-build
+	$(PYTHON) -m venv $(WHEEL_ENV)-build
+	$(WHEEL_ENV)-build/bin/pip install --quiet build
+	$(WHEEL_ENV)-build/bin/python -m build --outdir $(WHEEL_DIR) .
+	$(PYTHON) -m venv $(WHEEL_ENV)
+	$(WHEEL_ENV)/bin/pip install --quiet $(WHEEL_DIR)/*.whl
+	cd $(WHEEL_DIR) && PATH=$(abspath $(WHEEL_ENV))/bin:$$PATH \
+		$(abspath $(WHEEL_ENV))/bin/python $(CURDIR)/tests/wheel_smoke.py
+	du -sh $(WHEEL_ENV) | sed 's/\t.*/ installed: ped and its core dependencies/'
+	rm -rf $(WHEEL_ENV)-build
 
 # 1. execute each notebooks/*.md with papermill into $(BUILD)/executed (outside git), then the
 #    landing page, which quotes numbers from the executed chapters;

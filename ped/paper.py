@@ -1,7 +1,8 @@
-"""The data the book runs on: the paper's published numbers (more to come with the benchmark).
+"""The paper's published numbers, and the companion's data folder.
 
-Files live in the repository's ``data/`` folder (``data/README.md`` gives each file's source).
-Set the environment variable ``PED_DATA_DIR`` to read them from elsewhere.
+The published tables ship inside the package (``ped/published/``); the project's other data (the
+measurements, the verdict's history) live in the repository's ``data/`` folder, or in the folder
+the environment variable ``PED_DATA_DIR`` names (``data/README.md`` gives each file's source).
 """
 
 from __future__ import annotations
@@ -42,12 +43,18 @@ def data_dir() -> Path:
     return path
 
 
+def _published(name: str) -> Path:
+    """One of the published tables shipped inside the package (``ped/published/``), so that
+    an installed wheel has them."""
+    return Path(__file__).resolve().parent / "published" / name
+
+
 def published_tau_w() -> pd.DataFrame:
     """Published τ_w (rows: metric, e.g. ``"SFDA+PED"``; columns: the 10 datasets).
 
     Source: the PED official repository README (Li et al., ICCV 2023).
     """
-    return pd.read_csv(data_dir() / "published" / "published_tau_w.csv", index_col="method")
+    return pd.read_csv(_published("published_tau_w.csv"), index_col="method")
 
 
 def published_gains(metrics: tuple[str, ...] = ("LogME", "SFDA", "GBC")) -> dict[str, float]:
@@ -67,14 +74,14 @@ def finetune_accuracy() -> pd.DataFrame:
     Source: the PED/SFDA official repositories.  Mean per-class accuracy for aircraft,
     caltech101, flowers and pets, mAP for voc2007, top-1 accuracy otherwise.
     """
-    table = pd.read_csv(data_dir() / "published" / "finetune_acc.csv", index_col="dataset")
+    table = pd.read_csv(_published("finetune_acc.csv"), index_col="dataset")
     return table[list(PUBLISHED_MODELS)]
 
 
 def dataset_table() -> pd.DataFrame:
     """The paper's 11 target datasets: ``classes``, ``samples`` (images scored, every official
     split once) and ``accuracy_kind``, indexed by dataset name."""
-    return pd.read_csv(data_dir() / "published" / "datasets.csv", index_col="dataset")
+    return pd.read_csv(_published("datasets.csv"), index_col="dataset")
 
 
 def verdict_history() -> pd.DataFrame:

@@ -830,3 +830,22 @@ def test_ctrl_c_of_execute_is_one_line_without_the_kernels_traceback(tmp_path):
     assert proc.returncode == 130
     assert [line for line in err.splitlines() if line] == ["ped execute: interrupted"]
     assert not (tmp_path / "out" / "waits.ipynb").exists()
+
+
+def test_dask_commands_without_the_sweep_group_name_it_and_write_nothing(
+        features_dir, tmp_path, registry, capsys, monkeypatch):  # fmt: skip
+    """Without ``ped[sweep]`` (Dask), ``ped score --workers`` and ``ped sweep`` say which group to
+    install, in one line with exit status 2, before writing anything."""
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
+    out = tmp_path / "new" / "s.csv"
+    line = _one_error_line(_fail(_score(features_dir, out, "--workers", "2"), capsys), "score")
+    assert "pip install 'ped[sweep]'" in line
+    assert not (tmp_path / "new").exists() and registry["rec"].calls == 0
+    notebook = tmp_path / "nb.md"
+    notebook.write_text("---\njupytext:\n  text_representation:\n    format_name: myst\n"
+                        "kernelspec:\n  name: python3\n  display_name: Python 3\n---\n\n"
+                        "```{code-cell} python\n:tags: [parameters]\nseed = 0\n```\n")
+    sweep_out = tmp_path / "sweep"
+    line = _one_error_line(_fail(["sweep", str(notebook), "--out", str(sweep_out),
+                                  "-p", "seed=[1, 2]"], capsys), "sweep")  # fmt: skip
+    assert "pip install 'ped[sweep]'" in line and not sweep_out.exists()

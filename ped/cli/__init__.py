@@ -53,7 +53,7 @@ class CommandError(Exception):
 
 #: The exceptions :func:`main` reports in one line instead of a traceback.
 REPORTED_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, KeyError, OSError, EOFError, CommandError,
+    ValueError, KeyError, OSError, EOFError, ImportError, CommandError,
 )  # fmt: skip
 
 

@@ -82,11 +82,11 @@ def score_features_distributed(
     table itself is the caller's to write; the parts are removed once it is written).
     ``metrics`` are names (the workers bind them); ``scheduler`` an address
     (``tcp://host:8786``) or ``None`` for a ``LocalCluster`` of ``n_workers`` processes."""
-    from distributed import as_completed
-
     from ped._io import write_json_atomic
     from ped._progress import tqdm
-    from ped.tools.cluster import dask_client
+    from ped.tools.cluster import dask_client, require_distributed
+
+    as_completed = require_distributed().as_completed
 
     if isinstance(metrics, Mapping) or not all(isinstance(m, str) for m in metrics):
         raise ValueError("a distributed run takes metric names (the workers bind them)")

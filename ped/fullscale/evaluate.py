@@ -29,7 +29,7 @@ def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd
 
     ``None`` gives the published fine-tuning accuracies (:func:`ped.paper.finetune_accuracy`).
     A CSV (or DataFrame) is either tidy, with columns ``model``, ``dataset``, ``accuracy``, or
-    wide like ``data/published/finetune_acc.csv``: a ``dataset`` column (or index) and one column
+    wide like ``ped/published/finetune_acc.csv``: a ``dataset`` column (or index) and one column
     per model.  Every accuracy is checked as the library checks a ground truth: a value that is
     not a number, missing (NaN, an empty cell), infinite or outside [0, 100] (%) is a
     ``ValueError`` naming the file, the row and the model and dataset.

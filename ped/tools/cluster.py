@@ -5,14 +5,26 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
 
-__all__ = ["dask_client"]
+__all__ = ["dask_client", "require_distributed"]
 
 logger = logging.getLogger("ped.tools.sweep")
+
+
+def require_distributed() -> Any:
+    """The ``distributed`` module, or an :class:`ImportError` that names the optional group to
+    install (``ped[sweep]``): ``ped sweep`` and ``ped score --workers`` call it before any work."""
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(
+            "this command runs on Dask, which is not installed: pip install 'ped[sweep]'"
+        ) from None
+    return distributed
 
 
 @contextlib.contextmanager
@@ -22,7 +34,7 @@ def dask_client(
     """A client of ``scheduler``: an address (``tcp://host:8786``), an existing client, or
     ``None``, a ``LocalCluster`` of ``n_workers`` processes with ``threads_per_worker`` threads,
     closed on exit (``ped sweep`` and ``ped score --workers``)."""
-    import distributed
+    distributed = require_distributed()
 
     if isinstance(scheduler, distributed.Client):
         yield scheduler

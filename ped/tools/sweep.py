@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ped._io import read_json_record, sha256_file, write_json_atomic, write_text_atomic
-from ped.tools.cluster import dask_client
+from ped.tools.cluster import dask_client, require_distributed
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
@@ -570,6 +570,7 @@ def run_sweep(
     _validate(notebook, points)
     if n_workers < 1 or threads_per_worker < 1:
         raise ValueError("n_workers and threads_per_worker must be at least 1")
+    require_distributed()  # before anything is written
     points_dir = out_dir / POINTS_DIR
     _check_manifest(out_dir, notebook)
     points_dir.mkdir(parents=True, exist_ok=True)
