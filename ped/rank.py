@@ -138,7 +138,9 @@ class Ranking:
         if len(self.contenders) == 1:
             return (f"Fine-tune {self.best}: it ranks first by the consensus of {names}, and no "
                     f"other model comes within its {self.level:.0%} interval (it is best in "
-                    f"{p:.0%} of {self.n_boot} resamples of the images).")  # fmt: skip
+                    f"{p:.0%} of {self.n_boot} resamples of the images). The interval resamples "
+                    "your images, not the randomness of fine-tuning itself: a close runner-up "
+                    "may still fine-tune as well.")  # fmt: skip
         others = ", ".join(m for m in self.contenders if m != self.best)
         return (f"{len(self.contenders)} models cannot be told apart at the {self.level:.0%} "
                 f"level: {self.best} ranks first by the consensus of {names} (best in {p:.0%} "

@@ -98,7 +98,8 @@ CHECKS = {
     and all(g[f"call_{a}"] in ("holds", "overturned", "undecided", "pending")
             for a in ("classes", "images", "dimension", "quality", "weak_base")),
     "13_choose_a_model": lambda g: g["n_tasks_ranked"] == 2
-    and 0 <= g["n_covered"] <= g["n_tasks_ranked"] and g["regret_mean"] >= 0
+    and 0 <= g["n_covered"] <= g["n_covered_tied"] <= g["n_tasks_ranked"]
+    and g["n_top_right"] <= g["n_top_tied"] and g["mean_tied"] >= 1 and g["regret_mean"] >= 0
     and g["regret_random_mean"] >= 0 and -1 <= g["tau_knn"] <= 1 and 0 < g["ex_p"] <= 1,
     "11_sensitivity": lambda g: g["n_points"] > 0 and -1 <= g["baseline_tau"] <= 1
     and g["ep_low"] <= g["ep_estimate"] <= g["ep_high"] and g["change_min"] <= g["change_max"]

@@ -12,12 +12,18 @@ the fine-tuning ground truth and measures the tool:
   regret, the mean over the models), and the **dataset-agnostic** choice, the model with the
   best mean accuracy on the other tasks (:func:`ped.evaluation.leave_one_task_out`; for a class
   subset of glyphs62 the other tasks exclude glyphs62 itself);
-- each metric's :math:`\tau_w` against the ground truth (the consensus as minus its mean rank).
+- each metric's :math:`\tau_w` against the ground truth (the consensus as minus its mean rank);
+- given the evaluation runs themselves, the models the ground truth cannot tell from its best
+  (:func:`tied_with_best`), and whether the contenders hold one of them (``covered_tied``) and
+  the top recommendation is one (``top_tied``): a contender set drawn from the images alone
+  cannot see the fine-tuning noise, so demanding the single best where the ground truth has
+  several is stricter than the ground truth itself.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ChoiceEvaluation", "evaluate_choice", "defaults_evidence", "EVIDENCE_FILE",
+__all__ = ["ChoiceEvaluation", "evaluate_choice", "tied_with_best", "defaults_evidence", "EVIDENCE_FILE",
            "write_defaults_evidence", "read_defaults_evidence"]
 
 
@@ -42,6 +48,44 @@ class ChoiceEvaluation:
     rankings: Mapping[str, Any]
 
 
+def tied_with_best(runs: Mapping[str, Sequence[float]], alpha: float = 0.05) -> list[str]:
+    r"""The models whose fine-tuning accuracy the ground truth cannot tell from the best's.
+
+    ``runs`` maps each model to its accuracies over the evaluation seeds.  The best is the model
+    with the highest mean; another model is *tied* with it unless a one-sided Welch test rejects
+    "the best is no better" at level ``alpha``: with means :math:`\bar a_b, \bar a_m`,
+    variances :math:`s_b^2, s_m^2` and run counts :math:`n_b, n_m`,
+
+    .. math:: t = \frac{\bar a_b - \bar a_m}{\sqrt{s_b^2/n_b + s_m^2/n_m}},
+
+    referred to Student's t with the Welch-Satterthwaite degrees of freedom
+    (:func:`scipy.stats.ttest_ind` with ``equal_var=False``).  Returns the best first, then the
+    tied models by decreasing mean.  Every model needs at least two runs.
+    """
+    from scipy import stats
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    values = {m: np.asarray(v, dtype=np.float64) for m, v in runs.items()}
+    short = [m for m, v in values.items() if v.size < 2 or not np.isfinite(v).all()]
+    if not values or short:
+        raise ValueError(f"every model needs at least two finite runs: {short or 'no models'}")
+    order = sorted(values, key=lambda m: -values[m].mean())
+    best = values[order[0]]
+    tied = [order[0]]
+    for m in order[1:]:
+        if np.array_equal(values[m], best):
+            tied.append(m)
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            p = stats.ttest_ind(best, values[m], equal_var=False, alternative="greater").pvalue
+        # a NaN p (both without spread) ties, and so do runs scipy finds nearly identical
+        if not p < alpha or any(issubclass(w.category, RuntimeWarning) for w in caught):
+            tied.append(m)
+    return tied
+
+
 def evaluate_choice(
     accuracy: pd.DataFrame,
     *,
@@ -54,12 +98,16 @@ def evaluate_choice(
     level: float = 0.95,
     parents: Mapping[str, str] | None = None,
     agnostic_tasks: Sequence[str] | None = None,
+    runs: pd.DataFrame | None = None,
+    alpha: float = 0.05,
 ) -> ChoiceEvaluation:
     """Rank ``models`` on each of ``tasks`` from their features (:func:`ped.bench.scoring.zoo_features`,
     the labelled images) and score the choice against ``accuracy`` (models x tasks, %; it must
     hold every task).  The dataset-agnostic baseline averages ``agnostic_tasks`` (default:
     ``tasks``) other than the task itself and, for a class subset, the task ``parents`` maps it
-    to (the one it was cut from)."""
+    to (the one it was cut from).  With ``runs`` (one row per evaluation run: ``model``,
+    ``task``, ``test``), each task's row also has ``tied``, ``covered_tied`` and ``top_tied``
+    (:func:`tied_with_best` at level ``alpha``)."""
     from ped.bench.scoring import zoo_features
     from ped.evaluation import leave_one_task_out, weighted_tau
     from ped.rank import CONSENSUS, DEFAULT_METRICS, rank_models
@@ -92,6 +140,12 @@ def evaluate_choice(
                      "agnostic_choice": agnostic,
                      "regret_agnostic": float(truth[best] - truth[agnostic]),
                      "warnings": len(ranking.warnings)})  # fmt: skip
+        if runs is not None:
+            here = runs[runs["task"] == task]
+            tied = tied_with_best({m: here.loc[here["model"] == m, "test"] for m in models},
+                                  alpha)  # fmt: skip
+            rows[-1].update(tied=len(tied), covered_tied=bool(set(tied) & set(ranking.contenders)),
+                            top_tied=chosen in tied)  # fmt: skip
         t = ranking.table
         taus[task] = {}
         for metric in (*metrics, CONSENSUS):
