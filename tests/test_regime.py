@@ -8,18 +8,24 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import gaussian_classes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import gaussian_classes
 from ped import potential_energy_descent
 from ped.bench import tasks as D
 from ped.bench.regime_analysis import axis_verdict, published_base_gain, weak_base
 from ped.bench.regime_axes import AXIS_POINTS, FeatureMap, stratified_share
-from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_arms, shift_arm
+from ped.bench.scoring import (
+    PEDRuns,
+    bind_metrics,
+    ped_arm,
+    ped_movement,
+    score_replicates,
+    shift_arm,
+)
 from ped.dynamics import standardisation
 from ped.metrics import METRICS
-
 
 # --- class subsets ---------------------------------------------------------------------------
 
@@ -158,7 +164,7 @@ def test_score_arms_matches_direct_metric_calls() -> None:
         feats[m], stats[m] = (x, y), (x.mean(axis=0), x.std(axis=0))
     reps = [np.arange(60), rng.integers(0, 60, 60)]
     fns = bind_metrics(("logme", "gbc"), {"gbc": {"variant": "reference"}})
-    out = score_arms(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))}, metrics=fns,
+    out = score_replicates(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))}, metrics=fns,
                      replicates=reps)
     for j, m in enumerate(sorted(feats)):
         x, y = feats[m]
@@ -171,7 +177,7 @@ def test_score_arms_matches_direct_metric_calls() -> None:
         bind_metrics(("logme", "nope"))
     feats["d"] = (feats["a"][0], feats["a"][1][::-1].copy())
     with pytest.raises(ValueError, match="'d' scores other images than 'a'"):
-        score_arms(feats, arms={"base": None}, metrics=fns, replicates=reps)
+        score_replicates(feats, arms={"base": None}, metrics=fns, replicates=reps)
 
 
 def test_ped_runs_are_shared_by_the_arms_of_one_model_and_row() -> None:

@@ -11,7 +11,7 @@ The package is split by purpose; this module only re-exports the names the chapt
   and task (:func:`~ped.bench.ground_truth.model_accuracy`), the noise ceiling and the acceptance checks.
 - :mod:`ped.bench.scoring`: a zoo's features (:func:`~ped.bench.scoring.zoo_features`), scored with every metric
   with or without PED (:func:`~ped.bench.scoring.score_zoo`, the tidy table of the Table 1 chapter) or in arms over
-  image replicates (:func:`ped.bench.scoring.score_arms`, the verdict's and the regime chapter's
+  image replicates (:func:`ped.bench.scoring.score_replicates`, the verdict's and the regime chapter's
   form); :func:`~ped.bench.scoring.tau_table` and :func:`~ped.bench.scoring.seed_bootstrap_tau`.
 - :mod:`ped.bench.describe`: what the benchmark is made of (zoo, tasks, cost, timings).
 - :mod:`ped.bench.table1`, :mod:`ped.bench.verdict`, :mod:`ped.bench.replication`,

@@ -3,7 +3,7 @@ differ (the chapter "PED across regimes", ``make regime-scores``).
 
 Each axis is a list of :class:`AxisPoint`; at every point the zoo's features (as the point
 defines them) are scored in two arms, as extracted and after PED at the paper's defaults, on all
-images and on class-stratified image replicates (:func:`ped.bench.scoring.score_arms`), and
+images and on class-stratified image replicates (:func:`ped.bench.scoring.score_replicates`), and
 PED's movement is recorded (:func:`ped.bench.scoring.ped_movement`).  The change in
 :math:`\tau_w` of LogME, SFDA and GBC (the verdict's definitions) and of their mean then gets
 the replication inference of chapter 9 (:func:`ped.replication.replicate`): an interval with the
@@ -238,7 +238,7 @@ def score_point(
     """Score every task of ``point`` into ``<out>/<axis>/<name>/<task>.npz`` (skipped when its
     stored configuration matches), with the verdict's metrics, options and PED defaults, and
     record each file in the folder's sha256 manifest."""
-    from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_arms
+    from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_replicates
     from ped.bench.verdict import (
         PRIMARY_METRICS,
         PRIMARY_OPTIONS,
@@ -264,7 +264,7 @@ def score_point(
             continue
         y = feats[models[0]][1]
         reps = [np.arange(len(y)), *image_replicates(y, n_replicates, random_state=random_state)]
-        arrays = score_arms(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))},
+        arrays = score_replicates(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))},
                             metrics=bind_metrics(PRIMARY_METRICS, PRIMARY_OPTIONS),
                             replicates=reps, desc=f"{point.folder()} {task}")  # fmt: skip
         moved = ped_movement(feats, stats)

@@ -3,17 +3,19 @@ r"""Score a zoo's features in *arms*: a move applied to the features, then every
 An arm is a function ``move(x, y, model, row) -> x'`` (``None``: the features as extracted):
 PED (:func:`ped_arm`), PED on shuffled labels (:func:`shuffled_arm`), a move built from PED's
 class shifts, as the placebo and the label-informed control are (:func:`shift_arm`), or any
-other.  :func:`score_arms` is the one loop that scores every model's features in every arm with
-every metric, on all images (row 0) and on class-stratified image replicates (rows 1..R-1), and
-returns, per arm and metric, the ``(R, M)`` score array that :class:`ped.inference.Cell` takes;
-the verdict's arms and controls, its seeded metrics and the regime chapter all use it.
+other.  :func:`score_replicates` scores every model's features in every arm with every metric
+through :func:`ped.scoring.score_arms` (the one scoring path of :mod:`ped`), on all images
+(row 0) and on class-stratified image replicates (rows 1..R-1), and returns, per arm and
+metric, the ``(R, M)`` score array that :class:`ped.inference.Cell` takes; the verdict's arms
+and controls, its seeded metrics and the regime chapter all use it.
 :class:`PEDRuns` runs PED once per model and row for every arm that needs it.
 :func:`ped_movement` records how far PED moves each model's classes: the steps it keeps,
 whether its exit rule fired before the step cap, the share of class pairs whose balls overlap
 before the descent, and the mean standardised displacement of an image.
 
 The tidy Table 1 form (one row per model, metric and arm, with timings) is :func:`score_zoo`,
-on :func:`ped.fullscale.scoring.score_items`, the full-scale command line's loop.
+on :func:`ped.fullscale.scoring.score_items`, the full-scale command line's loop (which scores
+through :func:`ped.scoring.score_arms` too).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ped.dynamics import PEDOptions, PEDResult, potential_energy_descent, standa
 from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
 
 __all__ = ["Move", "MetricFn", "bind_metrics", "PEDRuns", "ped_arm", "shuffled_arm", "shift_arm",
-           "score_arms", "ped_movement", "zoo_features", "score_zoo", "tau_table",
+           "score_replicates", "ped_movement", "zoo_features", "score_zoo", "tau_table",
            "seed_bootstrap_tau", "synthetic_task"]  # fmt: skip
 
 #: ``move(features, labels, model, row) -> moved features``: ``row`` is the replicate's index
@@ -106,7 +108,7 @@ def shift_arm(runs: PEDRuns, shift: Callable[..., NDArray[Any]], **kwargs: Any) 
     return move
 
 
-def score_arms(
+def score_replicates(
     features: Mapping[str, tuple[NDArray[Any], NDArray[Any]]],
     *,
     arms: Mapping[str, Move | None],
@@ -116,27 +118,34 @@ def score_arms(
 ) -> dict[str, NDArray[np.float64]]:
     r"""``{f"{arm}__{metric}": (R, M)}``: each model (``sorted(features)``, columns) scored in
     each arm by each metric (:func:`bind_metrics`) on each row of ``replicates`` (index arrays
-    into the model's images; row 0 is usually all of them).  Every model must score the same
-    labels.  The matrices are small, so BLAS runs on one thread."""
+    into the model's images; row 0 is usually all of them), through
+    :func:`ped.scoring.score_arms`.  Every model must score the same labels; a failure
+    propagates.  The matrices are small, so BLAS runs on one thread."""
     from threadpoolctl import threadpool_limits
 
     from ped._progress import tqdm
+    from ped.scoring import score_arms
 
     models = sorted(features)
     y0 = features[models[0]][1]
     out = {f"{a}__{m}": np.empty((len(replicates), len(models))) for a in arms for m in metrics}
+    if not out:  # no arm (a control with no draws) or no metric: nothing to score
+        return out
     with threadpool_limits(limits=1, user_api="blas"):
         for j, model in enumerate(tqdm(models, desc=desc, unit="model")):
             x, y = features[model]
             if not np.array_equal(y, y0):
                 raise ValueError(f"model {model!r} scores other images than {models[0]!r}")
             for r, idx in enumerate(replicates):
-                xr, yr = x[idx], y[idx]
-                for arm, move in arms.items():
-                    moved = xr if move is None else move(xr, yr, model, r)
-                    for name, fn in metrics.items():
-                        out[f"{arm}__{name}"][r, j] = float(fn(moved, yr))
+                row_arms = {a: None if move is None else functools.partial(_on_row, move, model, r)
+                            for a, move in arms.items()}  # fmt: skip
+                for s in score_arms(x[idx], y[idx], row_arms, metrics):
+                    out[f"{s.arm}__{s.metric}"][r, j] = s.score
     return out
+
+
+def _on_row(move: Move, model: str, row: int, x: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
+    return move(x, y, model, row)
 
 
 def ped_movement(

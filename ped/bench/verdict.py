@@ -161,7 +161,14 @@ def score_task(
     if not force and _is_current(path, config):
         logger.info("%s: scores current, skipped", task)
         return path
-    from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, score_arms, shift_arm, shuffled_arm
+    from ped.bench.scoring import (
+        PEDRuns,
+        bind_metrics,
+        ped_arm,
+        score_replicates,
+        shift_arm,
+        shuffled_arm,
+    )
     from ped.inference import placebo_shift
 
     y0 = features[models[0]][1]
@@ -169,11 +176,12 @@ def score_task(
     fns = bind_metrics(metrics, metric_options)
     runs = PEDRuns(stats, ped_opts)
     arms = {"base": None, "ped": ped_arm(runs), "shuffled": shuffled_arm(runs, random_state)}
-    arrays = score_arms(features, arms=arms, metrics=fns, replicates=reps, desc=f"verdict {task}")
+    arrays = score_replicates(features, arms=arms, metrics=fns, replicates=reps,
+                              desc=f"verdict {task}")
     # the placebo: one random direction per draw and class, of PED's shift's length (all images)
     placebo = {f"{d}": shift_arm(runs, placebo_shift, random_state=int(1000 * random_state + d))
                for d in range(n_placebo)}  # fmt: skip
-    drawn = score_arms(features, arms=placebo, metrics=fns, replicates=reps[:1],
+    drawn = score_replicates(features, arms=placebo, metrics=fns, replicates=reps[:1],
                        desc=f"placebo {task}")  # fmt: skip
     for metric in metrics:
         arrays[f"placebo__{metric}"] = np.array([drawn[f"{d}__{metric}"][0]
@@ -214,7 +222,7 @@ def score_control(
     scores' ``base`` arm.  Stored: ``<control>__<metric>`` of shape ``(1 + n_replicates, M)``,
     ``models`` and the configuration.
     """
-    from ped.bench.scoring import PEDRuns, bind_metrics, score_arms, shift_arm
+    from ped.bench.scoring import PEDRuns, bind_metrics, score_replicates, shift_arm
     from ped.inference import radial_shift
 
     if control not in CONTROLS:
@@ -235,7 +243,7 @@ def score_control(
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
     arms = {control: shift_arm(PEDRuns(stats, ped_opts), radial_shift)}
-    arrays = score_arms(features, arms=arms, metrics=bind_metrics(metrics, metric_options),
+    arrays = score_replicates(features, arms=arms, metrics=bind_metrics(metrics, metric_options),
                         replicates=reps, desc=f"{control} {task}")  # fmt: skip
     return _store(path, task, models, config, arrays)
 
@@ -287,7 +295,7 @@ def score_seeds(
     :func:`~ped.bench.verdict_analysis.seed_spread`.  ``metric_options`` default to the release
     definition (:data:`ped.metrics.DEFINITIONS`).
     """
-    from ped.bench.scoring import PEDRuns, ped_arm, score_arms
+    from ped.bench.scoring import PEDRuns, ped_arm, score_replicates
     from ped.metrics import METRICS
 
     if metric not in METRICS:
@@ -308,7 +316,7 @@ def score_seeds(
     fns = {str(seed): functools.partial(METRICS[metric], random_state=seed, **opts)
            for seed in seeds}  # fmt: skip
     arms = {"base": None, "ped": ped_arm(PEDRuns(stats, ped_opts))}
-    scored = score_arms(features, arms=arms, metrics=fns, replicates=[np.arange(len(
+    scored = score_replicates(features, arms=arms, metrics=fns, replicates=[np.arange(len(
         features[models[0]][1]))], desc=f"{metric} seeds {task}")  # fmt: skip
     arrays = {f"{arm}__{metric}": np.stack([scored[f"{arm}__{seed}"][0] for seed in seeds])
               for arm in arms}  # fmt: skip

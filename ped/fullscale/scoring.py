@@ -46,7 +46,6 @@ import functools
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,26 +56,27 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ped.evaluation import table1_layout
+from ped.scoring import SCORING_ERRORS
 
 __all__ = [
-    "SCORE_COLUMNS",
     "EVALUATION_COLUMNS",
+    "SCORE_COLUMNS",
+    "SCORING_ERRORS",
     "FeatureFile",
+    "ScoreItem",
     "ScorePlan",
+    "check_feature_files",
+    "check_score_labels",
+    "evaluate_scores",
+    "find_feature_files",
+    "load_truth",
+    "parse_feature_name",
+    "read_npy",
+    "resolve_metrics",
+    "score_features",
+    "score_items",
     "score_plan",
     "score_table",
-    "parse_feature_name",
-    "find_feature_files",
-    "check_feature_files",
-    "read_npy",
-    "check_score_labels",
-    "resolve_metrics",
-    "SCORING_ERRORS",
-    "ScoreItem",
-    "score_items",
-    "score_features",
-    "load_truth",
-    "evaluate_scores",
     "table1_layout",
 ]
 
@@ -330,26 +330,6 @@ def _reference_for(
     return cache[model]
 
 
-#: The failures of a metric or of PED on one input that :func:`score_items` records as a NaN
-#: score (with the message) when asked to, instead of stopping.
-SCORING_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError, MemoryError)
-
-
-def _timed(fn: Callable[[], Any], record: bool = True) -> tuple[Any, float, str]:
-    """``(value, seconds, error)`` of ``fn()``; with ``record`` a :data:`SCORING_ERRORS` failure
-    gives ``(None, seconds, "Type: message")``, else it propagates."""
-    start = time.perf_counter()
-    try:
-        value = fn()
-        error = ""
-    except SCORING_ERRORS as exc:
-        if not record:
-            raise
-        value = None
-        error = f"{type(exc).__name__}: {exc}"
-    return value, time.perf_counter() - start, error
-
-
 @dataclass(frozen=True)
 class ScoreItem:
     """One model's features on one dataset, as :func:`score_items` scores them.
@@ -387,6 +367,7 @@ def score_items(
     consumed one at a time, so a generator that reads files keeps one in memory.
     """
     from ped.dynamics import potential_energy_descent
+    from ped.scoring import score_arms
 
     if not (static or ped):
         raise ValueError("nothing to score: static and ped are both False")
@@ -396,36 +377,33 @@ def score_items(
         if bar is not None:
             bar.set_postfix_str(f"{item.model}/{item.dataset}" if item.dataset else item.model)
         x, y = item.features, item.labels
-        variants: list[tuple[bool, Any, float, int, str, str]] = []
+        arms: dict[str, Any] = {}
         if static:
-            variants.append((False, x, 0.0, 0, "", ""))
+            arms["static"] = None
         if ped:
-            result, ped_seconds, error = _timed(
-                lambda: potential_energy_descent(x, y, reference=item.reference, **options),  # noqa: B023
-                record_errors,
-            )
-            if error:
-                logger.warning("PED failed on %s/%s: %s", item.model, item.dataset, error)
-            moved, steps = (None, 0) if result is None else (result.features, result.steps)
-            variants.append((True, moved, ped_seconds, steps, item.reference_name, error))
-        for name, fn in metrics.items():
-            for use_ped, feats, ped_seconds, steps, reference, ped_error in variants:
-                if feats is None:
-                    score, seconds, error = None, 0.0, ped_error
-                else:
-                    score, seconds, error = _timed(lambda: fn(feats, y), record_errors)  # noqa: B023
-                if error and not ped_error:
-                    logger.warning("%s failed on %s/%s (ped=%s): %s",
-                                   name, item.model, item.dataset, use_ped, error)  # fmt: skip
-                rows.append({
-                    "model": item.model, "dataset": item.dataset, "metric": name, "ped": use_ped,
-                    "score": float("nan") if score is None else float(score),
-                    "seconds": seconds, "ped_seconds": ped_seconds, "ped_steps": steps,
-                    "ped_reference": reference, "n_samples": int(x.shape[0]), "error": error,
-                })  # fmt: skip
+            arms["ped"] = lambda f, l, ref=item.reference: potential_energy_descent(
+                f, l, reference=ref, **options)  # fmt: skip
+
+        def done(name: str, item: ScoreItem = item) -> None:
             logger.info("%s/%s %s done", item.model, item.dataset, name)
             if bar is not None:
                 bar.update(1)
+
+        scores = score_arms(x, y, arms, metrics, record_errors=record_errors, after_metric=done)
+        ped_failed = next((s.move_error for s in scores if s.move_error), "")
+        if ped_failed:
+            logger.warning("PED failed on %s/%s: %s", item.model, item.dataset, ped_failed)
+        for s in scores:
+            use_ped = s.arm == "ped"
+            if s.error and not (use_ped and ped_failed):
+                logger.warning("%s failed on %s/%s (ped=%s): %s",
+                               s.metric, item.model, item.dataset, use_ped, s.error)  # fmt: skip
+            rows.append({
+                "model": item.model, "dataset": item.dataset, "metric": s.metric, "ped": use_ped,
+                "score": s.score, "seconds": s.seconds, "ped_seconds": s.move_seconds,
+                "ped_steps": s.steps, "ped_reference": item.reference_name if use_ped else "",
+                "n_samples": int(x.shape[0]), "error": s.error,
+            })  # fmt: skip
     return rows
 
 
@@ -555,4 +533,4 @@ def score_plan(
 
 
 # the evaluation of the scores lives in ped.fullscale.evaluate; its names are re-exported here
-from ped.fullscale.evaluate import EVALUATION_COLUMNS, evaluate_scores, load_truth  # noqa: E402
+from ped.fullscale.evaluate import EVALUATION_COLUMNS, evaluate_scores, load_truth
