@@ -24,7 +24,6 @@ from ped.tools.sweep import (
     POINTS_DIR,
     RESULTS_FILE,
     SweepError,
-    _clean_output,
     collect_results,
     expand_grid,
     load_sweep,
@@ -32,6 +31,7 @@ from ped.tools.sweep import (
     read_sidecar,
     run_sweep,
 )
+from ped.tools.sweep_points import _clean_output
 
 HEADER = """\
 ---
