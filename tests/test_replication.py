@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from ped import power as P
 from ped import replication as R
-from ped.inference import Cell
 from ped.evaluation import weighted_tau
+from ped.inference import Cell
 
 
 @settings(max_examples=60, deadline=None)
@@ -138,32 +139,32 @@ def test_replicate_refuses_bad_input() -> None:
 
 
 def test_minimum_detectable_effect_interpolates() -> None:
-    assert R.minimum_detectable_effect([0.0, 0.1, 0.2], [0.05, 0.6, 1.0]) == pytest.approx(0.15)
-    assert R.minimum_detectable_effect([0.1, 0.2], [0.9, 1.0]) == 0.1
-    assert np.isnan(R.minimum_detectable_effect([0.1, 0.2], [0.1, 0.2]))
+    assert P.minimum_detectable_effect([0.0, 0.1, 0.2], [0.05, 0.6, 1.0]) == pytest.approx(0.15)
+    assert P.minimum_detectable_effect([0.1, 0.2], [0.9, 1.0]) == 0.1
+    assert np.isnan(P.minimum_detectable_effect([0.1, 0.2], [0.1, 0.2]))
     with pytest.raises(ValueError, match="increasing"):
-        R.minimum_detectable_effect([0.2, 0.1], [0.1, 0.2])
+        P.minimum_detectable_effect([0.2, 0.1], [0.1, 0.2])
 
 
-def _shape(**kw) -> R.BenchmarkShape:
+def _shape(**kw) -> P.BenchmarkShape:
     base = dict(tasks=("t0", "t1", "t2", "t3"), metrics=("a", "b"), n_models=11, n_replicates=8,
                 n_seeds=(6, 10, 6, 20), seed_sd=(0.4, 0.5, 0.3, 0.6),
                 metric_sd=((1.0, 0.8),) * 4, arm_corr=0.7, metric_corr=0.5, image_sd=0.2,
                 image_corr=0.9)
-    return R.BenchmarkShape(**{**base, **kw})
+    return P.BenchmarkShape(**{**base, **kw})
 
 
 def test_simulated_benchmark_has_the_shape_and_paired_arms() -> None:
     shape = _shape()
-    cells, labels, theta = R.simulate_benchmark(shape, {}, np.random.default_rng(0))
+    cells, labels, theta = P.simulate_benchmark(shape, {}, np.random.default_rng(0))
     assert labels == ["a", "b"] * 4
     assert [c.accuracy.shape[1] for c in cells[::2]] == [6, 10, 6, 20]
     assert all(c.base.shape == (9, 11) for c in cells)
     # a gain makes the treated arm agree better with the truth, on average
-    gains = [R.simulate_benchmark(shape, {"a": 0.3, "b": 0.3}, np.random.default_rng(s))[2]
+    gains = [P.simulate_benchmark(shape, {"a": 0.3, "b": 0.3}, np.random.default_rng(s))[2]
              for s in range(40)]
     assert np.mean(gains) > 0.15
-    nulls = [R.simulate_benchmark(shape, {}, np.random.default_rng(s))[2] for s in range(200)]
+    nulls = [P.simulate_benchmark(shape, {}, np.random.default_rng(s))[2] for s in range(200)]
     assert abs(np.mean(nulls)) < 3 * np.std(nulls) / np.sqrt(200)
 
 
@@ -171,8 +172,8 @@ def test_measure_shape_recovers_a_simulated_shape() -> None:
     # a big benchmark drawn from a known shape: its measured parameters land near the truth
     shape = _shape(n_models=60, tasks=tuple(f"t{i}" for i in range(8)), n_seeds=(10,) * 8,
                    seed_sd=(0.5,) * 8, metric_sd=((1.0, 0.6),) * 8, arm_corr=0.6)
-    cells, labels, _ = R.simulate_benchmark(shape, {}, np.random.default_rng(5))
-    got = R.measure_shape(cells, labels)
+    cells, labels, _ = P.simulate_benchmark(shape, {}, np.random.default_rng(5))
+    got = P.measure_shape(cells, labels)
     assert np.mean(got.seed_sd) == pytest.approx(0.5, rel=0.2)
     assert np.mean([s[0] for s in got.metric_sd]) == pytest.approx(1.0, rel=0.3)
     assert np.mean([s[1] for s in got.metric_sd]) == pytest.approx(0.6, rel=0.3)
@@ -183,16 +184,16 @@ def test_measure_shape_recovers_a_simulated_shape() -> None:
 
 def test_null_simulation_is_calibrated_and_the_effect_is_detected() -> None:
     shape = _shape()
-    null = R.simulate(shape, {}, n_simulations=150, n_resamples=150, random_state=1)
-    cal = R.calibration(null)
+    null = P.simulate(shape, {}, n_simulations=150, n_resamples=150, random_state=1)
+    cal = P.calibration(null)
     assert cal["simulations"] == 150
     # one-sided 5 % test of the population estimand: at most nominal, within sampling error
     assert cal["reject_pop"] <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)
     assert cal["cover_pop"] >= 0.95 - 2 * np.sqrt(0.05 * 0.95 / 150)
     assert cal["cover_zoo"] >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / 150)
-    big = R.simulate(shape, {"a": 0.4, "b": 0.4}, n_simulations=60, n_resamples=100,
+    big = P.simulate(shape, {"a": 0.4, "b": 0.4}, n_simulations=60, n_resamples=100,
                      random_state=2)
-    curve = R.power_curve(big.assign(effect=0.4))
+    curve = P.power_curve(big.assign(effect=0.4))
     mean = curve[curve["label"] == "mean"].iloc[0]
     assert mean["power_pop"] > 0.8
     assert mean["realised"] > 0.2
@@ -201,6 +202,6 @@ def test_null_simulation_is_calibrated_and_the_effect_is_detected() -> None:
 def test_simulate_is_reproducible() -> None:
     shape = dataclasses.replace(_shape(), tasks=("t0", "t1"), n_seeds=(6, 6), seed_sd=(0.4, 0.4),
                                 metric_sd=((1.0, 0.8),) * 2)
-    a = R.simulate(shape, {}, n_simulations=3, n_resamples=20, random_state=7)
-    b = R.simulate(shape, {}, n_simulations=3, n_resamples=20, random_state=7)
+    a = P.simulate(shape, {}, n_simulations=3, n_resamples=20, random_state=7)
+    b = P.simulate(shape, {}, n_simulations=3, n_resamples=20, random_state=7)
     assert a.equals(b)

@@ -4,7 +4,7 @@
 stored verdict scores and keeps its simulations, the slow part, as a committed artefact
 (``make replication``, a few minutes on 2 cores): one CSV per unit in
 ``<verdict folder>/simulations/`` with a sha256 manifest that ties each file to its
-configuration (the measured :class:`~ped.replication.BenchmarkShape` included), verified
+configuration (the measured :class:`~ped.power.BenchmarkShape` included), verified
 whenever the files are read.  A unit whose configuration changed (new scores, a new ground
 truth) is recomputed; the others are kept.
 
@@ -34,18 +34,16 @@ from numpy.typing import NDArray
 from ped._io import read_json_record, sha256_file, write_csv_atomic, write_json_atomic
 from ped.bench.verdict import PRIMARY_METRICS, endpoint_cells
 from ped.inference import Cell, hierarchical_bootstrap
-from ped.replication import (
+from ped.power import (
     BenchmarkShape,
-    cell_changes,
-    ReplicationEstimate,
     calibration,
     measure_shape,
     minimum_detectable_effect,
     power_curve,
-    replicate,
     simulate,
     simulate_benchmark,
 )
+from ped.replication import ReplicationEstimate, cell_changes, replicate
 
 __all__ = [
     "CURVE",
@@ -283,9 +281,9 @@ def verdict_replication(
 class PowerSummary:
     """What the stored simulations say about the verdict's tests (:func:`power_summary`).
 
-    ``null`` and ``published``: :func:`ped.replication.calibration` of the null and of the
+    ``null`` and ``published``: :func:`ped.power.calibration` of the null and of the
     published gains (``population_effect``: the simulated zoos' mean true change there);
-    ``curve``: :func:`ped.replication.power_curve` of the mean over the common gains;
+    ``curve``: :func:`ped.power.power_curve` of the mean over the common gains;
     ``mde_*``: the realised change at which each test reaches 80 % power; ``duplicates_*``:
     :func:`coverage_of_duplicates` under the null and the published gains; ``per_metric``: per
     label (each metric and ``mean``), the null's false-positive rate and the power at the
