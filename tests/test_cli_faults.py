@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import gaussian_classes
+
 from ped import _io
 from ped.cli import CommandError, _describe, main
 
@@ -121,14 +121,14 @@ def test_score_refuses_fractional_labels(features_dir, tmp_path, registry, capsy
     ],
 )
 def test_check_score_labels_rejects(labels, message):
-    from ped.fullscale.scoring import check_score_labels
+    from ped.fullscale.folder import check_score_labels
 
     with pytest.raises(ValueError, match=message):
         check_score_labels(labels, "x_label.npy")
 
 
 def test_check_score_labels_remaps_whole_numbers_and_keeps_the_input():
-    from ped.fullscale.scoring import check_score_labels
+    from ped.fullscale.folder import check_score_labels
 
     labels = np.array([3.0, 13.0, 3.0, 23.0])
     before = labels.copy()
@@ -349,7 +349,7 @@ def test_names_round_trip_through_the_file_names():
     from hypothesis import strategies as st
 
     from ped.fullscale.extraction import check_names, output_paths
-    from ped.fullscale.scoring import parse_feature_name
+    from ped.fullscale.folder import parse_feature_name
 
     @given(
         st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,12}", fullmatch=True),

@@ -9,23 +9,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import gaussian_classes
+
 from ped import potential_energy_descent
 from ped.cli import main
-from ped.paper import PUBLISHED_MODELS, finetune_accuracy
 from ped.evaluation import rank_statistics
+from ped.fullscale.folder import find_feature_files
 from ped.fullscale.scoring import (
     EVALUATION_COLUMNS,
     SCORE_COLUMNS,
     ScoreItem,
     evaluate_scores,
-    find_feature_files,
     load_truth,
     score_features,
     score_items,
     table1_layout,
 )
+from ped.paper import PUBLISHED_MODELS, finetune_accuracy
 
 MODELS = ("alpha", "beta_v2", "gamma", "delta")  # one name with an underscore
 DATASETS = ("toyA", "toyB")

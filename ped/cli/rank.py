@@ -26,7 +26,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ped._io import check_output_path, write_csv_atomic
-    from ped.fullscale.scoring import check_score_labels, find_feature_files, read_npy
+    from ped.fullscale.folder import check_score_labels, find_feature_files, read_npy
     from ped.rank import DEFAULT_METRICS, rank_models
 
     if not args.images and (args.checkpoint or args.random_init):

@@ -25,7 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from ped.fullscale.scoring import FeatureFile, score_plan, score_table
+from ped.fullscale.folder import FeatureFile
+from ped.fullscale.scoring import score_plan, score_table
 
 __all__ = ["score_features_distributed", "parts_dir"]
 

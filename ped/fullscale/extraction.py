@@ -54,6 +54,10 @@ alphabetical order of :data:`ped.fullscale.datasets.VOC_CLASSES`.
 
 torch and torchvision are optional dependencies of :mod:`ped` (``pip install ped[torch]``): they
 are imported when a function here needs them, so ``import ped.fullscale.extraction`` works without them.
+
+*Why one module of over 500 lines:* it is one resumable pipeline.  Batches become shards,
+shards a feature file, and the record of the settings decides what a rerun reuses; each step
+writes what the next one checks.
 """
 from __future__ import annotations
 
@@ -163,6 +167,7 @@ def _iter_batches(
     """Yield ``(features, labels)`` per batch of indices, in order."""
     import torch
     from torch.utils.data import DataLoader
+
     from ped._progress import tqdm
 
     loader = DataLoader(
@@ -274,7 +279,7 @@ def check_names(model_name: str, dataset_name: str) -> tuple[str, str]:
     names may.  Neither may be empty, contain a path separator or start with a dot.  Raises
     ``ValueError`` saying so; returns the names otherwise.
     """
-    from ped.fullscale.scoring import parse_feature_name
+    from ped.fullscale.folder import parse_feature_name
 
     for kind, name in (("model", model_name), ("dataset", dataset_name)):
         if not isinstance(name, str) or not name or "/" in name or os.sep in name or (

@@ -24,6 +24,10 @@ of their JSON with sorted keys, so it does not depend on the order of the grid. 
 written to a temporary file in the same folder and renamed into place (``os.replace``), so no
 reader ever sees a half-written result.  The notebook, the output folder and the ``ped`` package
 must be reachable from the workers (same machine, or a shared filesystem for a remote cluster).
+
+*Why one module of over 500 lines:* the sweep and its results table share the folder's
+layout, its manifest and its lock (the points' own files are in
+:mod:`ped.tools.sweep_points`).
 """
 
 from __future__ import annotations

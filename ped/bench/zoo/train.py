@@ -18,6 +18,11 @@ CUDA and on CPUs with AMX; losses stay in float32.  On the project's 2-core mach
 no AMX) bf16 measured no faster than float32, so ``auto`` keeps float32 there; ``"bf16"`` forces
 it.  Everything is seeded: the entry's seed sets torch, numpy
 and Python's RNGs before the model is built and the data shuffled.
+
+*Why one module of about 600 lines:* pretraining and reading its products share the manifest
+and its lock.  Loading an encoder, its statistics or its features verifies the manifest entry
+that pretraining wrote, with the same configuration and checksum rules, so the writer and its
+readers stay in one place.
 """
 
 from __future__ import annotations
