@@ -17,15 +17,16 @@ A move takes ``(features, labels)`` and returns the moved features, or an object
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["SCORING_ERRORS", "ArmMove", "ArmScore", "score_arms"]
+__all__ = ["SCORING_ERRORS", "ArmMove", "ArmScore", "bind_metrics", "score_arms"]
 
 #: The failures of a metric or of a move on one input that :func:`score_arms` records (with
 #: ``record_errors``) as a NaN score with its message, instead of raising.
@@ -51,6 +52,49 @@ class ArmScore:
     steps: int
     error: str
     move_error: str = ""
+
+
+def bind_metrics(
+    metrics: Sequence[str] | Mapping[str, MetricFn],
+    *,
+    definitions: str = "paper",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, MetricFn]:
+    """The one binding of metric definitions: metric functions by name.
+
+    A mapping is used as given (name -> ``f(features, labels) -> float``).  Names are looked up
+    in :data:`ped.metrics.METRICS` and bound to the options of ``definitions`` in
+    :data:`ped.metrics.DEFINITIONS` (``"paper"``: the functions' defaults, the papers' formulas;
+    ``"release"``: the released code's, which produced the published Table 1), then to
+    ``options`` (metric -> keyword arguments), which take precedence.  An unknown name or
+    definition, or nothing to bind, is a ``ValueError``.
+    """
+    from ped.metrics import DEFINITIONS, METRICS
+
+    if isinstance(metrics, Mapping):
+        out = dict(metrics)
+    else:
+        names = list(metrics)
+        if definitions not in DEFINITIONS:
+            raise ValueError(
+                f"definitions must be one of {sorted(DEFINITIONS)}, got {definitions!r}"
+            )
+        unknown = [n for n in names if n not in METRICS]
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {unknown}; known metrics: {', '.join(sorted(METRICS))}"
+            )
+        extra = dict(options or {})
+        out = {}
+        for n in names:
+            bound = {**DEFINITIONS[definitions].get(n, {}), **extra.get(n, {})}
+            out[n] = functools.partial(METRICS[n], **bound) if bound else METRICS[n]
+    if not out:
+        raise ValueError("no metric given")
+    for name, fn in out.items():
+        if not callable(fn):
+            raise ValueError(f"metric {name!r} is not callable")
+    return out
 
 
 def _timed(fn: Callable[[], Any], record: bool) -> tuple[Any, float, str]:

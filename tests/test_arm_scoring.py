@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import gaussian_classes
 
 import ped
-from helpers import gaussian_classes
-from ped.metrics import METRICS
-from ped.scoring import ArmScore, score_arms
+from ped.metrics import DEFINITIONS, METRICS
+from ped.scoring import ArmScore, bind_metrics, score_arms
 
 
 @pytest.fixture
@@ -100,3 +100,29 @@ def test_nothing_to_score_is_refused(task, arms, metrics):
 def test_arm_scores_are_plain_records():
     s = ArmScore("static", "logme", 1.0, 0.1, 0.0, 0, "")
     assert s.move_error == "" and s == ArmScore("static", "logme", 1.0, 0.1, 0.0, 0, "", "")
+
+
+def test_one_binding_of_metric_definitions(task):
+    x, y = task
+    release = bind_metrics(["sfda", "gbc", "logme"], definitions="release")
+    assert release["sfda"](x, y) == METRICS["sfda"](x, y, **DEFINITIONS["release"]["sfda"])
+    assert release["gbc"](x, y) == METRICS["gbc"](x, y, **DEFINITIONS["release"]["gbc"])
+    assert release["logme"] is METRICS["logme"]  # no option to bind
+    paper = bind_metrics(["sfda"])
+    assert paper["sfda"] is METRICS["sfda"]
+    both = bind_metrics(["gbc"], definitions="release", options={"gbc": {"covariance": "diagonal"}})
+    assert both["gbc"].keywords == {**DEFINITIONS["release"]["gbc"], "covariance": "diagonal"}
+    given = {"mine": lambda f, l: 1.0}
+    assert bind_metrics(given) == given and bind_metrics(given) is not given
+
+
+@pytest.mark.parametrize(
+    ("metrics", "kwargs", "message"),
+    [(["nope"], {}, r"unknown metric\(s\) \['nope'\]; known metrics: "),
+     (["logme"], {"definitions": "mine"}, "definitions must be one of"),
+     ([], {}, "no metric given"),
+     ({"x": 3}, {}, "not callable")],
+)
+def test_binding_refuses_bad_input(metrics, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bind_metrics(metrics, **kwargs)

@@ -18,7 +18,6 @@ from ped.bench.regime_analysis import axis_verdict, published_base_gain, weak_ba
 from ped.bench.regime_axes import AXIS_POINTS, FeatureMap, stratified_share
 from ped.bench.scoring import (
     PEDRuns,
-    bind_metrics,
     ped_arm,
     ped_movement,
     score_replicates,
@@ -26,6 +25,7 @@ from ped.bench.scoring import (
 )
 from ped.dynamics import standardisation
 from ped.metrics import METRICS
+from ped.scoring import bind_metrics
 
 # --- class subsets ---------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ def test_score_arms_matches_direct_metric_calls() -> None:
         x, y = gaussian_classes(rng, n_classes=4, dim=6, n_per_class=15)
         feats[m], stats[m] = (x, y), (x.mean(axis=0), x.std(axis=0))
     reps = [np.arange(60), rng.integers(0, 60, 60)]
-    fns = bind_metrics(("logme", "gbc"), {"gbc": {"variant": "reference"}})
+    fns = bind_metrics(("logme", "gbc"), options={"gbc": {"variant": "reference"}})
     out = score_replicates(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))}, metrics=fns,
                      replicates=reps)
     for j, m in enumerate(sorted(feats)):

@@ -49,6 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ped.inference import image_replicates
+from ped.scoring import bind_metrics
 
 __all__ = [
     "FeatureMap",
@@ -238,7 +239,7 @@ def score_point(
     """Score every task of ``point`` into ``<out>/<axis>/<name>/<task>.npz`` (skipped when its
     stored configuration matches), with the verdict's metrics, options and PED defaults, and
     record each file in the folder's sha256 manifest."""
-    from ped.bench.scoring import PEDRuns, bind_metrics, ped_arm, ped_movement, score_replicates
+    from ped.bench.scoring import PEDRuns, ped_arm, ped_movement, score_replicates
     from ped.bench.verdict import (
         PRIMARY_METRICS,
         PRIMARY_OPTIONS,
@@ -265,7 +266,7 @@ def score_point(
         y = feats[models[0]][1]
         reps = [np.arange(len(y)), *image_replicates(y, n_replicates, random_state=random_state)]
         arrays = score_replicates(feats, arms={"base": None, "ped": ped_arm(PEDRuns(stats))},
-                            metrics=bind_metrics(PRIMARY_METRICS, PRIMARY_OPTIONS),
+                            metrics=bind_metrics(PRIMARY_METRICS, options=PRIMARY_OPTIONS),
                             replicates=reps, desc=f"{point.folder()} {task}")  # fmt: skip
         moved = ped_movement(feats, stats)
         paths.append(_store(path, task, models, config, arrays, n_images=np.int64(len(y)),

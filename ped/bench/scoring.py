@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from ped.dynamics import PEDOptions, PEDResult, potential_energy_descent, standardisation
 from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
 
-__all__ = ["Move", "MetricFn", "bind_metrics", "PEDRuns", "ped_arm", "shuffled_arm", "shift_arm",
+__all__ = ["Move", "MetricFn", "PEDRuns", "ped_arm", "shuffled_arm", "shift_arm",
            "score_replicates", "ped_movement", "zoo_features", "score_zoo", "tau_table",
            "seed_bootstrap_tau", "synthetic_task"]  # fmt: skip
 
@@ -42,20 +42,6 @@ __all__ = ["Move", "MetricFn", "bind_metrics", "PEDRuns", "ped_arm", "shuffled_a
 Move = Callable[[NDArray[Any], NDArray[Any], str, int], NDArray[Any]]
 #: ``metric(features, labels) -> score``.
 MetricFn = Callable[[NDArray[Any], NDArray[Any]], float]
-
-
-def bind_metrics(
-    names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None = None
-) -> dict[str, MetricFn]:
-    """The metrics of :data:`ped.metrics.METRICS` named ``names`` with ``options`` bound (metric
-    -> keyword arguments); an unknown name is a ``ValueError``."""
-    from ped.metrics import METRICS
-
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}")
-    opts = options or {}
-    return {m: functools.partial(METRICS[m], **opts.get(m, {})) for m in names}
 
 
 class PEDRuns:
@@ -117,7 +103,7 @@ def score_replicates(
     desc: str = "scoring",
 ) -> dict[str, NDArray[np.float64]]:
     r"""``{f"{arm}__{metric}": (R, M)}``: each model (``sorted(features)``, columns) scored in
-    each arm by each metric (:func:`bind_metrics`) on each row of ``replicates`` (index arrays
+    each arm by each metric (:func:`ped.scoring.bind_metrics`) on each row of ``replicates`` (index arrays
     into the model's images; row 0 is usually all of them), through
     :func:`ped.scoring.score_arms`.  Every model must score the same labels; a failure
     propagates.  The matrices are small, so BLAS runs on one thread."""
@@ -242,14 +228,15 @@ def score_zoo(
     :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``, ``max_steps``, ``variant``...).
     Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
     """
-    from ped.fullscale.scoring import ScoreItem, resolve_metrics, score_items
+    from ped.fullscale.scoring import ScoreItem, score_items
     from ped.metrics import METRICS, ZOO_METRICS
+    from ped.scoring import bind_metrics
 
     if metrics is None:
         metrics = list(METRICS)
     per_model = [m for m in metrics if m not in ZOO_METRICS]
     zoo_level = [m for m in metrics if m in ZOO_METRICS]
-    fns = resolve_metrics(per_model, definitions)
+    fns = bind_metrics(per_model, definitions=definitions)
     if reference not in ("source", "target"):
         raise ValueError(f"reference must be 'source' or 'target', got {reference!r}")
     if not ped and ped_options:

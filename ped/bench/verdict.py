@@ -76,6 +76,7 @@ from ped.bench.verdict_store import (
 )
 from ped.inference import image_replicates
 from ped.metrics import DEFINITIONS
+from ped.scoring import bind_metrics
 
 __all__ = [
     "PRIMARY_METRICS",
@@ -163,7 +164,6 @@ def score_task(
         return path
     from ped.bench.scoring import (
         PEDRuns,
-        bind_metrics,
         ped_arm,
         score_replicates,
         shift_arm,
@@ -173,7 +173,7 @@ def score_task(
 
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
-    fns = bind_metrics(metrics, metric_options)
+    fns = bind_metrics(metrics, options=metric_options)
     runs = PEDRuns(stats, ped_opts)
     arms = {"base": None, "ped": ped_arm(runs), "shuffled": shuffled_arm(runs, random_state)}
     arrays = score_replicates(features, arms=arms, metrics=fns, replicates=reps,
@@ -222,7 +222,7 @@ def score_control(
     scores' ``base`` arm.  Stored: ``<control>__<metric>`` of shape ``(1 + n_replicates, M)``,
     ``models`` and the configuration.
     """
-    from ped.bench.scoring import PEDRuns, bind_metrics, score_replicates, shift_arm
+    from ped.bench.scoring import PEDRuns, score_replicates, shift_arm
     from ped.inference import radial_shift
 
     if control not in CONTROLS:
@@ -243,8 +243,9 @@ def score_control(
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
     arms = {control: shift_arm(PEDRuns(stats, ped_opts), radial_shift)}
-    arrays = score_replicates(features, arms=arms, metrics=bind_metrics(metrics, metric_options),
-                        replicates=reps, desc=f"{control} {task}")  # fmt: skip
+    fns = bind_metrics(metrics, options=metric_options)
+    arrays = score_replicates(features, arms=arms, metrics=fns, replicates=reps,
+                              desc=f"{control} {task}")
     return _store(path, task, models, config, arrays)
 
 

@@ -55,9 +55,10 @@ def _inputs(file: FeatureFile, reference: Path | None) -> dict[str, str]:
 def _score_task(file: FeatureFile, labels: Any, reference_dir: Path | None, metrics: Sequence[str],
                 definitions: str, ped: bool, ped_options: Mapping[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
     """One model x dataset, on a worker: read the files, score every metric (and PED)."""
-    from ped.fullscale.scoring import ScorePlan, resolve_metrics, score_items
+    from ped.fullscale.scoring import ScorePlan, score_items
+    from ped.scoring import bind_metrics
 
-    fns = resolve_metrics(list(metrics), definitions)
+    fns = bind_metrics(list(metrics), definitions=definitions)
     plan = ScorePlan(fns, ped, dict(ped_options), [file], {file: labels}, reference_dir)
     return score_items([plan.item(file, {})], fns, ped=ped, ped_options=plan.ped_options)
 

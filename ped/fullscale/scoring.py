@@ -32,7 +32,6 @@ accuracies (:func:`ped.paper.finetune_accuracy`) or any truth table.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +51,7 @@ from ped.fullscale.folder import (
     find_feature_files,
     read_npy,
 )
+from ped.scoring import bind_metrics
 
 __all__ = [
     "EVALUATION_COLUMNS",
@@ -60,7 +60,6 @@ __all__ = [
     "ScorePlan",
     "evaluate_scores",
     "load_truth",
-    "resolve_metrics",
     "score_features",
     "score_items",
     "score_plan",
@@ -77,46 +76,6 @@ SCORE_COLUMNS = (
 )  # fmt: skip
 
 MetricFn = Callable[[NDArray[Any], NDArray[Any]], float]
-
-
-def resolve_metrics(
-    metrics: Sequence[str] | Mapping[str, MetricFn],
-    definitions: str = "paper",
-) -> dict[str, MetricFn]:
-    """Metric functions by name.
-
-    A mapping is used as given (name -> ``f(features, labels) -> float``); names are looked up in
-    :data:`ped.metrics.METRICS` (imported only then) and bound to the options of
-    ``definitions`` in :data:`ped.metrics.DEFINITIONS` (``"paper"``: the functions' defaults,
-    the papers' formulas; ``"release"``: the released code's, which produced the published
-    Table 1).  Unknown names are a ``ValueError`` listing the known ones.
-    """
-    if isinstance(metrics, Mapping):
-        out = dict(metrics)
-    else:
-        names = list(metrics)
-        try:
-            from ped.metrics import DEFINITIONS, METRICS
-        except ImportError as exc:  # pragma: no cover - depends on the metrics package
-            raise ImportError(f"the metrics package ped.metrics is not available: {exc}") from exc
-        if definitions not in DEFINITIONS:
-            raise ValueError(
-                f"definitions must be one of {sorted(DEFINITIONS)}, got {definitions!r}"
-            )
-        unknown = [n for n in names if n not in METRICS]
-        if unknown:
-            raise ValueError(
-                f"unknown metric(s) {unknown}; known metrics: {', '.join(sorted(METRICS))}"
-            )
-        options = DEFINITIONS[definitions]
-        out = {n: functools.partial(METRICS[n], **options[n]) if options.get(n) else METRICS[n]
-               for n in names}  # fmt: skip
-    if not out:
-        raise ValueError("no metric given")
-    for name, fn in out.items():
-        if not callable(fn):
-            raise ValueError(f"metric {name!r} is not callable")
-    return out
 
 
 @dataclass(frozen=True)
@@ -219,7 +178,7 @@ def score_features(
     metrics : names or mapping
         Metric names of :data:`ped.metrics.METRICS`, or a mapping name -> function.
     definitions : {"paper", "release"}
-        The metrics' options (:func:`resolve_metrics`): the papers' formulas (default) or the
+        The metrics' options (:func:`ped.scoring.bind_metrics`): the papers' formulas (default) or the
         released code's (SFDA, NLEEP and LEEP without their log), which the published Table 1
         reports.
     ped : bool
@@ -302,7 +261,7 @@ def score_plan(
     :class:`ScorePlan`; nothing is scored."""
     from ped.dynamics import check_ped_options
 
-    fns = resolve_metrics(metrics, definitions)
+    fns = bind_metrics(metrics, definitions=definitions)
     options = check_ped_options(ped_options or {}) if ped else {}
     if not ped and ped_options:
         raise ValueError(f"PED options {sorted(ped_options)} given without ped=True")
