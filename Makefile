@@ -7,7 +7,8 @@
 PYTHON ?= $(firstword $(shell command -v python3.11 python3.12 python3.13 python3 2>/dev/null) python3)
 LOCK   := requirements-lock.txt
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch and torchvision at the locked versions
-# from that index (the CPU-only build, about 5 GB less), the rest from the lock (see README).
+# from that index (the CPU-only build; the lock's 4.2 GB of CUDA libraries are left out), the
+# rest from the lock (see README).
 TORCH_INDEX ?=
 # The CUDA stack of the lock, left out when TORCH_INDEX names another build of torch.
 CUDA_STACK := ^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==
