@@ -223,7 +223,7 @@ def simulate(
     random_state: int = 0,
     published: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """:func:`replicate` on ``n_simulations`` benchmarks of :func:`simulate_benchmark`: one row
+    """:func:`~ped.replication.replicate` on ``n_simulations`` benchmarks of :func:`simulate_benchmark`: one row
     per simulation and label (the metrics and ``mean``), with ``theta_zoo`` (the simulated zoo's
     true change, for the mean; NaN for a metric) and ``simulation``."""
     pub = dict(published or {m: 0.0 for m in [*shape.metrics, "mean"]})

@@ -59,7 +59,7 @@ def tied_with_best(runs: Mapping[str, Sequence[float]], alpha: float = 0.05) -> 
     .. math:: t = \frac{\bar a_b - \bar a_m}{\sqrt{s_b^2/n_b + s_m^2/n_m}},
 
     referred to Student's t with the Welch-Satterthwaite degrees of freedom
-    (:func:`scipy.stats.ttest_ind` with ``equal_var=False``).  Returns the best first, then the
+    (``scipy.stats.ttest_ind`` with ``equal_var=False``).  Returns the best first, then the
     tied models by decreasing mean.  Every model needs at least two runs.
     """
     from scipy import stats

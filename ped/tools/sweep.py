@@ -19,7 +19,7 @@ On-disk layout of a sweep folder ``OUT``::
     OUT/points/<id>.json         its sidecar (see :func:`run_point`)
     OUT/points/<id>.failed.ipynb the partially executed notebook of a point that failed
 
-A point's ``<id>`` is :func:`point_id` of its parameters: the first 12 hex digits of the SHA-256
+A point's ``<id>`` is :func:`~ped.tools.sweep_points.point_id` of its parameters: the first 12 hex digits of the SHA-256
 of their JSON with sorted keys, so it does not depend on the order of the grid.  Every file is
 written to a temporary file in the same folder and renamed into place (``os.replace``), so no
 reader ever sees a half-written result.  The notebook, the output folder and the ``ped`` package
@@ -310,7 +310,7 @@ def run_sweep(
         A jupytext (``.md``) or ``.ipynb`` notebook with a cell tagged ``parameters``.
     grid
         ``name -> list of values`` (Cartesian product) or a list of explicit points; see
-        :func:`expand_grid`.  Every name must be assigned in the parameters cell (checked before
+        :func:`~ped.tools.sweep_points.expand_grid`.  Every name must be assigned in the parameters cell (checked before
         anything runs: ``ValueError``).
     out_dir
         The sweep folder (created); see the module docstring for its layout.
