@@ -34,6 +34,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+import numpy as np
+import hashlib
 
 __all__ = [
     "TMP_PREFIX",
@@ -149,8 +151,6 @@ def write_json_atomic(
 def write_npz_atomic(path: str | os.PathLike[str], **arrays: Any) -> None:
     """``numpy.savez(path, **arrays)`` through :func:`atomic_path` (the name is kept as given:
     no ``.npz`` is appended)."""
-    import numpy as np
-
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -191,8 +191,6 @@ def _same_file(a: Path, b: str | os.PathLike[str]) -> bool:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

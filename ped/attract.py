@@ -38,6 +38,7 @@ from ped._validation import (
     check_positive_int,
 )
 from ped.dynamics import class_statistics, pairwise_overlap
+from ped.metrics._common import centre, eigh_descending, gram, outer_gram, pca_scores
 
 __all__ = ["GATE_THRESHOLD", "SAResult", "sa_gate_statistic", "spread_attract"]
 
@@ -79,9 +80,6 @@ class SAResult:
 def sa_gate_statistic(features: ArrayLike) -> float:
     """Mean of the two largest eigenvalues of the (biased, ddof 0) covariance of ``features``
     (the largest one alone when D = 1)."""
-    # imported here so that ``import ped`` does not load the metrics package
-    from ped.metrics._common import centre, eigh_descending, gram, outer_gram
-
     x = np.asarray(check_features(features), dtype=np.float64)
     xc = centre(x)
     n, d = x.shape
@@ -169,7 +167,6 @@ def spread_attract(
             shift=np.zeros((n_classes, x.shape[1])),
             radii=np.zeros(n_classes),
         )
-    from ped.metrics._common import pca_scores
 
     z = np.asarray(pca_scores(np.asarray(x, dtype=np.float64), n_components=pca_dims))
     if spread > 0:

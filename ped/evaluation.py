@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from ped._validation import check_positive_int, check_scores_truth
+from ped.metrics import row_label
 
 __all__ = [
     "table1_layout",
@@ -257,10 +259,6 @@ def bootstrap_ci(
 
 
 # ------------------------------------------------------------------------ top-k and baselines
-import typing  # noqa: E402
-
-if typing.TYPE_CHECKING:  # pandas is imported only when the baseline is computed
-    import pandas as pd  # noqa: E402
 
 
 def _top_k(s: NDArray[np.float64], t: NDArray[np.float64], k: int) -> NDArray[np.intp]:
@@ -341,8 +339,6 @@ def leave_one_task_out(accuracy: pd.DataFrame, task: object) -> pd.Series:
     that task, higher is better.  Score it with any statistic of this module against
     ``accuracy[task]``.
     """
-    import pandas as pd
-
     if not isinstance(accuracy, pd.DataFrame):
         raise ValueError(
             f"accuracy must be a pandas DataFrame (models x tasks), got {type(accuracy).__name__}"
@@ -381,8 +377,6 @@ def table1_layout(
     ``mean``, the ``mean`` over the datasets.  The values are ``statistic``.  This is the one
     Table 1 builder: the full-scale command line (:mod:`ped.fullscale.scoring`) and the book's chapter
     (:func:`ped.bench.table1.tau_cells`) both call it."""
-    from ped.metrics import row_label
-
     if statistic not in evaluation.columns:
         raise ValueError(f"the evaluation has no column {statistic!r}")
     moves = evaluation["move"] if "move" in evaluation.columns else evaluation["ped"].map(_as_bool)

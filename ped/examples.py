@@ -22,7 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 
+from ped.dynamics import potential_energy_descent
 from ped.metrics import PED_SUFFIX, row_label  # noqa: F401 - where they used to live
 
 __all__ = ["DigitsZoo", "digits_zoo", "linear_probe",
@@ -50,8 +54,6 @@ def digits_zoo(widths: Sequence[int], *, seed: int = 0, probe: bool = True) -> D
     drawn in ``widths`` order from ``numpy.random.default_rng(seed)``.  ``probe=False`` skips the
     linear probes (``DigitsZoo.probe`` is then empty), for a chapter that probes a subset.
     """
-    from sklearn.datasets import load_digits
-
     widths = tuple(int(w) for w in widths)
     if not widths or min(widths) < 1:
         raise ValueError(f"widths must be positive integers, got {widths}")
@@ -74,9 +76,6 @@ def linear_probe(
     """Test accuracy of a logistic regression (scikit-learn, ``max_iter=2000``) per model,
     trained on a half of the images stratified by label (``random_state=seed``), tested on the
     other half.  The same split for every model."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-
     labels = np.asarray(labels)
     train, test = train_test_split(np.arange(len(labels)), test_size=0.5, random_state=seed,
                                    stratify=labels)  # fmt: skip
@@ -99,8 +98,6 @@ def score_before_after(
     given, else by the target features themselves.  Columns: ``linear-probe accuracy`` (when
     ``probe`` is given), then each metric followed by ``<metric>+PED``.
     """
-    from ped.dynamics import potential_energy_descent
-
     rows = {}
     for name, f in features.items():
         ref = None if reference is None else reference[name]

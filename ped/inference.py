@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ped.dynamics import potential_energy_descent
 from ped.evaluation import weighted_tau
 
 __all__ = [
@@ -340,8 +341,6 @@ def shuffled_label_ped(
 ) -> NDArray[np.floating]:
     """PED run on a random permutation of the labels (the scoring keeps the true labels): the
     same machinery, without the class structure it is meant to exploit."""
-    from ped.dynamics import potential_energy_descent
-
     y = np.asarray(labels)
     permuted = np.random.default_rng(random_state).permutation(y)
     return potential_energy_descent(features, permuted, **ped_options).features

@@ -22,8 +22,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.manifold import TSNE
 
-from ped.metrics import PED_SUFFIX
+from ped.metrics import DISPLAY_NAMES, PED_SUFFIX
 
 __all__ = [
     "BOOK_STYLE",
@@ -137,7 +139,6 @@ def pretraining_curves(records: Mapping[str, Mapping[str, Any]], *, window: int 
     the loss of the first step (a ``window``-step running mean); ``records`` as
     :func:`ped.bench.describe.zoo_records` returns them (random-init entries are skipped)."""
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, r in records.items():
@@ -310,7 +311,6 @@ def descent_tsne(features: Any, labels: Any, result: Any, *, title: str = "") ->
     :math:`U` after each kept step.  ``result`` is the :class:`ped.PEDResult` of ``features``;
     the moved features of step :math:`t` are ``features + (centers[t] - centers[0])[labels]``."""
     import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
 
     x, y = np.asarray(features), np.asarray(labels)
     moved = result.centers - result.centers[0]  # (steps + 1, C, D) accumulated shift per class
@@ -403,8 +403,6 @@ def ranking_figure(ranking: Any, *, title: str = "") -> Any:
     with its bootstrap interval (one panel per metric, models in the consensus order, contenders
     of that metric filled); right, the probability that each model is best by the consensus."""
     import matplotlib.pyplot as plt
-
-    from ped.metrics import DISPLAY_NAMES
 
     consensus = ranking.consensus()
     order = list(consensus.index)

@@ -28,6 +28,9 @@ the book's chapters on Table 1 and on choosing a model).
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -39,6 +42,14 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 from numpy.typing import ArrayLike, NDArray
+from threadpoolctl import threadpool_limits
+
+from ped._io import atomic_path, write_text_atomic
+from ped._progress import tqdm
+from ped._validation import check_features_labels, check_positive_int
+from ped.dynamics import potential_energy_descent
+from ped.inference import image_replicates
+from ped.metrics import METRICS, knn_credit
 
 __all__ = ["DEFAULT_METRICS", "CONSENSUS", "FEW_IMAGES", "Ranking", "rank_models", "best_shares", "contenders",
            "write_figure", "write_report"]
@@ -151,8 +162,6 @@ class Ranking:
 def _check_inputs(
     features: Mapping[str, ArrayLike], labels: ArrayLike
 ) -> tuple[dict[str, NDArray[Any]], NDArray[np.intp], int]:
-    from ped._validation import check_features_labels
-
     if not isinstance(features, Mapping) or len(features) < 2:
         raise ValueError("features must map at least two model names to feature arrays")
     y = np.asarray(labels)
@@ -195,8 +204,6 @@ def _score_model(x: NDArray[Any], y: NDArray[np.intp], model: str, j: int,
                  move: Any) -> None:  # fmt: skip
     """Fill column ``j`` of every metric's ``(1 + B, M)`` scores for one model (``move``: PED
     applied to each resample, or ``None``)."""
-    from ped.metrics import METRICS, knn_credit
-
     for metric in metrics:
         if metric == "knn" and move is None:  # the credits of all images, resampled
             credit = knn_credit(x, y, **options[metric])
@@ -230,11 +237,6 @@ def rank_models(
     when given, else with the features' own statistics); ``n_boot`` class-stratified resamples;
     ``level`` of the intervals and of the contenders.  Nothing passed in is modified.
     """
-    from ped._progress import tqdm
-    from ped._validation import check_positive_int
-    from ped.inference import image_replicates
-    from ped.metrics import METRICS
-
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(sorted(METRICS))}"
@@ -258,12 +260,8 @@ def rank_models(
     scores = {m: np.empty((len(rows_all), len(models))) for m in metrics}
 
     def move(x: NDArray[Any], yy: NDArray[Any], model: str) -> NDArray[Any]:
-        from ped.dynamics import potential_energy_descent
-
         reference = None if stats is None else stats[model]
         return potential_energy_descent(x, yy, reference=reference).features
-
-    from threadpoolctl import threadpool_limits
 
     for j, model in enumerate(tqdm(models, desc="ranking", unit="model")):
         x = feats[model]
@@ -307,8 +305,6 @@ def rank_models(
 
 def write_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Save a matplotlib figure atomically (the format from the suffix: png, pdf or svg)."""
-    from ped._io import atomic_path
-
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf", "svg"):
@@ -321,12 +317,6 @@ def write_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
 def write_report(ranking: Ranking, fig: Any, path: str | os.PathLike[str], *, title: str) -> Path:
     """A self-contained HTML report of ``ranking``: the recommendation, the warnings, the table
     and the figure (embedded as PNG), written atomically."""
-    import base64
-    import html
-    import io
-
-    from ped._io import write_text_atomic
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     image = base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ped.metrics import DEFINITIONS, METRICS
+
 __all__ = ["SCORING_ERRORS", "ArmMove", "ArmScore", "bind_metrics", "score_arms"]
 
 #: The failures of a metric or of a move on one input that :func:`score_arms` records (with
@@ -69,8 +71,6 @@ def bind_metrics(
     ``options`` (metric -> keyword arguments), which take precedence.  An unknown name or
     definition, or nothing to bind, is a ``ValueError``.
     """
-    from ped.metrics import DEFINITIONS, METRICS
-
     if isinstance(metrics, Mapping):
         out = dict(metrics)
     else:

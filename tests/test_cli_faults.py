@@ -13,13 +13,13 @@ import stat
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import gaussian_classes
 
+import ped.scoring
 from ped import _io
 from ped.cli import CommandError, _describe, main
 
@@ -66,12 +66,11 @@ class Recorder:
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Recorder]:
-    """A stand-in ``ped.metrics`` whose metrics record their calls."""
+    """A stand-in metric registry, in the one place metrics are looked up by name
+    (:func:`ped.scoring.bind_metrics`), whose metrics record their calls."""
     metrics = {"rec": Recorder()}
-    module = types.ModuleType("ped.metrics")
-    module.METRICS = metrics
-    module.DEFINITIONS = {"paper": {}, "release": {}}
-    monkeypatch.setitem(sys.modules, "ped.metrics", module)
+    monkeypatch.setattr(ped.scoring, "METRICS", metrics)
+    monkeypatch.setattr(ped.scoring, "DEFINITIONS", {"paper": {}, "release": {}})
     return metrics
 
 

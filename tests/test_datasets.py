@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ped.bench import pool as P
 from ped.bench import tasks as D
 from ped.bench.sources import clipart as C
 from ped.bench.sources import glyphs as G
@@ -68,8 +69,8 @@ def glyphs(cache: Path) -> tuple[D.ImageSet, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def pool(cache: Path, tasks, glyphs) -> D.Pool:  # noqa: ANN001
-    return D.load_pool(cache=cache)  # disjoint from TASKS and REBUILT_TASKS: needs the fonts
+def pool(cache: Path, tasks, glyphs) -> P.Pool:  # noqa: ANN001
+    return P.load_pool(cache=cache)  # disjoint from TASKS and REBUILT_TASKS: needs the fonts
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -403,7 +404,7 @@ def test_tasks(tasks: dict[str, D.Task], cache: Path, clipart) -> None:  # noqa:
 
 
 @needs_fashion
-def test_pool_is_disjoint_from_every_task_image(pool: D.Pool, tasks) -> None:  # noqa: ANN001
+def test_pool_is_disjoint_from_every_task_image(pool: P.Pool, tasks) -> None:  # noqa: ANN001
     from ped.bench.zoo.encoder import NORMALIZE
 
     assert pool.train.shape[1:] == (32, 32, 3) and pool.heldout.shape == (2000, 32, 32, 3)
@@ -424,7 +425,7 @@ def test_pool_is_disjoint_from_every_task_image(pool: D.Pool, tasks) -> None:  #
     x = np.concatenate([pool.train, pool.heldout]).astype(np.float64) / 255
     np.testing.assert_allclose(x.mean(axis=(0, 1, 2)), NORMALIZE["mean"], atol=0.01)
     np.testing.assert_allclose(x.std(axis=(0, 1, 2)), NORMALIZE["std"], atol=0.01)
-    assert pool.fingerprint() == D.load_pool(cache=D.cache_dir()).fingerprint()  # deterministic
+    assert pool.fingerprint() == P.load_pool(cache=D.cache_dir()).fingerprint()  # deterministic
 
 
 @needs_fashion

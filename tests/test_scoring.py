@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pandas as pd
 import pytest
 from helpers import gaussian_classes
 
+import ped.scoring
 from ped import potential_energy_descent
 from ped.cli import main
 from ped.evaluation import rank_statistics
@@ -220,12 +219,12 @@ def test_evaluate_drops_missing_and_small_groups(caplog):
 
 @pytest.fixture
 def fake_registry(monkeypatch):
-    """A stand-in ``ped.metrics`` so the CLI test does not depend on the metrics package."""
-    module = types.ModuleType("ped.metrics")
-    module.METRICS = {"sep": separation, "norm": mean_norm}
-    module.DEFINITIONS = {"paper": {}, "release": {}}
-    monkeypatch.setitem(sys.modules, "ped.metrics", module)
-    return module
+    """A stand-in metric registry (where :func:`ped.scoring.bind_metrics` looks metrics up), so
+    the CLI test does not depend on the metrics package."""
+    metrics = {"sep": separation, "norm": mean_norm}
+    monkeypatch.setattr(ped.scoring, "METRICS", metrics)
+    monkeypatch.setattr(ped.scoring, "DEFINITIONS", {"paper": {}, "release": {}})
+    return metrics
 
 
 def test_cli_score_and_evaluate(features_dir, tmp_path, fake_registry, capsys):

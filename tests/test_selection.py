@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ped.bench.zoo import finetune as F
+from ped.bench.zoo import protocol as P
 from ped.bench.zoo import selection as S
 
 
@@ -46,7 +47,7 @@ def _fake(monkeypatch: pytest.MonkeyPatch, best_lr: float) -> list[tuple]:
         calls.append((lr, wd, seed))
         val = 50 - abs(np.log10(lr) - np.log10(best_lr)) - abs(np.log10(wd) + 3.3)
         return val, val + seed / 10  # test accuracy depends on the seed, for the shift
-    monkeypatch.setattr(F, "finetune_run", fake_run)
+    monkeypatch.setattr(P, "finetune_run", fake_run)
     return calls
 
 

@@ -13,6 +13,7 @@ import pytest
 from ped import bench as B
 from ped.evaluation import weighted_tau
 from ped.plot import rank_scatter
+from ped.bench import table1 as table1_module
 from ped.bench.table1 import SUPPORT_FRACTION, claims, paired_gains, table1, tau_cells
 from ped.bench.zoo.finetune import COLUMNS
 
@@ -182,7 +183,7 @@ def _fake_features(monkeypatch: pytest.MonkeyPatch) -> dict:
     y = np.repeat(np.arange(3), 12)
     feats = {m: ((rng.standard_normal((36, 6)) + (i + 1) * np.eye(3, 6)[y]).astype(np.float32), y)
              for i, m in enumerate(MODELS)}  # fmt: skip
-    monkeypatch.setattr(B, "zoo_features", lambda task, **kw: feats)
+    monkeypatch.setattr(table1_module, "zoo_features", lambda task, **kw: feats)
     return feats
 
 

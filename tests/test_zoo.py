@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lightly")
 
-from ped.bench.tasks import Pool, PoolSpec  # noqa: E402
+from ped.bench.pool import Pool, PoolSpec  # noqa: E402
 from ped.bench.zoo import ZOO, ZooEntry, zoo_entry  # noqa: E402
 from ped.bench.zoo.encoder import (  # noqa: E402
     ARCH,
@@ -261,6 +261,7 @@ def test_finetune_ground_truth_units(
     tiny_pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ped.bench.zoo import finetune as F
+    from ped.bench.zoo import protocol as P
 
     zoo = tmp_path / "zoo"
     pretrain(_entry(), tiny_pool, zoo, max_steps=1, progress=False, precision="fp32")
@@ -329,6 +330,7 @@ def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
     resumable; the manifest ties the table to every file."""
     from ped.bench.tasks import load_task
     from ped.bench.zoo import finetune as F
+    from ped.bench.zoo import protocol as P
     from ped.bench.zoo.train import sha256_file
 
     task = load_task("digits10")
@@ -343,7 +345,7 @@ def test_rebuilt_protocol_cell_grows_the_grid_and_stores_features(
             return val, val + 1, np.zeros((len(features_of), 4), np.float32)
         return val, val + 1
 
-    monkeypatch.setattr(F, "finetune_run", fake_run)
+    monkeypatch.setattr(P, "finetune_run", fake_run)
     out = tmp_path / "gt"
     rows = F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=protocol)
     select = [r for r in rows if r["role"] == "select"]
@@ -385,6 +387,7 @@ def test_rebuilt_protocol_weight_decay_ends_at_zero_and_superseded_evals_go(
     more extensions moves the selection, and the evaluations of the old one are deleted."""
     from ped.bench.tasks import load_task
     from ped.bench.zoo import finetune as F
+    from ped.bench.zoo import protocol as P
 
     task = load_task("digits10")
     calls: list[tuple[float, float, int]] = []
@@ -396,7 +399,7 @@ def test_rebuilt_protocol_weight_decay_ends_at_zero_and_superseded_evals_go(
             return val, val + 1, np.full((len(features_of), 4), 1 + wd, np.float32)
         return val, val + 1
 
-    monkeypatch.setattr(F, "finetune_run", fake_run)
+    monkeypatch.setattr(P, "finetune_run", fake_run)
     out = tmp_path / "gt"
     short = F.Protocol(steps=2, lr_grid=(0.01, 0.03, 0.1), wd_grid=(1e-4, 1e-3, 1e-2),
                        selection_seeds=(9,), eval_seeds=(0, 1), max_extensions=1,
@@ -436,6 +439,7 @@ def test_verify_ground_truth_refuses_what_is_malformed(
 
     from ped.bench.tasks import load_task
     from ped.bench.zoo import finetune as F
+    from ped.bench.zoo import protocol as P
 
     task = load_task("digits10")
     protocol = F.Protocol(steps=2, lr_grid=(0.01, 0.03, 0.1), wd_grid=(1e-5, 1e-4, 1e-3),
@@ -447,7 +451,7 @@ def test_verify_ground_truth_refuses_what_is_malformed(
             return val, val, np.zeros((len(features_of), 4), np.float32)
         return val, val
 
-    monkeypatch.setattr(F, "finetune_run", fake_run)
+    monkeypatch.setattr(P, "finetune_run", fake_run)
     out = tmp_path / "gt"
     F.run_cell(None, task, out, model="m", encoder_sha256="abc", protocol=protocol)
     F.write_protocol_table(out)

@@ -13,6 +13,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ped._io import sha256_file
+from ped.bench.replication import load_simulations
+from ped.bench.verdict import verify_scores
+from ped.bench.zoo.finetune import verify_ground_truth
+from ped.bench.zoo.train import read_manifest
+from ped.paper import data_dir as default_data_dir
+from ped.tools.sweep import verify_sweep
+
 __all__ = ["ArtefactCheck", "verify_artefacts"]
 
 
@@ -27,9 +35,6 @@ class ArtefactCheck:
 
 
 def _zoo(folder: Path) -> str:
-    from ped._io import sha256_file
-    from ped.bench.zoo.train import read_manifest
-
     encoders = read_manifest(folder)["encoders"]
     if not encoders:
         raise ValueError(f"{folder / 'manifest.json'} lists no encoder")
@@ -47,8 +52,6 @@ def _zoo(folder: Path) -> str:
 
 
 def _ground_truth(folder: Path) -> str:
-    from ped.bench.zoo.finetune import verify_ground_truth
-
     # runs still being written (a resumable job in progress) are not in the manifest yet: they
     # are never read, so they are counted here rather than refused
     table = verify_ground_truth(folder, allow_unlisted=True)
@@ -59,8 +62,6 @@ def _ground_truth(folder: Path) -> str:
 
 
 def _scores(folder: Path) -> str:
-    from ped.bench.verdict import verify_scores
-
     files = sorted(folder.glob("*.npz"))
     for path in files:
         verify_scores(path)
@@ -68,15 +69,11 @@ def _scores(folder: Path) -> str:
 
 
 def _simulations(folder: Path) -> str:
-    from ped.bench.replication import load_simulations
-
     _, tables = load_simulations(folder)
     return f"{len(tables)} simulation unit(s)"
 
 
 def _sweep(folder: Path) -> str:
-    from ped.tools.sweep import verify_sweep
-
     verify_sweep(folder)
     return "results.csv"
 
@@ -87,8 +84,6 @@ def verify_artefacts(data_dir: str | os.PathLike[str] | None = None) -> list[Art
     selection reruns and the regime chapter's runs (table, runs and features against their
     manifest), every folder of stored verdict and regime scores, the replication simulations and
     the sweeps' results.  Returns one :class:`ArtefactCheck` each."""
-    from ped.paper import data_dir as default_data_dir
-
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     checks: list[tuple[str, Path, object]] = []
     for name in ("zoo", "zoo_v2"):

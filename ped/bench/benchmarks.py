@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-
 from ped.bench.ground_truth import complete_cells, load_ground_truth
+from ped.bench.tasks import REBUILT_TASK_NAMES, TASKS
+from ped.bench.zoo.finetune import verify_ground_truth
+from ped.bench.zoo.train import read_manifest
+from ped.paper import data_dir
 
 __all__ = [
     "Benchmark",
@@ -41,8 +44,6 @@ class Benchmark:
     rebuilt: bool
 
     def _path(self, relative: str) -> Path:
-        from ped.paper import data_dir
-
         return data_dir() / relative
 
     def zoo_dir(self) -> Path:
@@ -68,9 +69,6 @@ class Benchmark:
         first checked against its sha256 manifest
         (:func:`ped.bench.zoo.protocol.verify_ground_truth`): an edited, truncated or stale
         file is a ``ValueError`` naming it."""
-        from ped.bench.zoo.finetune import verify_ground_truth
-        from ped.bench.zoo.train import read_manifest
-
         if self.rebuilt and not ground_truth:
             verify_ground_truth(self.ground_truth_csv().parent)
         gt = load_ground_truth(ground_truth if ground_truth else self.ground_truth_csv())
@@ -87,8 +85,6 @@ class Benchmark:
 
 
 def _benchmarks() -> dict[str, Benchmark]:
-    from ped.bench.tasks import REBUILT_TASK_NAMES, TASKS
-
     return {
         "v1": Benchmark("v1", "the first benchmark", "zoo", "ground_truth/ground_truth.csv",
                         "verdict/v1", tuple(TASKS), rebuilt=False),

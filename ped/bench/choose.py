@@ -22,6 +22,7 @@ the fine-tuning ground truth and measures the tool:
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+from ped._io import write_json_atomic
+from ped.bench.benchmarks import get_benchmark
+from ped.bench.ground_truth import model_accuracy
+from ped.bench.replication import primary_cells
+from ped.bench.scoring import zoo_features
+from ped.bench.verdict_analysis import PRIMARY_METRICS, accuracy_table
+from ped.bench.verdict_store import load_scores
+from ped.evaluation import leave_one_task_out, weighted_tau
+from ped.paper import data_dir
+from ped.rank import CONSENSUS, DEFAULT_METRICS, rank_models
+from ped.replication import cell_changes
 
 __all__ = ["ChoiceEvaluation", "evaluate_choice", "tied_with_best", "defaults_evidence", "EVIDENCE_FILE",
            "write_defaults_evidence", "read_defaults_evidence"]
@@ -62,8 +76,6 @@ def tied_with_best(runs: Mapping[str, Sequence[float]], alpha: float = 0.05) -> 
     (``scipy.stats.ttest_ind`` with ``equal_var=False``).  Returns the best first, then the
     tied models by decreasing mean.  Every model needs at least two runs.
     """
-    from scipy import stats
-
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     values = {m: np.asarray(v, dtype=np.float64) for m, v in runs.items()}
@@ -108,10 +120,6 @@ def evaluate_choice(
     to (the one it was cut from).  With ``runs`` (one row per evaluation run: ``model``,
     ``task``, ``test``), each task's row also has ``tied``, ``covered_tied`` and ``top_tied``
     (:func:`tied_with_best` at level ``alpha``)."""
-    from ped.bench.scoring import zoo_features
-    from ped.evaluation import leave_one_task_out, weighted_tau
-    from ped.rank import CONSENSUS, DEFAULT_METRICS, rank_models
-
     metrics = tuple(metrics or DEFAULT_METRICS)
     missing = [t for t in tasks if t not in accuracy.columns]
     if missing:
@@ -173,15 +181,6 @@ def defaults_evidence(
     ``n_boot`` resamples when not given; LogME, SFDA and GBC from the verdict's stored scores) and
     PED's change of the paper's three metrics' mean :math:`\tau_w` (the verdict's point
     estimate).  Point estimates only: the resamples do not change them."""
-    from ped.bench.benchmarks import get_benchmark
-    from ped.bench.ground_truth import model_accuracy
-    from ped.bench.replication import primary_cells
-    from ped.bench.verdict_analysis import PRIMARY_METRICS, accuracy_table
-    from ped.bench.verdict_store import load_scores
-    from ped.evaluation import weighted_tau
-    from ped.rank import CONSENSUS, DEFAULT_METRICS
-    from ped.replication import cell_changes
-
     bm = get_benchmark("v2")
     gt, models = bm.load()
     tasks = list(tasks or bm.tasks)
@@ -201,9 +200,6 @@ def defaults_evidence(
 
 def write_defaults_evidence(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Compute :func:`defaults_evidence` and store it (default :data:`EVIDENCE_FILE`)."""
-    from ped._io import write_json_atomic
-    from ped.paper import data_dir
-
     evidence = defaults_evidence()
     write_json_atomic(Path(path) if path else data_dir() / EVIDENCE_FILE, evidence)
     return evidence
@@ -211,11 +207,7 @@ def write_defaults_evidence(path: str | os.PathLike[str] | None = None) -> dict[
 
 def read_defaults_evidence() -> dict[str, Any] | None:
     """The stored evidence, or ``None`` where the data folder is absent (an installed wheel)."""
-    import json
-
     try:
-        from ped.paper import data_dir
-
         path = data_dir() / EVIDENCE_FILE
     except FileNotFoundError:
         return None

@@ -3,8 +3,11 @@ ground truth's cost, the methods' timings and the features' effective rank."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import statistics
+import timeit
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import svdvals
+from scipy.special import entr
 
+from ped._validation import check_features
+from ped.bench.tasks import load_task
+from ped.bench.zoo.train import default_zoo_dir, read_manifest
+from ped.dynamics import potential_energy_descent
+from ped.metrics import DISPLAY_NAMES, METRICS
 
 __all__ = [
     "zoo_records",
@@ -31,10 +41,6 @@ def zoo_records(zoo_dir: str | os.PathLike[str] | None = None) -> dict[str, dict
     ``data/zoo``), in the manifest's order; a record is ``<name>.json`` as
     :func:`ped.bench.zoo.train.pretrain` writes it (method, hyperparameters, epochs, steps, loss curve,
     wall time...)."""
-    import json
-
-    from ped.bench.zoo.train import default_zoo_dir, read_manifest
-
     zoo = Path(zoo_dir) if zoo_dir else default_zoo_dir()
     names = list(read_manifest(zoo)["encoders"])
     if not names:
@@ -57,8 +63,6 @@ def zoo_table(records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 def task_table(names: Sequence[str], *, cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """One row per task: classes, images per split, whether its domain is in the pretraining
     pool, and what its images are."""
-    from ped.bench.tasks import load_task
-
     rows = []
     for name in names:
         t = load_task(name, cache=cache)
@@ -96,12 +100,6 @@ def method_timings(
     :data:`ped.metrics.METRICS` on ``(x, y)`` (options from ``metric_options``), and of one
     PED run (``ped_options``, standardised by ``reference``), indexed by display name and
     ``"PED"``."""
-    import statistics
-    import timeit
-
-    from ped.dynamics import potential_energy_descent
-    from ped.metrics import DISPLAY_NAMES, METRICS
-
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     options = metric_options or {}
@@ -130,11 +128,6 @@ def effective_rank(features: ArrayLike) -> float:
     to a global rescaling, a translation and a rotation of the features.  Features with no
     variance at all are a ``ValueError``.
     """
-    from scipy.linalg import svdvals
-    from scipy.special import entr
-
-    from ped._validation import check_features
-
     x = np.asarray(check_features(features), dtype=np.float64)
     if x.shape[0] < 2:
         raise ValueError(f"effective_rank needs at least 2 samples, got {x.shape[0]}")

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ped.bench.zoo.finetune import COLUMNS, PROTOCOL, selected
 from ped.evaluation import weighted_tau
+from ped.paper import data_dir
 
 __all__ = [
     "ground_truth_path",
@@ -45,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 def ground_truth_path() -> Path:
     """``data/ground_truth/ground_truth.csv`` (under :func:`ped.paper.data_dir`)."""
-    from ped.paper import data_dir
-
     return data_dir() / "ground_truth" / "ground_truth.csv"
 
 
@@ -125,8 +125,6 @@ def load_ground_truth(path: str | os.PathLike[str] | None = None) -> pd.DataFram
     ``test`` missing (a truncated line, or a run file without ``"test"``), not a number, NaN,
     infinite or outside [0, 100] %, and two runs of the same setting.
     """
-    from ped.bench.zoo.finetune import COLUMNS
-
     csv = Path(path) if path is not None else ground_truth_path()
     if not csv.is_file():
         raise FileNotFoundError(f"no ground truth at {csv}: run `make ground-truth`")
@@ -169,8 +167,6 @@ def selected_runs(gt: pd.DataFrame, protocol: str = "finetune") -> pd.DataFrame:
     :data:`ped.bench.zoo.protocol.COLUMNS_V2`), the selection is already made: its ``eval`` runs, on
     seeds disjoint from the selection's, are returned (``select`` runs are left out).
     """
-    from ped.bench.zoo.finetune import COLUMNS, selected
-
     if protocol not in set(gt["protocol"]):
         raise ValueError(f"no {protocol!r} run in the ground truth; it has "
                          f"{sorted(set(gt['protocol']))}")  # fmt: skip
@@ -268,8 +264,6 @@ def complete_cells(gt: pd.DataFrame, *, min_seeds: int | None = None) -> pd.Data
         raise ValueError("the ground truth has no 'role' column (the rebuilt protocol's table "
                          "is needed)")  # fmt: skip
     if min_seeds is None:
-        from ped.bench.zoo.finetune import PROTOCOL
-
         min_seeds = len(PROTOCOL.eval_seeds)
     if min_seeds < 2:
         raise ValueError(f"min_seeds must be >= 2, got {min_seeds}")

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,9 +35,7 @@ from ped.bench.sources import (
     load_mnist,
     to_rgb,
 )
-
-if TYPE_CHECKING:
-    from ped.bench.tasks import TaskSpec
+from ped.bench.tasks import REBUILT_TASKS, TASKS, TaskSpec, load_task, task_spec
 
 __all__ = ["PoolSpec", "Pool", "DEFAULT_POOL", "load_pool"]
 
@@ -96,8 +94,6 @@ def load_pool(
     each pool image equal (as RGB bytes) to an image of any of their splits is dropped, and so are
     duplicates inside the pool.
     """
-    from ped.bench.tasks import REBUILT_TASKS, TASKS, load_task, task_spec  # tasks imports pool
-
     if spec.n_heldout < 1:
         raise ValueError(f"n_heldout must be >= 1, got {spec.n_heldout}")
     clipart = load_clipart(cache=cache) if spec.clipart_categories else None

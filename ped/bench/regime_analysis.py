@@ -18,8 +18,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped.bench import complete_cells, get_benchmark
 from ped.bench.regime_axes import AXIS_POINTS, AxisPoint, load_point
+from ped.bench.verdict import PRIMARY_METRICS, accuracy_table, restrict_models
+from ped.bench.zoo.finetune import verify_ground_truth
 from ped.inference import Cell
+from ped.paper import data_dir, dataset_table, finetune_accuracy, published_gains, published_tau_w
 from ped.replication import ReplicationEstimate, replicate, weighted_tau_rows
 
 __all__ = [
@@ -48,8 +52,6 @@ def point_cells(
 ) -> tuple[list[Cell], list[str]]:
     """The task x metric cells of stored scores (``models`` only, when given) against ``gt``'s
     evaluation runs (``seeds`` only, when given), and the metric of each."""
-    from ped.bench.verdict import PRIMARY_METRICS, accuracy_table, restrict_models
-
     if models is not None:
         scores = restrict_models(scores, models)
     if seeds is not None:
@@ -123,8 +125,6 @@ def weak_base(
     (``change_on_a``) shows what selecting and measuring on the same seeds would add, and the
     base on *B* (``base_on_b``) how far the weak bin's base regresses to the mean.
     """
-    from ped.bench.verdict import PRIMARY_METRICS, accuracy_table
-
     rng = np.random.default_rng(random_state)
     per_bin: dict[int, list[dict[str, Any]]] = {b: [] for b in range(n_bins)}
     plans = []
@@ -182,8 +182,6 @@ def weak_base(
 def published_base_gain(metrics: Sequence[str] = ("LogME", "SFDA", "GBC")) -> pd.DataFrame:
     """The paper's cells (metric x dataset): base :math:`\\tau_w` and PED's gain, from its
     Table 1 (:func:`ped.paper.published_tau_w`)."""
-    from ped.paper import published_tau_w
-
     table = published_tau_w()
     rows = []
     for m in metrics:
@@ -198,8 +196,6 @@ def paper_regime() -> pd.DataFrame:
     labelled ``images`` per class (every split, as its code scores them), feature ``dimension``
     (ResNet-50), the zoo's quality ``spread`` (SD over the 12 models of the fine-tuning accuracy,
     points) and the ``base`` :math:`\tau_w` (mean of LogME, SFDA and GBC), one row per dataset."""
-    from ped.paper import dataset_table, finetune_accuracy, published_tau_w
-
     tau = published_tau_w()
     data = dataset_table().loc[list(tau.columns)]
     acc = finetune_accuracy().loc[list(tau.columns)]
@@ -273,11 +269,6 @@ def regime_results(
 ) -> RegimeResults:
     """Every axis of the regime chapter from the stored scores (``data/regime/scores``) and the
     verified ground truths (``data/ground_truth_v2``, ``data/regime``)."""
-    from ped.bench import complete_cells, get_benchmark
-    from ped.bench.verdict import accuracy_table, restrict_models
-    from ped.bench.zoo.finetune import verify_ground_truth
-    from ped.paper import data_dir, published_gains
-
     folder = Path(scores_dir) if scores_dir is not None else data_dir() / "regime" / "scores"
     bench = get_benchmark("v2")
     gt_v2, models = bench.load()

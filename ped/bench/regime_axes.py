@@ -48,7 +48,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ped.bench.scoring import PEDRuns, ped_arm, ped_movement, score_replicates
+from ped.bench.tasks import (
+    CLASS_SUBSET_DRAWS,
+    CLASS_SUBSET_PARENT,
+    CLASS_SUBSET_SIZES,
+    REBUILT_TASK_NAMES,
+)
+from ped.bench.verdict import (
+    PRIMARY_METRICS,
+    PRIMARY_OPTIONS,
+    _features_digest,
+    _is_current,
+    _store,
+    load_scores,
+)
+from ped.bench.zoo.regime import short_models, short_name
+from ped.bench.zoo.train import heldout_features, load_stats, read_manifest, task_features
 from ped.inference import image_replicates
+from ped.paper import data_dir
 from ped.scoring import bind_metrics
 
 __all__ = [
@@ -132,13 +150,6 @@ class AxisPoint:
 
 
 def _points() -> dict[str, tuple[AxisPoint, ...]]:
-    from ped.bench.tasks import (
-        CLASS_SUBSET_DRAWS,
-        CLASS_SUBSET_PARENT,
-        CLASS_SUBSET_SIZES,
-        REBUILT_TASK_NAMES,
-    )
-
     tasks = tuple(REBUILT_TASK_NAMES)
     classes = [AxisPoint("classes", str(k), k, tuple(f"{CLASS_SUBSET_PARENT}_{k}{d}"
                                                      for d in CLASS_SUBSET_DRAWS))
@@ -179,10 +190,6 @@ def _zoo_inputs(
 ) -> tuple[dict[str, tuple[NDArray[Any], NDArray[Any]]], dict[str, tuple[NDArray[Any], NDArray[Any]]],
            dict[str, tuple[str, Path]]]:  # fmt: skip
     """Features, statistics and (name -> (encoder, zoo folder)) of a point's zoo on ``task``."""
-    from ped.bench.zoo.regime import short_models, short_name
-    from ped.bench.zoo.train import load_stats, read_manifest, task_features
-    from ped.paper import data_dir
-
     zoos = [(data_dir() / "zoo_v2", "")]
     if zoo == "spread":
         zoos.append((data_dir() / "zoo", "_5ep"))
@@ -207,8 +214,6 @@ def point_features(
 ) -> tuple[dict[str, tuple[NDArray[Any], NDArray[Any]]], dict[str, tuple[NDArray[Any], NDArray[Any]]]]:
     """``(features, stats)`` of every model of ``point``'s zoo on ``task``: model -> (features,
     labels) of the point's images, and model -> the (mean, std) PED standardises with."""
-    from ped.bench.zoo.train import heldout_features
-
     feats, stats, origin = _zoo_inputs(task, point.zoo, point.splits, cache)
     if point.share < 1:
         y = next(iter(feats.values()))[1]
@@ -239,15 +244,6 @@ def score_point(
     """Score every task of ``point`` into ``<out>/<axis>/<name>/<task>.npz`` (skipped when its
     stored configuration matches), with the verdict's metrics, options and PED defaults, and
     record each file in the folder's sha256 manifest."""
-    from ped.bench.scoring import PEDRuns, ped_arm, ped_movement, score_replicates
-    from ped.bench.verdict import (
-        PRIMARY_METRICS,
-        PRIMARY_OPTIONS,
-        _features_digest,
-        _is_current,
-        _store,
-    )
-
     paths = []
     for task in point.tasks:
         feats, stats = point_features(point, task, cache=cache)
@@ -292,6 +288,4 @@ def score_axes(
 def load_point(point: AxisPoint, out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """The stored scores of ``point``, task -> :func:`ped.bench.verdict_store.load_task_scores`
     (each file verified against its folder's manifest)."""
-    from ped.bench.verdict import load_scores
-
     return load_scores(Path(out_dir) / point.folder(), list(point.tasks))

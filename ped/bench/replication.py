@@ -32,8 +32,11 @@ import scipy.stats
 from numpy.typing import NDArray
 
 from ped._io import read_json_record, sha256_file, write_csv_atomic, write_json_atomic
+from ped._progress import tqdm
 from ped.bench.verdict import PRIMARY_METRICS, endpoint_cells
+from ped.evaluation import weighted_tau
 from ped.inference import Cell, hierarchical_bootstrap
+from ped.paper import published_gains
 from ped.power import (
     BenchmarkShape,
     calibration,
@@ -156,8 +159,6 @@ def run_simulations(
     """Measure the benchmark's shape from ``cells``, then run (or keep, when current) every
     unit of :func:`simulation_plan`; the manifest is rewritten after each unit.  Returns
     unit -> table."""
-    from ped._progress import tqdm
-
     shape = measure_shape(cells, labels)
     plan = simulation_plan(shape, published, **plan_options)
     out = Path(out_dir)
@@ -270,8 +271,6 @@ def verdict_replication(
     """The verdict's replication estimates (:func:`ped.replication.replicate`) of ``arm``
     against the extracted features, per metric and for their mean, tested against the published
     gains (:func:`ped.paper.published_gains`)."""
-    from ped.paper import published_gains
-
     cells, labels = primary_cells(scores, gt, arm=arm, metrics=metrics)
     return replicate(cells, labels, published_gains(), n_resamples=n_resamples,
                      random_state=random_state)  # fmt: skip
@@ -359,8 +358,6 @@ def selection_endpoint(
     from the sampled shifts (``n_draws`` draws); their SD is the selection noise of the
     endpoint.  ``ranking``: per task, :math:`\tau_w` between the models' mean accuracies
     before and after the observed re-selection."""
-    from ped.evaluation import weighted_tau
-
     cells, _ = primary_cells(scores, gt, metrics=metrics)  # the ground truth's arrays, once
     models = {t: list(s["models"]) for t, s in scores.items()}
 

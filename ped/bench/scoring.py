@@ -29,9 +29,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
+from ped._progress import tqdm
+from ped.bench.zoo.train import load_stats, task_features
 from ped.dynamics import PEDOptions, PEDResult, potential_energy_descent, standardisation
 from ped.evaluation import BootstrapInterval, bootstrap_ci, weighted_tau
+from ped.fullscale.scoring import ScoreItem, score_items
+from ped.inference import shuffled_label_ped
+from ped.metrics import METRICS, ZOO_METRICS
+from ped.scoring import bind_metrics, score_arms
 
 __all__ = ["Move", "MetricFn", "PEDRuns", "ped_arm", "shuffled_arm", "shift_arm",
            "score_replicates", "ped_movement", "zoo_features", "score_zoo", "tau_table",
@@ -73,8 +80,6 @@ def ped_arm(runs: PEDRuns) -> Move:
 def shuffled_arm(runs: PEDRuns, random_state: int = 0) -> Move:
     """PED run on a permutation of the labels, seeded ``random_state + row``
     (:func:`ped.inference.shuffled_label_ped`); the metrics score the true labels."""
-    from ped.inference import shuffled_label_ped
-
     def move(x: NDArray[Any], y: NDArray[Any], model: str, row: int) -> NDArray[Any]:
         return shuffled_label_ped(x, y, random_state=random_state + row,
                                   reference=runs.stats[model], **runs.options)  # fmt: skip
@@ -107,11 +112,6 @@ def score_replicates(
     into the model's images; row 0 is usually all of them), through
     :func:`ped.scoring.score_arms`.  Every model must score the same labels; a failure
     propagates.  The matrices are small, so BLAS runs on one thread."""
-    from threadpoolctl import threadpool_limits
-
-    from ped._progress import tqdm
-    from ped.scoring import score_arms
-
     models = sorted(features)
     y0 = features[models[0]][1]
     out = {f"{a}__{m}": np.empty((len(replicates), len(models))) for a in arms for m in metrics}
@@ -185,8 +185,6 @@ def zoo_features(
     labelled image a practitioner holds before fine-tuning; ``"train"`` scores the training
     images only.  Features are cached by :func:`ped.bench.zoo.train.task_features`.
     """
-    from ped.bench.zoo.train import task_features
-
     if split not in ("train", "trainval"):
         raise ValueError(f"split must be 'train' or 'trainval', got {split!r}")
     feats = task_features(task, zoo_dir=zoo_dir, cache=cache, names=models)
@@ -228,10 +226,6 @@ def score_zoo(
     :func:`ped.potential_energy_descent` (``nsigma``, ``time_step``, ``max_steps``, ``variant``...).
     Returns a tidy table ``model, metric, ped, score, seconds, ped_seconds, ped_steps``.
     """
-    from ped.fullscale.scoring import ScoreItem, score_items
-    from ped.metrics import METRICS, ZOO_METRICS
-    from ped.scoring import bind_metrics
-
     if metrics is None:
         metrics = list(METRICS)
     per_model = [m for m in metrics if m not in ZOO_METRICS]
@@ -263,8 +257,6 @@ def _ped_run(model: str, x: NDArray[Any], y: NDArray[Any], ped: bool, reference:
     statistics for ``reference="source"``, the target's own otherwise), else as given."""
     if not ped:
         return x, 0.0, 0
-    from ped.bench.zoo.train import load_stats
-    from ped.dynamics import potential_energy_descent
 
     stats = load_stats(model, zoo_dir) if reference == "source" else None
     start = time.perf_counter()
@@ -275,8 +267,6 @@ def _ped_run(model: str, x: NDArray[Any], y: NDArray[Any], ped: bool, reference:
 def _zoo_level_rows(items: Sequence[Any], names: Sequence[str]) -> list[dict[str, Any]]:
     """Rows of :func:`score_zoo` for the zoo-level metrics ``names``: every model's terms,
     combined over the models."""
-    from ped.metrics import ZOO_METRICS
-
     rows = []
     for name in names:
         terms_fn, combine = ZOO_METRICS[name]

@@ -29,6 +29,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped import spread_attract
+from ped.bench import (
+    model_accuracy,
+    score_zoo,
+    seed_bootstrap_tau,
+    selected_runs,
+    tau_table,
+    zoo_features,
+)
+from ped.evaluation import leave_one_task_out, table1_layout
+from ped.inference import bootstrap_pvalue, holm
 from ped.metrics import PED_SUFFIX, row_label
 
 __all__ = [
@@ -81,10 +92,6 @@ def score_tasks(
     static rows first, then PED's, then SA's, per task; and per task the number of scored
     images, of classes and the feature dimension.
     """
-    from ped import spread_attract
-    from ped.bench import score_zoo, zoo_features
-    from ped.evaluation import leave_one_task_out
-
     metrics = list(metrics)
     unknown = sorted(set(sa_metrics) - set(metrics))
     if unknown:
@@ -149,9 +156,6 @@ def tau_cells(
     metrics appear in ``scores``, each followed by its ``+PED`` and ``+SA`` rows (the ``move``
     column of :func:`score_tasks`; without it, ``ped``); columns are ``tasks``
     (default: as they appear) and their ``mean``."""
-    from ped.bench import model_accuracy, seed_bootstrap_tau, selected_runs, tau_table
-    from ped.evaluation import table1_layout
-
     runs = selected_runs(gt, protocol)
     accuracy = None if n_resamples else model_accuracy(gt, protocol)
     tasks = list(tasks) if tasks is not None else list(dict.fromkeys(scores["task"]))
@@ -220,8 +224,6 @@ def paired_gains(
     (:func:`ped.inference.holm`), as the primary endpoint's cell-level calls are.  The draws
     resample the evaluation seeds only: the estimand is the change for these models and these
     scored images.  Without draws both counts are 0."""
-    from ped.inference import bootstrap_pvalue, holm
-
     if move not in MOVES[1:]:
         raise ValueError(f"move must be one of {list(MOVES[1:])}, got {move!r}")
     rows = {row_label(m): cells.tau.loc[row_label(m, move)] - cells.tau.loc[row_label(m)]

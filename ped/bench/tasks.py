@@ -4,9 +4,8 @@ Everything here runs without network access once the sources are installed.  Ima
 as ``uint8`` arrays of shape ``(N, 32, 32, C)`` (``C`` = 1 for grey-scale sources, 3 for colour)
 with ``int64`` labels.  They come from the image sources of :mod:`ped.bench.sources` (where their
 licences and decoding are described); the pretraining pool, kept disjoint from every task, is
-built by :mod:`ped.bench.pool`.  The public names of both are re-exported here
-(``ped.bench.tasks.load_clipart``, ``ped.bench.tasks.load_pool``...), as they were defined here
-before.
+built by :mod:`ped.bench.pool` (which imports this module).  The sources' public names are
+re-exported here (``ped.bench.tasks.load_clipart``...), as they were defined here before.
 
 Low-data tasks (tens of training images per class), each with deterministic, seeded, per-class
 train/val/test splits drawn without replacement:
@@ -63,10 +62,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-# Re-exported: the sources and the pool used to live here, and callers import them from here.
-from ped.bench import pool as _pool
+# Re-exported: the sources used to live here, and callers import them from here.
 from ped.bench import sources as _sources
-from ped.bench.pool import DEFAULT_POOL, Pool, PoolSpec, load_pool
 from ped.bench.sources import (
     CLIPART_DIR,
     CLIPART_MAX_PIXELS,
@@ -119,7 +116,6 @@ __all__ = [
     "load_task",
     # re-exported: the image sources and the pool (callers use ped.bench.tasks.<name>)
     *_sources.__all__,
-    *_pool.__all__,
 ]
 
 logger = logging.getLogger(__name__)

@@ -42,6 +42,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ped.bench import zoo_features
+from ped.bench.scoring import PEDRuns, ped_arm, score_replicates, shift_arm, shuffled_arm
+
 # Re-exported: the store and the analysis used to live here, and callers import them from here
 # (ped.bench.regime_axes also imports the store's private _features_digest, _is_current, _store).
 from ped.bench.verdict_analysis import (
@@ -74,8 +77,9 @@ from ped.bench.verdict_store import (
     restrict_models,
     verify_scores,
 )
-from ped.inference import image_replicates
-from ped.metrics import DEFINITIONS
+from ped.bench.zoo.train import load_stats
+from ped.inference import image_replicates, placebo_shift, radial_shift
+from ped.metrics import DEFINITIONS, METRICS
 from ped.scoring import bind_metrics
 
 __all__ = [
@@ -162,14 +166,6 @@ def score_task(
     if not force and _is_current(path, config):
         logger.info("%s: scores current, skipped", task)
         return path
-    from ped.bench.scoring import (
-        PEDRuns,
-        ped_arm,
-        score_replicates,
-        shift_arm,
-        shuffled_arm,
-    )
-    from ped.inference import placebo_shift
 
     y0 = features[models[0]][1]
     reps = [np.arange(len(y0)), *image_replicates(y0, n_replicates, random_state=random_state)]
@@ -222,9 +218,6 @@ def score_control(
     scores' ``base`` arm.  Stored: ``<control>__<metric>`` of shape ``(1 + n_replicates, M)``,
     ``models`` and the configuration.
     """
-    from ped.bench.scoring import PEDRuns, score_replicates, shift_arm
-    from ped.inference import radial_shift
-
     if control not in CONTROLS:
         raise ValueError(f"unknown control {control!r}; the controls are {', '.join(CONTROLS)}")
     models = _scored_models(metrics, features, stats)
@@ -262,9 +255,6 @@ def score_benchmark(
     """:func:`score_task` (or ``scorer``, e.g. :func:`score_seeds`) for every task of a zoo
     (features from :func:`ped.bench.scoring.zoo_features`, PED's statistics from
     :func:`ped.bench.zoo.train.load_stats`); resumable task by task."""
-    from ped.bench import zoo_features
-    from ped.bench.zoo.train import load_stats
-
     paths = []
     for task in tasks:
         feats = zoo_features(task, split=split, zoo_dir=zoo_dir, cache=cache)  # type: ignore[arg-type]
@@ -296,9 +286,6 @@ def score_seeds(
     :func:`~ped.bench.verdict_analysis.seed_spread`.  ``metric_options`` default to the release
     definition (:data:`ped.metrics.DEFINITIONS`).
     """
-    from ped.bench.scoring import PEDRuns, ped_arm, score_replicates
-    from ped.metrics import METRICS
-
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}")
     seeds = [int(v) for v in seeds]

@@ -21,8 +21,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped.bench import selected_runs
+from ped.bench.zoo.protocol import features_path
+from ped.evaluation import weighted_tau
 from ped.inference import BootstrapResult, Cell, hierarchical_bootstrap
-from ped.metrics import DEFINITIONS
+from ped.mechanism import mechanism_summary
+from ped.metrics import DEFINITIONS, METRICS
 
 __all__ = [
     "PRIMARY_METRICS",
@@ -64,8 +68,6 @@ def accuracy_table(gt: pd.DataFrame, task: str, models: Sequence[str]) -> NDArra
     benchmark's table gives the runs at the validation-selected setting
     (:func:`ped.bench.ground_truth.selected_runs`).
     """
-    from ped.bench import selected_runs
-
     if "role" in gt.columns:
         runs = gt[(gt["task"] == task) & (gt["role"] == "eval")]
     else:
@@ -149,8 +151,6 @@ def placebo_percentile(
     :math:`\\tau_w(\\text{placebo}_d) - \\tau_w(\\text{base})`, all images, models and seeds);
     ``percentile`` is the share of draws whose endpoint is below PED's (ties count half).
     """
-    from ped.evaluation import weighted_tau
-
     n = {s["placebo__" + metrics[0]].shape[0] for s in scores.values()}
     if len(n) != 1 or 0 in n:
         raise ValueError(f"every task needs the same positive number of placebo draws, got {n}")
@@ -196,8 +196,6 @@ def finetuned_features(
     (train + val), stored by the rebuilt ground truth
     (:func:`ped.bench.zoo.protocol.features_path`).  A missing file is a ``FileNotFoundError``
     naming it."""
-    from ped.bench.zoo.protocol import features_path
-
     out = {}
     for model in models:
         path = features_path(gt_dir, model, task)
@@ -241,9 +239,6 @@ def mechanism(
     can ask whether PED's scores track the fine-tuned features' better than the static ones do
     (:func:`tracking`).  Labels must agree image by image; inputs are not modified.
     """
-    from ped.mechanism import mechanism_summary
-    from ped.metrics import METRICS
-
     ped_opts = dict(ped_options or {})
     rows = []
     for model in sorted(features):
@@ -270,8 +265,6 @@ def tracking(table: pd.DataFrame, metrics: Sequence[str] = PRIMARY_METRICS) -> p
     metric's scores of :math:`Z_0` (``static``) and of :math:`\mathrm{PED}(Z_0)` (``PED``)
     against its scores of the fine-tuned features :math:`Z_T`.  PED's premise predicts
     ``PED`` > ``static``."""
-    from ped.evaluation import weighted_tau
-
     return pd.DataFrame({
         "static": {m: weighted_tau(table[m], table[f"{m}@T"]) for m in metrics},
         "PED": {m: weighted_tau(table[f"{m}+PED"], table[f"{m}@T"]) for m in metrics},
@@ -341,8 +334,6 @@ def seed_spread(scores: Mapping[str, Mapping[str, Any]], gt: pd.DataFrame) -> pd
     :func:`~ped.bench.verdict.score_seeds` files (task ->
     :func:`~ped.bench.verdict_store.load_task_scores`), against the models' mean
     accuracy: columns ``task, seed, tau, tau_ped, change``."""
-    from ped.evaluation import weighted_tau
-
     rows = []
     for task, s in scores.items():
         truth = accuracy_table(gt, task, s["models"]).mean(axis=1)

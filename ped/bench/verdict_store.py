@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ped._io import read_json_record, sha256_file, write_json_atomic, write_npz_atomic
+from ped.metrics import METRICS
 
 __all__ = [
     "SCORES_MANIFEST",
@@ -89,8 +90,6 @@ def _scored_models(
 ) -> list[str]:
     """The models to score, sorted, after checking that every metric exists and every model
     has PED's statistics (a ``ValueError`` names what is missing)."""
-    from ped.metrics import METRICS
-
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}")

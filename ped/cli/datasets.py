@@ -6,13 +6,13 @@ import argparse
 import time
 from typing import Any
 
+from ped.bench.pool import load_pool
 from ped.bench.tasks import (
     CLASS_SUBSET_TASKS,
     REBUILT_TASKS,
     TASKS,
     load_clipart,
     load_glyphs,
-    load_pool,
     load_task,
     prepare_torchvision_root,
 )

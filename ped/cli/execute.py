@@ -8,7 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ped._io import check_output_path
+from ped._progress import tqdm
 from ped.cli import CommandError, int_at_least
+from ped.tools.notebooks import execute_notebook, failed_path, notebook_parameters, notebook_sources
 
 
 def _parse_parameter(text: str) -> tuple[str, object]:
@@ -41,11 +44,6 @@ def _notebook_failure(exc: BaseException) -> str:
 
 
 def _cmd_execute(args: argparse.Namespace) -> int:
-    from ped._progress import tqdm
-
-    from ped._io import check_output_path
-    from ped.tools.notebooks import execute_notebook, failed_path, notebook_parameters, notebook_sources
-
     sources = [Path(p) for p in args.notebooks] or notebook_sources()
     missing = [str(p) for p in sources if not p.is_file()]
     if missing:

@@ -8,18 +8,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ped._io import check_output_path
 from ped.fullscale.extraction import (
     PAPER_DATASETS,
-    samples_to_extract,
-    reusable_outputs,
-    extraction_settings,
     build_backbone,
     build_dataset,
     check_names,
     extract_to_directory,
+    extraction_settings,
     load_backbone,
     output_paths,
     paper_transform,
+    reusable_outputs,
+    samples_to_extract,
 )
 
 logger = logging.getLogger("ped.fullscale.extraction")
@@ -55,8 +56,6 @@ def extract_one(
     --images``): everything that can be checked before the model is loaded is checked first;
     finished outputs with the same settings are reused.  Returns the
     :class:`ped.fullscale.extraction.ExtractionResult`."""
-    from ped._io import check_output_path
-
     model_name, dataset_name = check_names(model, name or dataset)
     check_output_path(output_paths(out, model_name, dataset_name)[0], what="features")
     if checkpoint is not None:

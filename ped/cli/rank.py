@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ped._io import check_output_path, write_csv_atomic
+from ped.bench.choose import read_defaults_evidence
+from ped.bench.tasks import cache_dir
 from ped.cli import int_at_least
+from ped.cli.extract import extract_one
+from ped.fullscale.folder import check_score_labels, find_feature_files, read_npy
+from ped.plot import ranking_figure
+from ped.rank import DEFAULT_METRICS, rank_models, write_figure, write_report
 
 _HELP = """\
 Rank candidate models for one labelled dataset from their features, with how sure the ranking
@@ -23,12 +34,6 @@ in the same order (feature sizes may differ).
 
 
 def _cmd_rank(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ped._io import check_output_path, write_csv_atomic
-    from ped.fullscale.folder import check_score_labels, find_feature_files, read_npy
-    from ped.rank import DEFAULT_METRICS, rank_models
-
     if not args.images and (args.checkpoint or args.random_init):
         raise ValueError("--checkpoint and --random-init go with --images")
     source = Path(args.features or args.images)
@@ -86,9 +91,6 @@ def _cmd_rank(args: argparse.Namespace) -> int:
         write_csv_atomic(ranking.table.assign(dataset=dataset), outputs["out"])
         print(f"wrote {outputs['out']}")
     if "figure" in outputs or "report" in outputs:
-        from ped.plot import ranking_figure
-        from ped.rank import write_figure, write_report
-
         fig = ranking_figure(ranking, title=dataset)
         if "figure" in outputs:
             write_figure(fig, outputs["figure"])
@@ -124,11 +126,6 @@ def _models(args: argparse.Namespace) -> list[tuple[str, str | None]]:
 def _extract_images(args: argparse.Namespace) -> Path:
     """Extract every model's features of the image folder ``--images`` into the cache (reused
     when the settings match) and return the features folder."""
-    import hashlib
-
-    from ped.bench.tasks import cache_dir
-    from ped.cli.extract import extract_one
-
     images = Path(args.images)
     if not images.is_dir():
         raise FileNotFoundError(f"image folder {images} not found")
@@ -155,13 +152,10 @@ def _level(text: str) -> float:
 
 def _evidence() -> str:
     """The figures behind the defaults, from the committed measurement (none in a bare install)."""
-    from ped.bench.choose import read_defaults_evidence
-
     ev = read_defaults_evidence()
     if ev is None:
         return ""
     tau = ev["mean_tau_w"]
-    import textwrap
 
     text = (f"The figures (mean weighted Kendall tau with fine-tuning over the rebuilt "
             f"benchmark's {ev['tasks']} tasks, {ev['models']} models): k-NN "

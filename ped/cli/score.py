@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 from typing import Any
 
-from ped._io import write_csv_atomic
+from ped._io import check_output_path, write_csv_atomic
 from ped.cli import int_at_least, positive_float
 from ped.dynamics import PEDOptions
+from ped.fullscale.distributed import parts_dir, score_features_distributed
 from ped.fullscale.scoring import SCORE_COLUMNS, evaluate_scores, score_features
 
 
@@ -17,10 +20,6 @@ def _min_models(text: str) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from ped._io import check_output_path
-
-    from pathlib import Path
-
     inputs = [*Path(args.features).glob("*"), *(Path(args.reference).glob("*")
                                                  if args.reference else [])]  # fmt: skip
     out = check_output_path(args.out, what="scores CSV", inputs=inputs)  # before any work
@@ -29,10 +28,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if args.ped else None
     )  # fmt: skip
     if args.workers is not None or args.scheduler is not None:
-        import shutil
-
-        from ped.fullscale.distributed import parts_dir, score_features_distributed
-
         table = score_features_distributed(
             args.features, args.metric, out=out, scheduler=args.scheduler,
             n_workers=args.workers or 2, threads_per_worker=args.threads_per_worker,
@@ -59,8 +54,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ped._io import check_output_path
-
     inputs = [args.scores] + ([args.truth] if args.truth else [])
     out = check_output_path(args.out, what="evaluation CSV", inputs=inputs)  # before any work
     table = evaluate_scores(args.scores, args.truth, min_models=args.min_models)

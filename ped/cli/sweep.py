@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,6 @@ def _combine_grids(file_grid: Grid | None, cli_grid: Mapping[str, list[Any]]) ->
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import sys
-
     cli_grid: dict[str, list[Any]] = {}
     for name, values in args.parameter or []:
         if name in cli_grid:

@@ -5,15 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ped.bench.verdict import CONTROLS, SECONDARY, score_benchmark, score_control, score_seeds
+from ped import paper
+from ped.bench import get_benchmark
+from ped.bench.regime_axes import AXIS_POINTS, score_axes
+from ped.bench.replication import primary_cells, run_simulations
+from ped.bench.verdict import (
+    CONTROLS,
+    SECONDARY,
+    load_scores,
+    score_benchmark,
+    score_control,
+    score_seeds,
+)
+from ped.metrics import METRICS
+from ped.paper import data_dir
 
 
 def _cmd_replication(bench: Any, args: Any) -> int:
     """The replication simulations (:mod:`ped.bench.replication`) from the stored scores."""
-    from ped import paper
-    from ped.bench.replication import primary_cells, run_simulations
-    from ped.bench.verdict import load_scores
-
     gt, models = bench.load()
     folder = Path(args.out) if args.out else bench.verdict_dir()
     cells, labels = primary_cells(load_scores(folder, list(bench.tasks), models), gt)
@@ -25,9 +34,6 @@ def _cmd_replication(bench: Any, args: Any) -> int:
 
 def _cmd_regime(args: Any) -> int:
     """The regime chapter's scores (:mod:`ped.bench.regime_axes`) into data/regime/scores."""
-    from ped.bench.regime_axes import AXIS_POINTS, score_axes
-    from ped.paper import data_dir
-
     if args.benchmark != "v2" or args.set or args.seed_spread or args.control or args.task \
             or args.replication:  # fmt: skip
         raise ValueError("--regime scores its own points on the rebuilt benchmark: drop "
@@ -43,8 +49,6 @@ def _cmd_regime(args: Any) -> int:
 
 
 def _cmd_verdict(args: Any) -> int:
-    from ped.bench import get_benchmark
-
     if args.regime:
         return _cmd_regime(args)
     bench = get_benchmark(args.benchmark)
@@ -64,7 +68,6 @@ def _cmd_verdict(args: Any) -> int:
     elif args.seed_spread:
         if args.seeds < 2:
             raise ValueError(f"--seeds must be >= 2, got {args.seeds}")
-        from ped.metrics import METRICS
 
         if args.seed_spread not in METRICS:
             raise ValueError(f"unknown metric {args.seed_spread!r}; the metrics are "

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ped.bench.artefacts import verify_artefacts
 from ped.cli import CommandError
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from ped.bench.artefacts import verify_artefacts
-
     checks = verify_artefacts(args.data)
     if not checks:
         raise CommandError(f"no artefact with a manifest under {args.data or 'the data folder'}")

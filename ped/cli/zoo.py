@@ -7,25 +7,34 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ped._io import write_csv_atomic
+from ped.bench.pool import load_pool
+from ped.bench.tasks import REBUILT_TASK_NAMES, TASKS
+from ped.bench.zoo.finetune import (
+    PROTOCOL,
+    ground_truth_table,
+    run_ground_truth,
+    run_protocol,
+    selected,
+    verify_ground_truth,
+)
+from ped.bench.zoo.regime import regime_cells, run_regime
+from ped.bench.zoo.selection import choose_cells, run_selection_noise, selection_changes
+from ped.bench.zoo.spec import ZOO, zoo_entry
+from ped.bench.zoo.train import default_zoo_dir, pretrain_many, read_manifest, task_features
 
 __all__ = ["register_cli"]
 
 
 def _zoo_dir(args: argparse.Namespace) -> Path:
-    from ped.bench.zoo.train import default_zoo_dir
-
     return Path(args.out) if args.out else default_zoo_dir()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ped.bench.tasks import load_pool
-    from ped.bench.zoo.spec import ZOO, zoo_entry
-    from ped.bench.zoo.train import pretrain_many
-
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     entries = [zoo_entry(n) for n in args.only] if args.only else list(ZOO)
@@ -45,8 +54,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from ped.bench.zoo.train import task_features
-
     feats = task_features(args.task, zoo_dir=_zoo_dir(args), cache=args.cache,
                           names=args.only, device=args.device)  # fmt: skip
     for name, arrays in feats.items():
@@ -59,8 +66,6 @@ def _ground_truth_plan(
     args: argparse.Namespace, default_tasks: list[str], default_out: str
 ) -> tuple[Path, list[str], list[str], Path]:
     """The zoo folder, models (``--only`` or every trained encoder), tasks and output folder."""
-    from ped.bench.zoo.train import read_manifest
-
     zoo = _zoo_dir(args)
     models = args.only or list(read_manifest(zoo)["encoders"])
     if not models:
@@ -70,9 +75,6 @@ def _ground_truth_plan(
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from ped.bench.tasks import TASKS
-    from ped.bench.zoo.finetune import ground_truth_table, run_ground_truth, selected
-
     zoo, models, tasks, out = _ground_truth_plan(args, list(TASKS), "ground_truth")
     start = time.perf_counter()
     run_ground_truth(models, tasks, out, zoo_dir=zoo, cache=args.cache,
@@ -89,9 +91,6 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_groundtruth(args: argparse.Namespace) -> int:
-    from ped.bench.tasks import REBUILT_TASK_NAMES
-    from ped.bench.zoo.finetune import PROTOCOL, run_protocol
-
     zoo, models, tasks, out = _ground_truth_plan(args, list(REBUILT_TASK_NAMES), "ground_truth_v2")
     start = time.perf_counter()
     table = run_protocol(models, tasks, out, zoo_dir=zoo, cache=args.cache, protocol=PROTOCOL,
@@ -104,16 +103,11 @@ def _cmd_groundtruth(args: argparse.Namespace) -> int:
 
 
 def _cmd_selection(args: argparse.Namespace) -> int:
-    from ped.bench.tasks import REBUILT_TASK_NAMES
-    from ped.bench.zoo.finetune import verify_ground_truth
-    from ped.bench.zoo.selection import choose_cells, run_selection_noise, selection_changes
-
     if args.cells < 1:
         raise ValueError(f"--cells must be >= 1, got {args.cells}")
     zoo, models, tasks, gt_dir = _ground_truth_plan(args, list(REBUILT_TASK_NAMES),
                                                     "ground_truth_v2")  # fmt: skip
     out = Path(args.noise_out) if args.noise_out else zoo.parent / "selection_noise"
-    from ped.bench.zoo.train import read_manifest
 
     unknown = sorted(set(models) - set(read_manifest(zoo)["encoders"]))
     if unknown:
@@ -135,10 +129,6 @@ def _cmd_selection(args: argparse.Namespace) -> int:
 
 
 def _cmd_regime(args: argparse.Namespace) -> int:
-    from ped.bench.zoo.finetune import verify_ground_truth
-    from ped.bench.zoo.regime import regime_cells, run_regime
-    from ped.bench.zoo.train import read_manifest
-
     zoo = _zoo_dir(args)
     first = Path(args.first_zoo) if args.first_zoo else zoo.parent / "zoo"
     gt_dir = Path(args.gt_out) if args.gt_out else zoo.parent / "ground_truth_v2"
@@ -147,9 +137,6 @@ def _cmd_regime(args: argparse.Namespace) -> int:
     cells = regime_cells(gt, list(read_manifest(zoo)["encoders"]),
                          list(read_manifest(first)["encoders"]), zoo_dir=zoo, first_zoo_dir=first,
                          parts=args.part or ("subsets", "short"))  # fmt: skip
-    from dataclasses import replace
-
-    from ped.bench.zoo.finetune import PROTOCOL
 
     protocol = PROTOCOL
     if args.seeds is not None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -183,8 +182,6 @@ def _summarise(keys: Sequence[str], limit: int = 5) -> str:
 
 
 def _load_checkpoint_file(path: Path, *, trust: bool) -> Any:
-    import pickle
-
     import torch
 
     if not path.is_file():

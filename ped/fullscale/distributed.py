@@ -25,8 +25,12 @@ from typing import Any
 
 import pandas as pd
 
+from ped._io import sha256_file, write_json_atomic
+from ped._progress import tqdm
 from ped.fullscale.folder import FeatureFile
-from ped.fullscale.scoring import score_plan, score_table
+from ped.fullscale.scoring import ScorePlan, score_items, score_plan, score_table
+from ped.scoring import bind_metrics
+from ped.tools.cluster import dask_client, require_distributed
 
 __all__ = ["score_features_distributed", "parts_dir"]
 
@@ -44,8 +48,6 @@ def _part_path(parts: Path, file: FeatureFile) -> Path:
 
 
 def _inputs(file: FeatureFile, reference: Path | None) -> dict[str, str]:
-    from ped._io import sha256_file
-
     paths = {"features": file.features, "labels": file.labels}
     if reference is not None and reference.is_file():
         paths["reference"] = reference
@@ -55,9 +57,6 @@ def _inputs(file: FeatureFile, reference: Path | None) -> dict[str, str]:
 def _score_task(file: FeatureFile, labels: Any, reference_dir: Path | None, metrics: Sequence[str],
                 definitions: str, ped: bool, ped_options: Mapping[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
     """One model x dataset, on a worker: read the files, score every metric (and PED)."""
-    from ped.fullscale.scoring import ScorePlan, score_items
-    from ped.scoring import bind_metrics
-
     fns = bind_metrics(list(metrics), definitions=definitions)
     plan = ScorePlan(fns, ped, dict(ped_options), [file], {file: labels}, reference_dir)
     return score_items([plan.item(file, {})], fns, ped=ped, ped_options=plan.ped_options)
@@ -84,10 +83,6 @@ def score_features_distributed(
     table itself is the caller's to write; the parts are removed once it is written).
     ``metrics`` are names (the workers bind them); ``scheduler`` an address
     (``tcp://host:8786``) or ``None`` for a ``LocalCluster`` of ``n_workers`` processes."""
-    from ped._io import write_json_atomic
-    from ped._progress import tqdm
-    from ped.tools.cluster import dask_client, require_distributed
-
     as_completed = require_distributed().as_completed
 
     if isinstance(metrics, Mapping) or not all(isinstance(m, str) for m in metrics):

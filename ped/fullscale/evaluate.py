@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ped.evaluation import _as_bool
+from ped.evaluation import _as_bool, rank_statistics
+from ped.paper import finetune_accuracy
 
 __all__ = ["EVALUATION_COLUMNS", "load_truth", "evaluate_scores"]
 
@@ -35,8 +36,6 @@ def load_truth(truth: str | os.PathLike[str] | pd.DataFrame | None = None) -> pd
     ``ValueError`` naming the file, the row and the model and dataset.
     """
     if truth is None:
-        from ped.paper import finetune_accuracy
-
         wide = finetune_accuracy()
         return _wide_to_tidy(wide)
     where = "truth table"
@@ -105,8 +104,6 @@ def evaluate_scores(
     :func:`load_truth`.  Models without a finite score or without a truth value are left out of
     their group (logged); groups with fewer than ``min_models`` models are skipped (logged).
     """
-    from ped.evaluation import rank_statistics
-
     if isinstance(min_models, bool) or not isinstance(min_models, (int, np.integer)):
         raise ValueError(f"min_models must be an integer >= 2, got {min_models!r}")
     if min_models < 2:

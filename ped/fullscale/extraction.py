@@ -85,6 +85,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # the backbone and the datasets live in their own modules; these names are used here and
 # re-exported, as callers import them from here
+from ped._io import atomic_path
+from ped._progress import tqdm
+from ped._validation import check_positive_int
 from ped.fullscale.backbones import (
     FEATURE_DIM,
     IGNORED_HEADS,
@@ -105,6 +108,7 @@ from ped.fullscale.datasets import (
     build_dataset,
     paper_transform,
 )
+from ped.fullscale.folder import parse_feature_name
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -168,8 +172,6 @@ def _iter_batches(
     import torch
     from torch.utils.data import DataLoader
 
-    from ped._progress import tqdm
-
     loader = DataLoader(
         dataset,
         batch_sampler=[list(b) for b in batches],
@@ -214,7 +216,6 @@ def extract_features(
     labels ``(N,)``.
     """
     _require_torch()
-    from ped._validation import check_positive_int
 
     batch_size = check_positive_int(batch_size, "batch_size")
     n = samples_to_extract(dataset, limit)
@@ -279,8 +280,6 @@ def check_names(model_name: str, dataset_name: str) -> tuple[str, str]:
     names may.  Neither may be empty, contain a path separator or start with a dot.  Raises
     ``ValueError`` saying so; returns the names otherwise.
     """
-    from ped.fullscale.folder import parse_feature_name
-
     for kind, name in (("model", model_name), ("dataset", dataset_name)):
         if not isinstance(name, str) or not name or "/" in name or os.sep in name or (
             name.startswith(".")
@@ -421,7 +420,6 @@ def extract_to_directory(
     (``check_names``: no ``_`` in ``dataset_name``).
     """
     _require_torch()
-    from ped._validation import check_positive_int
 
     batch_size = check_positive_int(batch_size, "batch_size")
     if shard_size is None:
@@ -510,8 +508,6 @@ def _assemble(
     The record of the settings is written first, then the features are renamed into place, then
     the labels: a label file present means this run's features are too.
     """
-    from ped._io import atomic_path
-
     with np.load(shards[0]) as first:
         dim = int(first["features"].shape[1])
     with atomic_path(label_path) as tmp_y, atomic_path(feature_path) as tmp_f:

@@ -43,7 +43,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ped._progress import tqdm
+from ped.dynamics import check_ped_options, potential_energy_descent
 from ped.evaluation import table1_layout
+
+# the evaluation of the scores lives in ped.fullscale.evaluate; its names are re-exported here
+from ped.fullscale.evaluate import EVALUATION_COLUMNS, evaluate_scores, load_truth
 from ped.fullscale.folder import (
     FeatureFile,
     _reference_for,
@@ -51,7 +56,7 @@ from ped.fullscale.folder import (
     find_feature_files,
     read_npy,
 )
-from ped.scoring import bind_metrics
+from ped.scoring import bind_metrics, score_arms
 
 __all__ = [
     "EVALUATION_COLUMNS",
@@ -115,9 +120,6 @@ def score_items(
     propagates.  ``bar`` (a tqdm bar) advances once per item and metric.  Items are
     consumed one at a time, so a generator that reads files keeps one in memory.
     """
-    from ped.dynamics import potential_energy_descent
-    from ped.scoring import score_arms
-
     if not (static or ped):
         raise ValueError("nothing to score: static and ped are both False")
     options = dict(ped_options or {})
@@ -205,8 +207,6 @@ def score_features(
     ``ArithmeticError``, ``LinAlgError`` or ``MemoryError`` on one file gives a NaN score with the
     message in ``error``; the run goes on.
     """
-    from ped._progress import tqdm
-
     plan = score_plan(features_dir, metrics, ped=ped, reference_dir=reference_dir,
                       ped_options=ped_options, datasets=datasets, models=models,
                       definitions=definitions)  # fmt: skip
@@ -259,8 +259,6 @@ def score_plan(
 ) -> ScorePlan:
     """Check everything :func:`score_features` needs (see its Notes) and return the
     :class:`ScorePlan`; nothing is scored."""
-    from ped.dynamics import check_ped_options
-
     fns = bind_metrics(metrics, definitions=definitions)
     options = check_ped_options(ped_options or {}) if ped else {}
     if not ped and ped_options:
@@ -280,6 +278,3 @@ def score_plan(
     labels = check_feature_files(files, ref_dir)
     return ScorePlan(fns, ped, dict(options), files, labels, ref_dir)
 
-
-# the evaluation of the scores lives in ped.fullscale.evaluate; its names are re-exported here
-from ped.fullscale.evaluate import EVALUATION_COLUMNS, evaluate_scores, load_truth

@@ -24,6 +24,7 @@ from scipy.special import log_softmax, softmax
 
 from ped._backend import check_torch_features, is_torch, to_numpy
 from ped._validation import check_features_labels, check_labels
+from ped.dynamics import class_statistics
 
 Array = NDArray[np.float64]
 #: A float64 feature matrix of either backend: a numpy array or a ``torch.Tensor`` (any device).
@@ -56,8 +57,6 @@ def class_sums(x: Features, y: NDArray[np.intp], n_classes: int) -> Array:
 def class_stats(x: Features, y: NDArray[np.intp], n_classes: int) -> tuple[Array, Array]:
     """Return ``(counts (C,), means (C, D))`` as numpy arrays (``x`` of either backend), from
     the package's one class-moment routine, :func:`ped.dynamics.class_statistics`."""
-    from ped.dynamics import class_statistics
-
     stats = class_statistics(x, y, n_classes)
     return stats.counts.astype(np.float64), stats.means
 

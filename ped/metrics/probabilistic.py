@@ -13,6 +13,11 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
 from numpy.typing import ArrayLike, NDArray
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 from ped._validation import (
     check_features,
@@ -199,7 +204,6 @@ def nleep(
             f"NLEEP fits {n_components} mixture components (component_ratio={component_ratio} x "
             f"{n_classes} classes) but there are only {x.shape[0]} samples; lower component_ratio"
         )
-    from sklearn.exceptions import ConvergenceWarning
 
     reduced = pca_scores(as_float64(x), variance=variance)
     logger.debug("NLEEP: %d PCA dims, %d components", reduced.shape[1], n_components)
@@ -210,8 +214,6 @@ def nleep(
                 reduced, n_components, random_state=random_state, max_iter=max_iter
             ).resp
         else:
-            from sklearn.mixture import GaussianMixture
-
             gmm = GaussianMixture(
                 n_components=n_components,
                 covariance_type=covariance_type,
@@ -280,10 +282,6 @@ def _fit_full_mixture(
     Warns ``ConvergenceWarning`` as scikit-learn does when EM stops before converging; raises
     ``ValueError`` when a covariance is not positive definite or N < K.
     """
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.utils import check_random_state
-
     x = np.ascontiguousarray(x, dtype=np.float64)
     n = x.shape[0]
     if n < 2 or not 1 <= n_components <= n:
@@ -340,8 +338,6 @@ def _m_step(
     inverted in place (LAPACK ``potrf`` and ``trtri`` on one thread: a few hundred small
     factorisations, where threads only contend).  The factors are written to ``out`` if given
     (a K x D x D float64 array)."""
-    from threadpoolctl import threadpool_limits
-
     n, d = x.shape
     n_components = resp.shape[1]
     nk = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps
@@ -381,8 +377,6 @@ def _e_step(
     """``(log p(x_i), responsibilities)``: ``GaussianMixture._estimate_log_prob_resp`` with the
     responsibilities exponentiated, computing only the log-weights whose responsibility can be
     nonzero in float64 (the others are -inf: their responsibility is 0.0 either way)."""
-    from threadpoolctl import threadpool_limits
-
     n, d = x.shape
     n_components = means.shape[0]
     offset = np.sum(np.log(prec_chol.reshape(n_components, -1)[:, :: d + 1]), axis=1)

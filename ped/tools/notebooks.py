@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ped._io import atomic_path
+
 __all__ = [
     "REPO_ROOT",
     "NOTEBOOK_DIR",
@@ -108,8 +110,6 @@ def execute_notebook(
     """
     import jupytext
     import papermill
-
-    from ped._io import atomic_path
 
     source = Path(source)
     output = Path(output)

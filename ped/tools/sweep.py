@@ -51,6 +51,11 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import distributed
     import pandas as pd
 
+import numpy as np
+import pandas as pd
+
+from ped._progress import tqdm
+from ped.tools.notebooks import notebook_parameters
 from ped.tools.sweep_points import (
     ID_COLUMN,
     MANIFEST_FILE,
@@ -155,8 +160,6 @@ class SweepResult:
 
 
 def _validate(notebook: Path, points: list[dict[str, Any]]) -> None:
-    from ped.tools.notebooks import notebook_parameters
-
     if not notebook.is_file():
         raise FileNotFoundError(f"no notebook {notebook}")
     known = notebook_parameters(notebook)
@@ -332,8 +335,6 @@ def run_sweep(
         parameters and traceback (and logged as they fail); call
         :meth:`SweepResult.raise_for_failures` to turn them into an exception.
     """
-    from ped._progress import tqdm
-
     notebook = Path(notebook).resolve()
     out_dir = Path(out_dir).resolve()
     points = expand_grid(grid)
@@ -431,8 +432,6 @@ def _cell(value: Any) -> Any:
 
 def _table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The tidy table of the ``"ok"`` records: id, parameters, glued outputs, seconds."""
-    import pandas as pd
-
     ok = [r for r in records if r.get("status") == "ok"]
     param_names: list[str] = []
     output_names: list[str] = []
@@ -508,8 +507,6 @@ def load_sweep(out_dir: str | os.PathLike[str], *, decode_json: bool = True) -> 
     Columns: ``id``, the parameters, the glued outputs, ``seconds``.  List- or dict-valued cells
     are stored as JSON text; with ``decode_json`` they come back as Python lists and dicts.
     """
-    import pandas as pd
-
     path = Path(out_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no sweep results at {path}; run `ped sweep ... --out {out_dir}`")
@@ -528,9 +525,6 @@ def sensitivity_summary(
     """Per PED variant of a sweep's results: the best ``value`` and the ``nsigma`` that gives
     it, the worst, and the mean at ``defaults`` (``{"nsigma": ..., "time_step": ...,
     "max_steps": ...}``; the points whose parameters are all close to them)."""
-    import numpy as np
-    import pandas as pd
-
     out = {}
     for variant, group in table.groupby("variant"):
         best = group.loc[group[value].idxmax()]

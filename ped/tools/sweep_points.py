@@ -8,6 +8,7 @@ folder and renamed into place, so no reader ever sees a half-written result.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime as _dt
 import hashlib
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ped._io import write_json_atomic
+from ped.tools.notebooks import execute_notebook, glued_values
 
 __all__ = [
     "POINTS_DIR", "RESULTS_FILE", "MANIFEST_FILE", "ID_COLUMN", "SECONDS_COLUMN", "SHA_COLUMN",
@@ -143,8 +145,6 @@ def _clean_output(value: Any) -> Any:
         match = _NUMPY_SCALAR.match(value.strip())
         if match:
             with contextlib.suppress(ValueError, SyntaxError):
-                import ast
-
                 return _jsonable(ast.literal_eval(match.group(1)))
     return _jsonable(value)
 
@@ -241,8 +241,6 @@ def run_point(
     ``seconds``, ``started``, ``finished``, ``worker`` and ``error`` (``None``, or ``type``,
     ``message`` and ``traceback``).
     """
-    from ped.tools.notebooks import execute_notebook, glued_values
-
     notebook = Path(notebook)
     points_dir = Path(points_dir)
     pid = point_id(parameters)

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ped._io import write_npz_atomic
+from ped._progress import tqdm
 from ped.bench.sources._common import _APT_HINT, IMAGE_SIZE, ImageSet, cache_dir, image_hashes
 
 __all__ = ["CLIPART_DIR", "CLIPART_POOL_CATEGORIES", "CLIPART_MAX_PIXELS", "load_clipart"]
@@ -107,8 +108,6 @@ def load_clipart(
     arrays are cached in ``<cache>/clipart32_v2_<key>.npz`` where ``key`` hashes the file list
     (decoding everything takes about 30-60 s; a cache hit well under a second).
     """
-    from ped._progress import tqdm
-
     base = Path(root) if root is not None else CLIPART_DIR
     files = _clipart_files(base, categories)
     classes = tuple(sorted({c for c, _ in files}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from sklearn.datasets import load_digits
 
 from ped.bench.sources._common import IMAGE_SIZE, ImageSet
 from ped.bench.sources.mnist import MNIST_CLASSES
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 def load_digits32() -> ImageSet:
     """scikit-learn's 1,797 8x8 digits, scaled 0..16 -> 0..255, resized bilinearly to 32x32."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
     bunch = load_digits()
     small = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)

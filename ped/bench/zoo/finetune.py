@@ -39,6 +39,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ped._progress import tqdm
+from ped.bench.tasks import load_task
+
 # Re-exported: the runs and the rebuilt protocol used to live here, and callers import them from
 # here (and replace finetune_run here: the rebuilt protocol looks it up here when it runs).
 from ped.bench.zoo.protocol import (
@@ -65,6 +68,7 @@ from ped.bench.zoo.runs import (
     finetune_run,
     linear_probe_run,
 )
+from ped.bench.zoo.train import default_zoo_dir, load_encoder, read_manifest, task_features
 
 __all__ = [
     "EPOCHS", "MIN_STEPS", "LR_GRID", "WD_GRID", "C_GRID", "SEEDS", "COLUMNS",
@@ -109,11 +113,6 @@ def run_ground_truth(
     precision: str = "auto",
 ) -> pd.DataFrame:
     """Run (or resume) every unit; return the tidy table of all runs (see the module docstring)."""
-    from ped._progress import tqdm
-
-    from ped.bench.tasks import load_task
-    from ped.bench.zoo.train import default_zoo_dir, load_encoder, read_manifest, task_features
-
     out = Path(out_dir)
     bad = set(protocols) - {"finetune", "linear"}
     if bad:

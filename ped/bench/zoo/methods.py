@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -49,8 +50,6 @@ BYOL_VIEW = ViewSpec(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
 
 def _view(base: ViewSpec, hp: Mapping[str, Any], **changes: Any) -> ViewSpec:
     """``base`` with the entry's ``min_scale`` and ``cj_strength`` options and ``changes``."""
-    from dataclasses import replace
-
     view = replace(base, **changes)
     if "min_scale" in hp:
         view = replace(view, scale=(float(hp["min_scale"]), view.scale[1]))

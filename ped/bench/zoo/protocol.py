@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ped._io import write_csv_atomic, write_json_atomic, write_npz_atomic
-from ped.bench.zoo.runs import BATCH_SIZE, _run_unit
+from ped._io import (
+    read_json_record,
+    sha256_file,
+    write_csv_atomic,
+    write_json_atomic,
+    write_npz_atomic,
+)
+from ped._progress import tqdm
+from ped.bench.tasks import load_task
+from ped.bench.zoo.runs import BATCH_SIZE, _run_unit, finetune_run
+from ped.bench.zoo.train import load_encoder, read_manifest
 
 __all__ = [
     "Protocol", "PROTOCOL", "COLUMNS_V2", "run_cell", "run_protocol", "protocol_table",
@@ -218,9 +229,6 @@ def protocol_unit(
     config, base, kw = _cell_context(task, encoder_sha256, protocol, device, precision, model)
 
     def unit(role: str, lr: float, wd: float, seed: int) -> dict[str, Any]:
-        # looked up in ped.bench.zoo.finetune at each run, where callers (and tests) replace it
-        from ped.bench.zoo.finetune import finetune_run
-
         row = {**base, "role": role, "seed": seed, "lr": lr, "wd": wd}
         path = _v2_path(out, model, task.name, role, lr, wd, seed)
         return _run_unit(path, row, lambda: finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
@@ -268,8 +276,6 @@ def run_cell(
                 path.unlink()  # the run is redone to produce its features
 
             def first() -> tuple[float, float]:
-                from ped.bench.zoo.finetune import finetune_run  # as in protocol_unit
-
                 scored = np.concatenate([task.x_train, task.x_val])
                 val, test, z = finetune_run(encoder, task, lr=lr, wd=wd, seed=seed,
                                             features_of=scored, **kw)  # fmt: skip
@@ -288,9 +294,6 @@ def _cell_worker(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """One model x task in a worker process (see :func:`run_protocol`)."""
     model, task_name, out_dir, zoo_dir, cache, protocol, device, precision, threads = args
     import torch
-
-    from ped.bench.tasks import load_task
-    from ped.bench.zoo.train import load_encoder, read_manifest
 
     torch.set_num_threads(threads)
     sha = read_manifest(zoo_dir)["encoders"][model]["sha256"]
@@ -337,11 +340,6 @@ def run_cells(
     task), in this process or ``jobs`` spawned worker processes side by side; ``after_each`` is
     called in this process as each cell ends.  A cell that fails is logged and the others go
     on; then a ``RuntimeError`` names every failed cell."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from ped._progress import tqdm
-
     failed = []
     with tqdm(total=len(cells), desc=desc, unit="cell") as bar:
         if jobs == 1:
@@ -380,8 +378,6 @@ def protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def write_protocol_table(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Write ``ground_truth.csv`` and the manifest tying it to every run and feature file
     (sha256 of each, relative paths); return the table."""
-    from ped._io import sha256_file
-
     out = Path(out_dir)
     table = protocol_table(out)
     csv = out / "ground_truth.csv"
@@ -411,9 +407,6 @@ def verify_ground_truth(
     ``allow_unlisted`` (a run still in progress), files that the manifest does not list yet
     are left out instead of refused; the table and every listed file are still checked.
     """
-    from ped._io import read_json_record, sha256_file
-    from ped.bench.zoo.train import read_manifest
-
     out = Path(out_dir)
     mpath = out / GT_MANIFEST
     if not mpath.is_file():

@@ -32,9 +32,16 @@ from typing import Any
 
 import pandas as pd
 
-from ped.bench.tasks import CLASS_SUBSET_PARENT, CLASS_SUBSET_TASKS, REBUILT_TASK_NAMES
-from ped.bench.zoo.finetune import PROTOCOL, Protocol, protocol_unit, run_cells, write_protocol_table
+from ped.bench.tasks import CLASS_SUBSET_PARENT, CLASS_SUBSET_TASKS, REBUILT_TASK_NAMES, load_task
+from ped.bench.zoo.finetune import (
+    PROTOCOL,
+    Protocol,
+    protocol_unit,
+    run_cells,
+    write_protocol_table,
+)
 from ped.bench.zoo.selection import original_choice
+from ped.bench.zoo.train import load_encoder, read_manifest
 
 __all__ = ["SHORT_SUFFIX", "RegimeCell", "regime_cells", "run_regime", "short_name", "short_models"]
 
@@ -111,9 +118,6 @@ def _worker(args: tuple[Any, ...]) -> None:
     """Every evaluation seed of one cell (in a worker process, see :func:`run_regime`)."""
     _model, _task, cell, out, cache, protocol, device, threads = args
     import torch
-
-    from ped.bench.tasks import load_task
-    from ped.bench.zoo.train import load_encoder, read_manifest
 
     torch.set_num_threads(threads)
     sha = read_manifest(cell.zoo_dir)["encoders"][cell.encoder]["sha256"]

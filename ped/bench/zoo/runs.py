@@ -9,6 +9,7 @@ stored atomically with the configuration they depend on (``_run_unit``): the fir
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
-from ped._io import write_json_atomic
 from ped._backend import resolve_device
+from ped._io import write_json_atomic
+from ped.bench.zoo.encoder import images_to_tensor
+from ped.bench.zoo.train import _autocast, _seed_everything, autocast_dtype
 
 __all__ = ["EPOCHS", "MIN_STEPS", "BATCH_SIZE", "finetune_run", "linear_probe_run"]
 
@@ -64,12 +68,7 @@ def finetune_run(
 
     ``encoder`` is not modified.  Seeded: the same arguments give the same result on one machine.
     """
-    import copy
-
     import torch
-
-    from ped.bench.zoo.encoder import images_to_tensor
-    from ped.bench.zoo.train import _autocast, _seed_everything, autocast_dtype
 
     if lr <= 0 or wd < 0 or epochs < 1 or min_steps < 0 or (steps is not None and steps < 1):
         raise ValueError(
@@ -149,8 +148,6 @@ def _shift_each(x: Any, gen: Any, max_shift: int = 2) -> Any:
 
 def linear_probe_run(features: dict[str, np.ndarray], *, c: float) -> tuple[float, float]:
     """Logistic regression on standardised features (train statistics); ``(val %, test %)``."""
-    from sklearn.linear_model import LogisticRegression
-
     if c <= 0:
         raise ValueError(f"C must be > 0, got {c}")
     mean = features["x_train"].mean(0)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ped.bench.tasks import load_task
 from ped.bench.zoo import finetune as _finetune
 from ped.bench.zoo.finetune import (
     PROTOCOL,
@@ -40,6 +41,7 @@ from ped.bench.zoo.finetune import (
     select_setting,
     write_protocol_table,
 )
+from ped.bench.zoo.train import load_encoder, read_manifest
 
 __all__ = [
     "SECOND_SEED",
@@ -116,9 +118,6 @@ def _cell_worker(args: tuple[Any, ...]) -> None:
         threads = args
     import torch
 
-    from ped.bench.tasks import load_task
-    from ped.bench.zoo.train import load_encoder
-
     torch.set_num_threads(threads)
     rerun_cell(load_encoder(model, zoo_dir), load_task(task_name, cache=cache), out,
                model=model, encoder_sha256=sha, original=original, seed=seed, n_eval=n_eval,
@@ -142,8 +141,6 @@ def run_selection_noise(
     (resumable: finished runs are reused); the table and its manifest are rewritten as each
     cell finishes, so what has landed is always consistent.  Returns the table."""
     import torch
-
-    from ped.bench.zoo.train import read_manifest
 
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")

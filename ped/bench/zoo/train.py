@@ -28,29 +28,36 @@ readers stay in one place.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ped._io import sha256_file, write_json_atomic, write_npz_atomic
 from ped._backend import resolve_device
+from ped._io import atomic_path, sha256_file, write_json_atomic, write_npz_atomic
+from ped._progress import tqdm
+from ped.bench.pool import load_pool
+from ped.bench.tasks import cache_dir, load_task, task_spec
 from ped.bench.zoo.augment import to_unit_float
 from ped.bench.zoo.encoder import LEGACY_ARCH, build_encoder, count_parameters, images_to_tensor
 from ped.bench.zoo.spec import ZooEntry
+from ped.paper import data_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ped.bench.tasks import Pool
+    from ped.bench.pool import Pool
 
 __all__ = [
     "MANIFEST",
@@ -77,8 +84,6 @@ _MANIFEST_VERSION = 1
 
 def default_zoo_dir() -> Path:
     """``<data_dir>/zoo`` (the committed artefacts)."""
-    from ped.paper import data_dir
-
     return data_dir() / "zoo"
 
 
@@ -279,7 +284,6 @@ def pretrain(
     already done.
     """
     import torch
-    from ped._progress import tqdm
 
     from ped.bench.zoo.methods import build_method
 
@@ -374,7 +378,6 @@ def pretrain(
     encoder = encoder.cpu()
     feats = encode(encoder, pool.heldout, device="cpu").astype(np.float64)
     mean, std = feats.mean(axis=0), feats.std(axis=0)
-    from ped._io import atomic_path
 
     with atomic_path(ckpt_path) as tmp:
         torch.save({k: v.detach().clone() for k, v in encoder.state_dict().items()}, tmp)
@@ -446,8 +449,6 @@ def pretrain_many(
         for entry in entries:
             yield pretrain(entry, pool, out_dir, progress=progress, **options)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     threads = max(1, torch.get_num_threads() // jobs)
@@ -517,8 +518,6 @@ def heldout_features(
     the images its ``(mean, std)`` statistics were computed on (:func:`load_stats`); cached in
     ``<cache>/features/_heldout/<encoder>-<sha256[:16]>-<pool fingerprint>.npz``.  Their mean and
     std are checked against the stored statistics (a ``ValueError`` when the pool changed)."""
-    from ped.bench.tasks import cache_dir, load_pool
-
     out = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     manifest = read_manifest(out)["encoders"]
     chosen = list(names) if names is not None else list(manifest)
@@ -565,10 +564,6 @@ def task_features(
     ``<cache>/features/<task>/<encoder>-<sha256[:16]>-<task spec hash>.npz`` (a retrained encoder
     or a redefined task gets a new file).
     """
-    import hashlib
-
-    from ped.bench.tasks import cache_dir, load_task, task_spec
-
     out = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     manifest = read_manifest(out)["encoders"]
     chosen = list(names) if names is not None else list(manifest)
