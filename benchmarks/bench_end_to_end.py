@@ -27,6 +27,7 @@ import argparse
 import functools
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -106,12 +107,21 @@ def main() -> None:
         ref = in_process(run_reference, folder)
     diffs = [abs(ours["scores"][k] - v) for k, v in ref["scores"].items()
              if np.isfinite(v) and np.isfinite(ours["scores"].get(k, np.nan))]  # fmt: skip
+    per_metric = {}
+    for key, v in ref["scores"].items():
+        mine = ours["scores"].get(key, np.nan)
+        if np.isfinite(v) and np.isfinite(mine):
+            name = key.split("|")[1]
+            per_metric[name] = max(per_metric.get(name, 0.0), abs(mine - v))
     result = {"shape": [args.n, args.d, args.c], "models": args.models,
               "metrics": list(REFERENCES), "ped_s": ours["seconds"],
               "reference_s": ref["seconds"], "ratio": ref["seconds"] / ours["seconds"],
               "ped_peak_mib": ours["peak_mib"], "reference_peak_mib": ref["peak_mib"],
               "max_abs_difference": max(diffs) if diffs else float("nan"),
-              "scores_compared": len(diffs)}  # fmt: skip
+              "scores_compared": len(diffs),
+              "max_abs_difference_per_metric": per_metric,
+              "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
+              "load_average_end": os.getloadavg()[0]}  # fmt: skip
     print(f"{args.models} models at {args.n} x {args.d}, {args.c} classes, {len(REFERENCES)} "
           f"metrics with and without PED: ped {result['ped_s']:.1f} s, reference "
           f"{result['reference_s']:.1f} s, ratio {result['ratio']:.1f}x; peak memory "
