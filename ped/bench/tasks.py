@@ -114,7 +114,7 @@ __all__ = [
     "split_per_class",
     "task_spec",
     "load_task",
-    # re-exported: the image sources and the pool (callers use ped.bench.tasks.<name>)
+    # re-exported: the image sources (callers use ped.bench.tasks.<name>)
     *_sources.__all__,
 ]
 
