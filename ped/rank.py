@@ -20,7 +20,13 @@ model with each metric and resamples the scored images to say how sure the ranki
 
 k-NN accuracy (``"knn"``) is resampled through each image's leave-one-out credit
 (:func:`ped.metrics.knn_credit`): the neighbourhoods are those of all the images, and a draw
-changes which images are counted.  Every other metric is recomputed on each draw.
+changes which images are counted.  Every other metric is recomputed on each draw; one that takes
+``sample_weight`` (LogME) scores each distinct image of the draw once, weighted by how often it
+was drawn, which equals scoring the draw with its repeats to round-off, and its Gram matrix
+costs about a third less (a draw holds about 63 % of the distinct images).  Where a draw has no
+more distinct images than the features have dimensions, the features can fit its labels
+exactly and LogME's fixed point may diverge: such a draw is scored with its repeats, as the
+released code would, and the ranking warns.
 
 The defaults follow the embedded benchmark (:data:`DEFAULT_METRICS`, no PED; the evidence is in
 the book's chapters on Table 1 and on choosing a model).
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import html
+import inspect
 import io
 import logging
 import os
@@ -38,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import scipy.stats
@@ -179,9 +187,17 @@ def _check_inputs(
     return out, y_checked, n_classes
 
 
-def _warnings(y: NDArray[np.intp], n_classes: int, scores: Mapping[str, NDArray[Any]]) -> list[str]:
+def _warnings(y: NDArray[np.intp], n_classes: int, scores: Mapping[str, NDArray[Any]],
+              widths: Mapping[str, int], fewest_distinct: int) -> list[str]:  # fmt: skip
     counts = np.bincount(y, minlength=n_classes)
     out = []
+    wide = [m for m, d in widths.items() if d >= fewest_distinct]
+    if "logme" in scores and wide:
+        out.append(f"logme: {', '.join(wide)} ha{'s' if len(wide) == 1 else 've'} at least as "
+                   f"many dimensions as a resample has distinct images ({fewest_distinct} of "
+                   f"{len(y)}): such features can fit a resample's labels exactly, where LogME's "
+                   "fixed point may diverge and its scores show where it stopped rather than how "
+                   "the score varies; rank with k-NN alone (--metric knn) or score more images")  # fmt: skip
     if counts.min() < 2:
         out.append(f"{int((counts < 2).sum())} class(es) have a single image: the bootstrap "
                    "cannot vary them and k-NN cannot classify them")  # fmt: skip
@@ -198,21 +214,37 @@ def _warnings(y: NDArray[np.intp], n_classes: int, scores: Mapping[str, NDArray[
     return out
 
 
-def _score_model(x: NDArray[Any], y: NDArray[np.intp], model: str, j: int,
-                 metrics: Sequence[str], options: Mapping[str, Mapping[str, Any]],
-                 rows_all: Sequence[NDArray[np.intp]], scores: Mapping[str, NDArray[Any]],
-                 move: Any) -> None:  # fmt: skip
-    """Fill column ``j`` of every metric's ``(1 + B, M)`` scores for one model (``move``: PED
-    applied to each resample, or ``None``)."""
-    for metric in metrics:
-        if metric == "knn" and move is None:  # the credits of all images, resampled
-            credit = knn_credit(x, y, **options[metric])
-            scores[metric][:, j] = [credit[r].mean() for r in rows_all]
-            continue
-        for b, r in enumerate(rows_all):
-            xr, yr = x[r], y[r]
-            xm = xr if move is None else move(xr, yr, model)
-            scores[metric][b, j] = float(METRICS[metric](xm, yr, **options[metric]))
+def _score_model(x: NDArray[Any], y: NDArray[np.intp], metrics: Sequence[str],
+                 options: Mapping[str, Mapping[str, Any]], rows_all: Sequence[NDArray[np.intp]],
+                 ped: bool, reference: Any) -> dict[str, NDArray[np.float64]]:  # fmt: skip
+    """One model's ``(1 + B,)`` scores per metric: on all images, then on each resample (with
+    ``ped``, PED moves each resample first, standardised with ``reference`` when given)."""
+    out = {}
+    # small matrices run faster on one BLAS thread, the more so beside other work (on two busy
+    # cores LogME of 600 x 128 took 0.2 s a call with two threads)
+    with threadpool_limits(limits=1 if x.size < 2**21 else None, user_api="blas"):
+        for metric in metrics:
+            if metric == "knn" and not ped:  # the credits of all images, resampled
+                credit = knn_credit(x, y, **options[metric])
+                out[metric] = np.array([credit[r].mean() for r in rows_all])
+                continue
+            score = METRICS[metric]
+            weighted = not ped and "sample_weight" in inspect.signature(score).parameters
+            column = np.empty(len(rows_all))
+            for b, r in enumerate(rows_all):
+                distinct, counts = np.unique(r, return_counts=True)
+                if weighted and b > 0 and distinct.size > x.shape[1]:
+                    # each distinct image once, weighted by its count (where the evidence has a
+                    # maximum: more distinct images than dimensions)
+                    column[b] = score(x[distinct], y[distinct], sample_weight=counts,
+                                      **options[metric])  # fmt: skip
+                    continue
+                xr, yr = x[r], y[r]
+                if ped:
+                    xr = potential_energy_descent(xr, yr, reference=reference).features
+                column[b] = score(xr, yr, **options[metric])
+            out[metric] = column
+    return out
 
 
 def rank_models(
@@ -226,6 +258,7 @@ def rank_models(
     n_boot: int = 100,
     level: float = 0.95,
     random_state: int = 0,
+    n_jobs: int = 1,
 ) -> Ranking:
     """Rank candidate models for one labelled dataset, with the uncertainty shown (see the
     module docstring for every quantity).
@@ -235,7 +268,9 @@ def rank_models(
     ``metric_options`` (metric -> keyword arguments); ``ped`` moves each model's features with
     :func:`ped.potential_energy_descent` before every scoring (standardised with ``stats[model]``
     when given, else with the features' own statistics); ``n_boot`` class-stratified resamples;
-    ``level`` of the intervals and of the contenders.  Nothing passed in is modified.
+    ``level`` of the intervals and of the contenders; ``n_jobs`` processes score the models
+    side by side (the result is the same to round-off, from the order in which BLAS threads
+    sum; ``benchmarks/bench_rank.py`` times it).  Nothing passed in is modified.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -244,6 +279,7 @@ def rank_models(
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"a metric is named twice: {list(metrics)}")
     n_boot = check_positive_int(n_boot, "n_boot")
+    n_jobs = check_positive_int(n_jobs, "n_jobs")
     if n_boot < 10:
         raise ValueError(f"n_boot must be at least 10 for intervals, got {n_boot}")
     if not 0 < level < 1:
@@ -257,19 +293,19 @@ def rank_models(
     models = list(feats)
     draws = image_replicates(y, n_boot, random_state=random_state)
     rows_all = [np.arange(len(y)), *draws]
-    scores = {m: np.empty((len(rows_all), len(models))) for m in metrics}
+    def arguments(model: str) -> tuple[Any, ...]:
+        return (feats[model], y, metrics, options, rows_all, ped,
+                None if stats is None else stats[model])  # fmt: skip
 
-    def move(x: NDArray[Any], yy: NDArray[Any], model: str) -> NDArray[Any]:
-        reference = None if stats is None else stats[model]
-        return potential_energy_descent(x, yy, reference=reference).features
-
-    for j, model in enumerate(tqdm(models, desc="ranking", unit="model")):
-        x = feats[model]
-        # small matrices run faster on one BLAS thread, the more so beside other work (on two
-        # busy cores LogME of 600 x 128 took 0.2 s a call with two threads)
-        with threadpool_limits(limits=1 if x.size < 2**21 else None, user_api="blas"):
-            _score_model(x, y, model, j, metrics, options, rows_all, scores,
-                         move if ped else None)
+    if n_jobs == 1:
+        columns = [_score_model(*arguments(m)) for m in tqdm(models, desc="ranking", unit="model")]
+    else:
+        # a process per model at a time; joblib shares the large arrays through memory maps and
+        # gives each worker an even share of the BLAS threads
+        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        jobs = (joblib.delayed(_score_model)(*arguments(m)) for m in models)
+        columns = list(tqdm(parallel(jobs), total=len(models), desc="ranking", unit="model"))
+    scores = {metric: np.column_stack([c[metric] for c in columns]) for metric in metrics}
     alpha = (1 - level) / 2
 
     table = []
@@ -296,7 +332,8 @@ def rank_models(
     table += [{"model": m, "metric": CONSENSUS, "score": point[j], "low": low[j], "high": high[j],
                "p_best": p_best[j], "contender": bool(inside[j]), "rank": int(order[j])}
               for j, m in enumerate(models)]  # fmt: skip
-    warnings = _warnings(y, n_classes, scores)
+    fewest = min(np.unique(r).size for r in rows_all)
+    warnings = _warnings(y, n_classes, scores, {m: x.shape[1] for m, x in feats.items()}, fewest)
     for w in warnings:
         logger.warning("%s", w)
     return Ranking(pd.DataFrame(table), tuple(metrics), float(level), n_boot, len(y), n_classes,

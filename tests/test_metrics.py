@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy.special import softmax
 from sklearn.decomposition import PCA
@@ -29,6 +29,7 @@ from ped.metrics import (
     transrate,
 )
 from ped.metrics.discriminability import _fda_fit, _largest_eigenvalue
+from ped.metrics._common import eigh_project
 from ped.metrics.evidence import _logme_fit
 
 RTOL = 1e-6
@@ -101,6 +102,77 @@ def test_logme_finite_when_the_features_fit_the_labels_exactly():
         assert np.isfinite(logme(f, y))
         assert np.isfinite(logme(f, y, tol=1e-13, max_iter=5000))
     # (away from the overflow the formula is the plain one: the marginal-likelihood test above)
+
+
+@given(d=st.integers(1, 40), k=st.integers(1, 6), seed=st.integers(0, 2**16), repeat=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_eigh_project_agrees_with_the_eigenvectors(d, k, seed, repeat):
+    """The eigenvalues and the squared projections V^T b equal those of a full eigen-
+    decomposition; on a repeated eigenvalue only the sum over its eigenspace is defined."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    w = np.sort(rng.uniform(0.1, 10.0, d))[::-1]
+    if repeat and d > 2:
+        w[1:3] = w[1]  # a two-fold eigenvalue
+    a = (q * w) @ q.T
+    b = rng.normal(size=(d, k))
+    got_w, got_p = eigh_project(a, b)
+    np.testing.assert_allclose(got_w, w, rtol=1e-10, atol=1e-12 * w[0])
+    p2 = (q.T @ b) ** 2
+    if repeat and d > 2:
+        got_p2 = got_p**2
+        np.testing.assert_allclose(got_p2[1:3].sum(0), p2[1:3].sum(0), rtol=1e-8, atol=1e-10)
+        got_p2, p2 = np.delete(got_p2, [1, 2], 0), np.delete(p2, [1, 2], 0)
+        np.testing.assert_allclose(got_p2, p2, rtol=1e-7, atol=1e-9)
+    else:
+        np.testing.assert_allclose(got_p**2, p2, rtol=1e-7, atol=1e-9)
+    # the projections carry the whole of b: ||V^T b|| = ||b||
+    np.testing.assert_allclose(np.linalg.norm(got_p, axis=0), np.linalg.norm(b, axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match="eigh_project"):
+        eigh_project(a, b[:-1] if d > 1 else np.ones((2, k)))
+
+
+@given(n=st.integers(8, 60), d=st.integers(1, 6), c=st.integers(2, 4), seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_logme_weights_count_repeated_images(n, d, c, seed):
+    """An integer weight counts its image that many times: weighting the distinct images of a
+    bootstrap draw by their counts gives LogME of the draw with its repeats."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    f = rng.normal(size=(n, d)) + rng.normal(size=(c, d))[y]
+    draw = np.concatenate([rng.choice(np.flatnonzero(y == k), (y == k).sum()) for k in range(c)])
+    distinct, counts = np.unique(draw, return_counts=True)
+    assume(distinct.size > d + 1)  # else the features may fit the labels exactly (no maximum)
+    repeated = logme(f[draw], y[draw])
+    assert logme(f[distinct], y[distinct], sample_weight=counts) == pytest.approx(repeated, rel=1e-9)
+    assert logme(f, y, sample_weight=np.ones(n)) == logme(f, y)  # unit weights change nothing
+
+
+def test_logme_weights_count_repeated_images_when_n_is_below_d():
+    """The same through the N x N Gram matrix: 30 distinct images of 50 dimensions (of rank 6,
+    so that the features cannot fit the labels exactly)."""
+    rng = np.random.default_rng(3)
+    y = np.arange(40) % 3
+    f = (rng.normal(size=(40, 6)) + rng.normal(size=(3, 6))[y]) @ rng.normal(size=(6, 50))
+    draw = np.concatenate([rng.choice(np.flatnonzero(y == k), 20 if k == 0 else 10) for k in range(3)])
+    distinct, counts = np.unique(draw, return_counts=True)
+    assert distinct.size < draw.size < 50  # both through the N x N Gram matrix
+    assert logme(f[distinct], y[distinct], sample_weight=counts) == pytest.approx(
+        logme(f[draw], y[draw]), rel=1e-9)
+
+
+@pytest.mark.parametrize("weights, message", [
+    (np.ones(5), r"shape \(9,\)"),
+    (-np.ones(9), "non-negative"),
+    (np.r_[np.nan, np.ones(8)], "finite"),
+    (np.r_[np.zeros(3), np.ones(6)], r"class\(es\) \[0\] a total weight of 0"),
+    (["a"] * 9, "must be numbers"),
+])  # fmt: skip
+def test_logme_bad_weights_are_refused(weights, message):
+    y = np.repeat(np.arange(3), 3)
+    f = np.random.default_rng(0).normal(size=(9, 2))
+    with pytest.raises(ValueError, match=message):
+        logme(f, y, sample_weight=weights)
 
 
 def test_logme_default_is_close_to_converged():

@@ -184,6 +184,16 @@ def test_gbc_tensor_needs_two_per_class():
         gbc(torch.from_numpy(x), y)
 
 
+@pytest.mark.parametrize("n, dim", [(300, 80), (40, 90)])  # F^T F and, with N < D, F F^T
+def test_logme_weights_on_a_tensor_match_numpy(n, dim):
+    x, y = make_data(n=n, dim=dim, seed=9)
+    if n < dim:  # of rank 10, so that the features cannot fit the labels exactly
+        x = x[:, :10] @ np.random.default_rng(10).normal(size=(10, dim))
+    w = np.random.default_rng(9).integers(1, 4, size=len(y)).astype(np.float64)
+    assert logme(torch.from_numpy(x), y, sample_weight=w) == pytest.approx(
+        logme(x, y, sample_weight=w), rel=1e-10)
+
+
 def test_tensor_option_errors():
     x, y = make_data(n=40, dim=6, seed=8)
     tx = torch.from_numpy(x)

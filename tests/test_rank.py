@@ -89,6 +89,33 @@ def test_the_bootstrap_by_hand() -> None:
     assert r.recommendation().startswith(("Fine-tune m0", f"{len(r.contenders)} models"))
 
 
+def test_features_that_can_fit_the_labels_draw_a_warning_and_keep_their_repeats() -> None:
+    """60 images: a resample holds about 38 distinct ones.  A 50-dimensional model can fit the
+    labels of such a draw exactly (LogME has no maximum there): the ranking says so, names the
+    model, and scores the draw with its repeats; the 8-dimensional models draw no warning."""
+    rng = np.random.default_rng(8)
+    feats, y = _zoo(rng, [2.0, 1.0])
+    feats["wide"] = np.hstack([feats["m0"], rng.normal(size=(len(y), 42))])
+    r = rank_models(feats, y, n_boot=10, random_state=2)
+    (warning,) = [w for w in r.warnings if w.startswith("logme")]
+    assert "wide has at least as many dimensions" in warning and "m0" not in warning
+    draws = image_replicates(y, 10, random_state=2)
+    lg = np.array([logme(feats["wide"][d], y[d]) for d in draws])
+    t = r.table.set_index(["metric", "model"])
+    assert t.loc[("logme", "wide"), "low"] == pytest.approx(np.quantile(lg, 0.025), rel=1e-12)
+    assert t.loc[("logme", "wide"), "high"] == pytest.approx(np.quantile(lg, 0.975), rel=1e-12)
+    assert not any(w.startswith("logme") for w in rank_models(
+        {k: feats[k] for k in ("m0", "m1")}, y, n_boot=10).warnings)
+
+
+def test_processes_give_the_same_ranking() -> None:
+    rng = np.random.default_rng(7)
+    feats, y = _zoo(rng, [2.0, 0.5, 1.0])
+    one = rank_models(feats, y, n_boot=10, random_state=1)
+    two = rank_models(feats, y, n_boot=10, random_state=1, n_jobs=2)
+    pd.testing.assert_frame_equal(one.table, two.table, check_exact=False, rtol=1e-12)
+
+
 def test_models_may_differ_in_width_and_inputs_are_not_modified() -> None:
     rng = np.random.default_rng(2)
     feats, y = _zoo(rng, [2.0, 0.3])
@@ -120,6 +147,7 @@ def test_a_degenerate_metric_is_named() -> None:
     ({"metrics": ["knn", "knn"]}, "named twice"),
     ({"n_boot": 5}, "at least 10"),
     ({"level": 1.5}, r"level must be in \(0, 1\)"),
+    ({"n_jobs": 0}, "n_jobs"),
     ({"stats": {"m0": (0, 1)}}, r"no statistics for model\(s\) \['m1'\]"),
 ])  # fmt: skip
 def test_bad_arguments_are_refused(kwargs, message) -> None:
@@ -220,7 +248,8 @@ def test_rank_errors_are_one_line_and_leave_nothing(folder, tmp_path, capsys) ->
     assert not (tmp_path / "same.png").exists()
 
 
-@pytest.mark.parametrize("flag, value", [("--boot", "5"), ("--level", "1.2"), ("--level", "x")])
+@pytest.mark.parametrize("flag, value", [("--boot", "5"), ("--level", "1.2"), ("--level", "x"),
+                                         ("--jobs", "0")])  # fmt: skip
 def test_rank_usage_errors(folder, capsys, flag, value) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["rank", "--features", str(folder), flag, value])

@@ -76,7 +76,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
         features[f.model] = read_npy(f.features)
     ranking = rank_models(features, labels, metrics=args.metric or DEFAULT_METRICS,
                           ped=args.ped, n_boot=args.boot, level=args.level,
-                          random_state=args.seed)  # fmt: skip
+                          random_state=args.seed, n_jobs=args.jobs)  # fmt: skip
     wide = ranking.wide()
     shown = wide.xs("score", axis=1, level=1).round(4)
     shown["P(best)"] = wide[("consensus", "p_best")].round(2)
@@ -205,6 +205,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--level", type=_level, default=0.95,
                    help="level of the intervals and of the contenders (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples (default 0)")
+    p.add_argument("--jobs", type=int_at_least(1), default=1,
+                   help="processes scoring models side by side (default 1; the ranking is the "
+                   "same to round-off for any number)")  # fmt: skip
     p.add_argument("--out", default=None, help="write the ranking as a CSV")
     p.add_argument("--figure", default=None, help="write a figure (.png, .pdf or .svg)")
     p.add_argument("--report", default=None, help="write a self-contained HTML report")

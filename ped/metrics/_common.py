@@ -76,6 +76,42 @@ def eigh_descending(a: Array, k: int | None = None) -> tuple[Array, Array]:
     return w[::-1], v[:, ::-1]
 
 
+def eigh_project(a: Array, b: Array) -> tuple[Array, Array]:
+    r"""The eigenvalues of a symmetric ``a`` (d x d), largest first, and ``V^T b`` (d x k): the
+    columns of ``b`` in the eigenbasis :math:`a = V \operatorname{diag}(w) V^\top`, without
+    forming ``V``.
+
+    ``a`` is reduced to a tridiagonal :math:`T = Q^\top a Q` by Householder reflections (LAPACK
+    ``dsytrd``), which also carry ``b`` to :math:`Q^\top b` (``dormqr``); the eigenpairs of ``T``,
+    :math:`T = Z \operatorname{diag}(w) Z^\top`, come from MRRR (``stemr``), and
+    :math:`V^\top b = Z^\top Q^\top b`.  When only a few projections are wanted (k << d) this
+    skips the back-transformation of the d eigenvectors, the larger part of
+    :func:`eigh_descending`'s cost: at d = 2048, k = 102 it takes about half the time.  Each
+    column of ``V^T b`` is defined up to the signs of the eigenvectors, so only quantities even in
+    them (such as its squares) are meaningful.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    d = a.shape[0]
+    if a.shape != (d, d) or b.ndim != 2 or b.shape[0] != d:
+        raise ValueError(f"eigh_project needs a (d, d) and b (d, k), got {a.shape} and {b.shape}")
+    lwork = int(scipy.linalg.lapack.dsytrd_lwork(d, lower=1)[0])
+    reflectors, diag, off, tau, info = scipy.linalg.lapack.dsytrd(a, lower=1, lwork=lwork)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dsytrd failed (info={info})")
+    qtb = b.copy()
+    if d > 1:
+        # with lower=1, Q = H(1)...H(d-1) acts on rows 2..d as the Q of a QR factorisation whose
+        # reflectors are stored below the first subdiagonal: LAPACK's dormtr does exactly this
+        out = scipy.linalg.lapack.dormqr("L", "T", reflectors[1:, :-1], tau, qtb[1:],
+                                         lwork=max(1, b.shape[1]) * 64)  # fmt: skip
+        if out[-1] != 0:
+            raise np.linalg.LinAlgError(f"dormqr failed (info={out[-1]})")
+        qtb[1:] = out[0]
+    w, z = scipy.linalg.eigh_tridiagonal(diag, off, check_finite=False)
+    return w[::-1], (z.T @ qtb)[::-1]
+
+
 def pca_scores(
     x: Features, *, n_components: int | None = None, variance: float | None = None
 ) -> Features:

@@ -38,13 +38,16 @@ import logging
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ped._backend import is_torch
 from ped._validation import check_positive, check_positive_int
 from ped.metrics._common import (
+    _like,
     Features,
     check_inputs,
     class_indicator,
     class_sums,
     eigh_descending,
+    eigh_project,
     gram,
     outer_gram,
     to_float64,
@@ -56,27 +59,54 @@ logger = logging.getLogger(__name__)
 
 
 def _spectrum(
-    f: Features, y: NDArray[np.intp], n_classes: int
+    f: Features, y: NDArray[np.intp], n_classes: int, weights: NDArray[np.float64] | None = None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Return ``(sigma (k,), x (k, C))``: the non-zero eigenvalues of F^T F and U^T Y.
 
     ``f`` is a float64 numpy array or tensor; only the Gram matrix and the class sums touch it.
+    With ``weights`` (N,) every row of F and of the one-hot Y is scaled by the square root of
+    its weight, so that F^T F, F^T Y and Y^T Y are the weighted sums (an integer weight counts
+    the row that many times).
+    With N >= D the eigenvectors are never formed: :func:`~ped.metrics._common.eigh_project`
+    carries the class sums into the eigenbasis during the tridiagonal reduction.  With N < D the
+    N x N Gram matrix is decomposed as the released code does: there the features can fit the
+    labels exactly, the fixed point may diverge, and where it stops depends on round-off, which
+    another route would change.
     """
     n, d = f.shape
     eps = np.finfo(np.float64).eps
+    root = None
+    if weights is not None:
+        root = np.sqrt(weights)[:, None]
+        f = f * (_like(root, f) if is_torch(f) else root)
     if n >= d:
-        sigma, v = eigh_descending(gram(f))
+        # U^T Y = diag(1/sqrt(sigma)) V^T F^T Y; weighted, F^T Y = sum_i w_i f_i y_i^T
+        fw = f if root is None else f * (_like(root, f) if is_torch(f) else root)
+        sigma, vty = eigh_project(gram(f), class_sums(fw, y, n_classes).T)
         keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
-        sigma, v = sigma[keep], v[:, keep]
-        fty = class_sums(f, y, n_classes).T  # D x C  (= F^T Y)
-        # U^T Y = diag(1/sqrt(sigma)) V^T F^T Y
-        x = (v.T @ fty) / np.sqrt(sigma)[:, None]
-    else:
-        sigma, u = eigh_descending(outer_gram(f))
-        keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
-        sigma, u = sigma[keep], u[:, keep]
-        x = np.asarray(class_indicator(y, n_classes) @ u).T  # k x C  (= U^T Y)
+        return sigma[keep], vty[keep] / np.sqrt(sigma[keep])[:, None]
+    sigma, u = eigh_descending(outer_gram(f))
+    keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
+    sigma, u = sigma[keep], u[:, keep]
+    # U^T Y, weighted: sum_i sqrt(w_i) y_i u_i^T
+    x = np.asarray(class_indicator(y, n_classes) @ (u if root is None else u * root)).T
     return sigma, x
+
+
+def _check_weights(weights: ArrayLike, y: NDArray[np.intp], n_classes: int) -> NDArray[np.float64]:
+    """``sample_weight`` as float64 (N,): finite, non-negative, a positive total in every class."""
+    try:
+        w = np.array(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be numbers: {exc}") from None
+    if w.shape != y.shape:
+        raise ValueError(f"sample_weight must have shape {y.shape} (one weight per image), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    empty = np.flatnonzero(np.bincount(y, weights=w, minlength=n_classes) <= 0)
+    if empty.size:
+        raise ValueError(f"sample_weight gives class(es) {empty.tolist()} a total weight of 0")
+    return w
 
 
 def _evidence_terms(sigma, x2, y2, alpha, beta):
@@ -104,12 +134,15 @@ def _logme_fit(
     *,
     tol: float,
     max_iter: int,
+    weights: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Return per-class ``(evidence / N, alpha, beta)``, all of shape (C,)."""
-    n, d = f.shape
-    sigma, x = _spectrum(f, y, n_classes)
+    """Return per-class ``(evidence / N, alpha, beta)``, all of shape (C,); with ``weights``,
+    N is their sum and every sum over the samples is weighted."""
+    sigma, x = _spectrum(f, y, n_classes, weights)
     x2 = x**2
-    y2 = np.bincount(y, minlength=n_classes).astype(np.float64)  # ||y^(c)||^2 = n_c
+    # ||y^(c)||^2 = n_c
+    y2 = np.bincount(y, weights=weights, minlength=n_classes).astype(np.float64)
+    n = float(f.shape[0] if weights is None else weights.sum())
     alpha = np.ones(n_classes)
     beta = np.ones(n_classes)
     active = np.ones(n_classes, dtype=bool)
@@ -160,6 +193,7 @@ def logme(
     *,
     tol: float = 1e-3,
     max_iter: int = 11,
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     r"""LogME score (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer
     Learning", ICML 2021).
@@ -183,6 +217,14 @@ def logme(
         The defaults (``tol=1e-3, max_iter=11``) are those of the authors' released LogME; the
         evidence is stationary at the fixed point, so tighter values change the score only in the
         second order (use e.g. ``tol=1e-10, max_iter=1000`` for a fully converged value).
+    sample_weight : (N,) non-negative finite weights, or None (every image once).  Every sum over
+        the images is weighted and N becomes the total weight, so an integer weight counts its
+        image that many times: ``logme(F[u], y[u], sample_weight=counts)`` equals ``logme`` of
+        ``F`` and ``y`` with image ``u[i]`` repeated ``counts[i]`` times (to round-off), at the
+        cost of the distinct images only.  This is how :func:`ped.rank.rank_models` scores a
+        bootstrap resample.  Every class needs a positive total weight.  (Where the features
+        can fit the labels exactly, with no more distinct images than their rank, the fixed
+        point may diverge: both values are then where it stopped, and they may differ.)
 
     Notes
     -----
@@ -195,5 +237,7 @@ def logme(
     x, y, n_classes = check_inputs(features, labels, min_classes=2, min_per_class=1)
     tol = check_positive(tol, "tol")
     max_iter = check_positive_int(max_iter, "max_iter")
-    evidence, _, _ = _logme_fit(to_float64(x), y, n_classes, tol=tol, max_iter=max_iter)
+    weights = None if sample_weight is None else _check_weights(sample_weight, y, n_classes)
+    evidence, _, _ = _logme_fit(to_float64(x), y, n_classes, tol=tol, max_iter=max_iter,
+                                weights=weights)  # fmt: skip
     return float(np.mean(evidence))
