@@ -52,6 +52,14 @@ def test_measurements_load_and_unknown_names_are_reported():
         data.measurement("nope")
 
 
+def test_every_measurement_is_described_in_the_data_readme():
+    readme = (data.data_dir() / "README.md").read_text(encoding="utf-8")
+    files = sorted((data.data_dir() / "measurements").glob("*.json"))
+    assert files
+    missing = [f.name for f in files if f"| `measurements/{f.name}` |" not in readme]
+    assert not missing, f"data/README.md has no row for {missing}"
+
+
 def test_published_gains_are_the_table_means():
     gains = data.published_gains()
     tau = data.published_tau_w()
