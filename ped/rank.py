@@ -232,13 +232,14 @@ def _score_model(x: NDArray[Any], y: NDArray[np.intp], metrics: Sequence[str],
             weighted = not ped and "sample_weight" in inspect.signature(score).parameters
             column = np.empty(len(rows_all))
             for b, r in enumerate(rows_all):
-                distinct, counts = np.unique(r, return_counts=True)
-                if weighted and b > 0 and distinct.size > x.shape[1]:
-                    # each distinct image once, weighted by its count (where the evidence has a
-                    # maximum: more distinct images than dimensions)
-                    column[b] = score(x[distinct], y[distinct], sample_weight=counts,
-                                      **options[metric])  # fmt: skip
-                    continue
+                if weighted and b > 0:
+                    distinct, counts = np.unique(r, return_counts=True)
+                    # each distinct image once, weighted by its count, where the features cannot
+                    # fit the draw's labels exactly (more distinct images than dimensions)
+                    if distinct.size > x.shape[1]:
+                        column[b] = score(x[distinct], y[distinct], sample_weight=counts,
+                                          **options[metric])  # fmt: skip
+                        continue
                 xr, yr = x[r], y[r]
                 if ped:
                     xr = potential_energy_descent(xr, yr, reference=reference).features
