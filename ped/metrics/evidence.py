@@ -74,23 +74,30 @@ def _spectrum(
     another route would change.
     """
     n, d = f.shape
-    eps = np.finfo(np.float64).eps
     root = None
     if weights is not None:
         root = np.sqrt(weights)[:, None]
         f = f * (_like(root, f) if is_torch(f) else root)
     if n >= d:
-        # U^T Y = diag(1/sqrt(sigma)) V^T F^T Y; weighted, F^T Y = sum_i w_i f_i y_i^T
+        # U^T Y = diag(1/sqrt(sigma)) V^T F^T Y; weighted, F^T Y = sum_i w_i f_i y_i^T, the
+        # class sums of the scaled rows scaled once more
         fw = f if root is None else f * (_like(root, f) if is_torch(f) else root)
         sigma, vty = eigh_project(gram(f), class_sums(fw, y, n_classes).T)
-        keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
+        keep = _nonzero(sigma, max(n, d))
         return sigma[keep], vty[keep] / np.sqrt(sigma[keep])[:, None]
     sigma, u = eigh_descending(outer_gram(f))
-    keep = sigma > sigma[0] * max(n, d) * eps if sigma[0] > 0 else np.zeros_like(sigma, bool)
+    keep = _nonzero(sigma, max(n, d))
     sigma, u = sigma[keep], u[:, keep]
     # U^T Y, weighted: sum_i sqrt(w_i) y_i u_i^T
     x = np.asarray(class_indicator(y, n_classes) @ (u if root is None else u * root)).T
     return sigma, x
+
+
+def _nonzero(sigma: NDArray[np.float64], size: int) -> NDArray[np.bool_]:
+    """The eigenvalues (largest first) above round-off: ``sigma_0 * max(N, D) * eps``."""
+    if sigma[0] <= 0:
+        return np.zeros_like(sigma, dtype=bool)
+    return sigma > sigma[0] * size * np.finfo(np.float64).eps
 
 
 def _check_weights(weights: ArrayLike, y: NDArray[np.intp], n_classes: int) -> NDArray[np.float64]:
